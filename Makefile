@@ -1,0 +1,44 @@
+# redraft/leader: leader election over Redis pub/sub.
+#
+#   make test         the tests, under the race detector, against a real redis-server
+#   make lint         gofmt, go vet, and a go.mod tidiness check
+#   make chaos        the failover benchmark under real faults (the main job)
+#   make chaos-quick  every chaos scenario once, for CI
+#   make bench        hot-path benchmarks of leader.go
+
+GO ?= go
+CHAOS_FLAGS ?=
+
+.PHONY: all test lint bench chaos chaos-quick redis tidy-check
+
+all: lint test
+
+redis:
+	@bash scripts/ensure-redis.sh >/dev/null
+
+test: redis
+	$(GO) test -race -count=1 ./...
+	cd chaos && $(GO) test -race -count=1 ./...
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	  if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	cd chaos && $(GO) vet ./...
+	@$(MAKE) --no-print-directory tidy-check
+
+tidy-check:
+	@cp go.mod /tmp/leader.go.mod.bak; cp go.sum /tmp/leader.go.sum.bak; \
+	  $(GO) mod tidy; \
+	  if ! cmp -s go.mod /tmp/leader.go.mod.bak || ! cmp -s go.sum /tmp/leader.go.sum.bak; then \
+	    echo "go.mod/go.sum are not tidy: run 'go mod tidy' and commit"; \
+	    cp /tmp/leader.go.mod.bak go.mod; cp /tmp/leader.go.sum.bak go.sum; exit 1; fi
+
+bench: redis
+	$(GO) test -run '^$$' -bench . -benchmem -count=1 .
+
+chaos: redis
+	cd chaos && $(GO) run . $(CHAOS_FLAGS)
+
+chaos-quick: redis
+	cd chaos && $(GO) run . -quick $(CHAOS_FLAGS)

@@ -1,0 +1,1878 @@
+// Package leader elects one leader among the instances of a service that share
+// a Redis server, over Redis pub/sub, with no central coordinator and no clock
+// synchronisation.
+//
+// Every instance runs an [Elector]. Electors heartbeat each other on one Redis
+// channel per election group, expire peers they stop hearing, call elections
+// after randomised timeouts and win by a majority of votes (a "quasi-Raft":
+// terms, pre-vote, one vote per term). A leader acts only inside a lease
+// measured on its own monotonic clock, renewed by a quorum of acknowledgements
+// of its heartbeats.
+//
+// # What is guaranteed
+//
+//   - At most one node at a time has IsLeader() == true and runs
+//     OnStartedLeading, provided LeaseTimeout < PeerTimeout with margin for
+//     scheduling delay and clock-rate drift (New enforces a 10% margin), and
+//     provided the quorums intersect: always in strict mode (ClusterSize > 0),
+//     and in dynamic mode (ClusterSize == 0) when all nodes see the same set of
+//     live peers, which holds when they all talk to one Redis.
+//   - A leader that is paused (GC, SIGSTOP) or cut off from Redis stops being
+//     leader when its lease ends, before any other node can become leader:
+//     IsLeader reads the clock when it is called.
+//   - Terms only grow, also across restarts of every node as long as Redis
+//     keeps its data. The term of the leader is a fencing token: pass it to
+//     the systems the leader writes to, and have them refuse lower terms.
+//
+// # What is not guaranteed
+//
+//   - No clock synchronisation is needed, but clock rates are assumed to agree
+//     within the lease margin.
+//   - Redis pub/sub is at-most-once. A node that is disconnected misses what
+//     was published meanwhile; the protocol tolerates that, but a Redis that
+//     silently drops messages for longer than the lease costs availability.
+//   - The leader's callback is cancelled when the lease ends; a callback that
+//     ignores its context keeps running. Fence the writes it makes.
+//   - Without Secret, any client that can PUBLISH on the group's channel can
+//     disturb the election (not forge leadership of another node's lease, but
+//     force elections). Use Secret, Redis ACLs and TLS against that.
+package leader
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"log/slog"
+	mrand "math/rand/v2"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gomodule/redigo/redis"
+)
+
+// Defaults for the zero values of Config. They satisfy the lease inequality
+// LeaseTimeout < PeerTimeout with a wide margin and give a failover of about
+// PeerTimeout+ElectionJitter after a pause or partition, about LeaseTimeout
+// after a crash, and a few round trips after a graceful stop.
+const (
+	defaultAddr              = "127.0.0.1:6379"
+	defaultGroup             = "default"
+	defaultHeartbeatInterval = 100 * time.Millisecond
+	defaultLeaseTimeout      = 300 * time.Millisecond
+	defaultPeerTimeout       = 500 * time.Millisecond
+	defaultElectionJitter    = 150 * time.Millisecond
+
+	// maxMessageSize caps what a node decodes; anything larger is dropped.
+	maxMessageSize = 1024
+	// maxIDLen bounds node IDs and group names so every message fits.
+	maxIDLen = 200
+	// maxPeers bounds the peer table, so a flood of made-up sender IDs
+	// cannot grow memory without bound.
+	maxPeers = 4096
+	// inboxSize is how many decoded messages may wait for the state machine;
+	// beyond that, messages are dropped and counted rather than blocking the
+	// subscriber (which would make Redis disconnect it).
+	inboxSize = 1024
+	// maxBackoff caps the reconnect backoff.
+	maxBackoff = 2 * time.Second
+)
+
+// Config configures an Elector. Zero values mean the documented default.
+type Config struct {
+	// Addr is the Redis address, host:port. Default "127.0.0.1:6379".
+	// Unused when Dial is set.
+	Addr string
+
+	// Dial, when set, opens every Redis connection the Elector uses (one
+	// subscriber, one for publishing and commands). Use it for TLS, AUTH or
+	// ACL users, Sentinel (dial the current primary), or anything else redigo
+	// can dial. The context carries the dial deadline. The returned
+	// connection should support redis.ConnWithTimeout (redigo's own do).
+	Dial func(ctx context.Context) (redis.Conn, error)
+
+	// Group names the election. Each group on one Redis is independent.
+	// Default "default". Its channel is "leader:{Group}".
+	Group string
+
+	// ID identifies this node in the group. Default: hostname-pid-random, unique
+	// per process incarnation. A fixed ID is allowed, but two live processes
+	// must never share one.
+	ID string
+
+	// HeartbeatInterval is how often the leader heartbeats (and so renews its
+	// lease). Default 100ms.
+	HeartbeatInterval time.Duration
+
+	// LeaseTimeout is how long after sending a heartbeat that a quorum acked the
+	// leader may keep acting. It must be at least twice HeartbeatInterval, so a
+	// lease can be renewed before it ends, and at most 90% of PeerTimeout, so a
+	// leader's lease ends before any other node can be elected. Default 300ms.
+	LeaseTimeout time.Duration
+
+	// PeerTimeout is how long a node goes without hearing a peer (or its
+	// leader) before it treats it as gone. Default 500ms.
+	PeerTimeout time.Duration
+
+	// ElectionJitter is the upper bound of the random delay before a node
+	// campaigns after its leader timed out; re-drawn every time, it keeps
+	// nodes from splitting the vote. Default 150ms.
+	ElectionJitter time.Duration
+
+	// ClusterSize selects the quorum. 0 (dynamic mode): a majority of the live
+	// nodes this node sees; a lone node elects itself. >0 (strict mode): a
+	// majority of ClusterSize, whatever is live, so a minority never leads.
+	ClusterSize int
+
+	// Observer nodes vote and ack but never stand for election.
+	Observer bool
+
+	// Secret, when set, makes every message HMAC-SHA256 signed; unsigned and
+	// wrongly signed messages are dropped and counted. All nodes of a group
+	// must share it.
+	Secret []byte
+
+	// Logger receives the Elector's logs. Default: discard.
+	Logger *slog.Logger
+
+	// OnStartedLeading runs in its own goroutine when this node becomes the
+	// active leader of term (its fencing token). ctx is cancelled the moment
+	// the lease is lost, on Resign, and when Run's context ends. It should
+	// return promptly after that: Resign waits for it before handing over,
+	// and Run does not return before it has.
+	OnStartedLeading func(ctx context.Context, term uint64)
+
+	// OnStoppedLeading is called after OnStartedLeading has returned, once for
+	// each call of OnStartedLeading, and never otherwise.
+	OnStoppedLeading func()
+
+	// OnNewLeader is called when the leader this node follows changes,
+	// including to this node itself. Callbacks other than OnStartedLeading
+	// run one at a time, in order, on one goroutine of the Elector's, never
+	// while the Elector holds a lock; a slow callback delays later callbacks,
+	// never heartbeats.
+	OnNewLeader func(id string, term uint64)
+}
+
+// Errors returned by the Elector's methods.
+var (
+	// ErrNotLeader is returned by TransferTo when this node does not lead.
+	ErrNotLeader = errors.New("leader: this node is not the leader")
+	// ErrNotCandidate is returned by TransferTo when the target is not a live
+	// node that can stand (unknown, timed out, or an observer).
+	ErrNotCandidate = errors.New("leader: target is not a live candidate")
+	// ErrNotRunning is returned by Resign and TransferTo when Run is not running.
+	ErrNotRunning = errors.New("leader: elector is not running")
+	// ErrAlreadyRunning is returned by Run when the Elector was already run;
+	// an Elector runs once.
+	ErrAlreadyRunning = errors.New("leader: Run called more than once")
+)
+
+// withDefaults returns cfg with its zero fields set to their defaults.
+func (cfg Config) withDefaults() Config {
+	if cfg.Addr == "" {
+		cfg.Addr = defaultAddr
+	}
+	if cfg.Group == "" {
+		cfg.Group = defaultGroup
+	}
+	if cfg.ID == "" {
+		cfg.ID = defaultID()
+	}
+	if cfg.HeartbeatInterval == 0 {
+		cfg.HeartbeatInterval = defaultHeartbeatInterval
+	}
+	if cfg.LeaseTimeout == 0 {
+		cfg.LeaseTimeout = defaultLeaseTimeout
+	}
+	if cfg.PeerTimeout == 0 {
+		cfg.PeerTimeout = defaultPeerTimeout
+	}
+	if cfg.ElectionJitter == 0 {
+		cfg.ElectionJitter = defaultElectionJitter
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return cfg
+}
+
+// validate checks cfg (with defaults filled in). Each error names the field,
+// shows the value, and says what would be accepted.
+func (cfg Config) validate() error {
+	var errs []error
+	bad := func(format string, args ...any) {
+		errs = append(errs, fmt.Errorf("leader: "+format, args...))
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{
+		{"HeartbeatInterval", cfg.HeartbeatInterval},
+		{"LeaseTimeout", cfg.LeaseTimeout},
+		{"PeerTimeout", cfg.PeerTimeout},
+		{"ElectionJitter", cfg.ElectionJitter},
+	} {
+		if d.v < 0 {
+			bad("%s (%v) must not be negative: use 0 for the default", d.name, d.v)
+		}
+	}
+	if len(errs) == 0 {
+		if cfg.LeaseTimeout < 2*cfg.HeartbeatInterval {
+			bad("LeaseTimeout (%v) must be at least twice HeartbeatInterval (%v), or no heartbeat can renew the lease in time: raise LeaseTimeout or lower HeartbeatInterval",
+				cfg.LeaseTimeout, cfg.HeartbeatInterval)
+		}
+		if limit := cfg.PeerTimeout * 9 / 10; cfg.LeaseTimeout > limit {
+			bad("LeaseTimeout (%v) must be less than PeerTimeout (%v) with a 10%% margin, so a lease ends before a new leader can be elected: set LeaseTimeout to at most %v or raise PeerTimeout",
+				cfg.LeaseTimeout, cfg.PeerTimeout, limit)
+		}
+	}
+	if cfg.ClusterSize < 0 {
+		bad("ClusterSize (%d) must not be negative: use 0 for dynamic mode or the number of nodes for strict mode", cfg.ClusterSize)
+	}
+	if err := checkName("Group", cfg.Group); err != nil {
+		errs = append(errs, err)
+	}
+	if err := checkName("ID", cfg.ID); err != nil {
+		errs = append(errs, err)
+	}
+	if cfg.Dial == nil && !strings.Contains(cfg.Addr, ":") {
+		bad("Addr (%q) must be host:port, e.g. 127.0.0.1:6379", cfg.Addr)
+	}
+	return errors.Join(errs...)
+}
+
+func checkName(field, v string) error {
+	if len(v) > maxIDLen {
+		return fmt.Errorf("leader: %s is %d bytes long: use at most %d", field, len(v), maxIDLen)
+	}
+	for _, r := range v {
+		if r <= ' ' || r == 0x7f {
+			return fmt.Errorf("leader: %s (%q) must not contain spaces or control characters", field, v)
+		}
+	}
+	return nil
+}
+
+// defaultID is hostname-pid-random: unique per process incarnation, and
+// readable in logs.
+func defaultID() string {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "node"
+	}
+	host = strings.Map(func(r rune) rune {
+		if r <= ' ' || r == 0x7f {
+			return '_'
+		}
+		return r
+	}, host)
+	if len(host) > 64 {
+		host = host[:64]
+	}
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(b[:]))
+}
+
+// State is a node's role in the election.
+type State int
+
+// The states of a node.
+const (
+	// Follower follows a leader, or waits for one.
+	Follower State = iota
+	// Candidate is running a pre-vote or a vote.
+	Candidate
+	// Leader won its term. It is active (IsLeader) only inside its lease.
+	Leader
+)
+
+// String returns the state's name in lower case.
+func (s State) String() string {
+	switch s {
+	case Follower:
+		return "follower"
+	case Candidate:
+		return "candidate"
+	case Leader:
+		return "leader"
+	}
+	return fmt.Sprintf("State(%d)", int(s))
+}
+
+// Status is a snapshot of an Elector, for metrics, health checks and tests.
+type Status struct {
+	ID        string
+	State     State
+	Term      uint64
+	Leader    string        // the leader this node follows; "" when none
+	Active    bool          // IsLeader() at the time of the snapshot
+	LeaseLeft time.Duration // time left on the lease; 0 unless Active
+	LivePeers []string      // other nodes heard within PeerTimeout, sorted
+	Connected bool          // subscribed, and this node's own messages echo back
+
+	Elections      uint64 // elections this node started (after a pre-vote)
+	StepDowns      uint64 // times this node stopped leading
+	MessagesIn     uint64 // valid messages received
+	MessagesOut    uint64 // messages published
+	Dropped        uint64 // messages dropped (malformed, unsigned, oversized, flood)
+	Reconnects     uint64 // Redis (re)connections after the first
+	PublishErrors  uint64 // failed PUBLISH or commands
+	LastRedisError string // the last Redis error seen, "" if none
+}
+
+// Elector takes part in the election of one group. Create it with New and
+// call Run. Its methods are safe for concurrent use.
+type Elector struct {
+	cfg     Config
+	channel string // the group's channel
+	self    string // this node's own channel, for the crash fast path
+	termKey string // INCR'd per election so terms outlive restarts
+	inc     uint64 // random per incarnation: tells echoes from a duplicate ID
+	log     *slog.Logger
+
+	running atomic.Bool
+	cmds    chan command  // to the state machine, while Run runs
+	done    chan struct{} // closed when Run returns
+
+	mu sync.Mutex // guards st; held only briefly, never around user code
+	st state
+
+	// counters, read by Status without the lock
+	nIn, nOut, nDropped, nReconnects, nPubErr atomic.Uint64
+}
+
+// New checks cfg, fills in defaults, and returns an Elector ready to Run.
+// The error names each bad field and how to fix it.
+func New(cfg Config) (*Elector, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	var nonce [8]byte
+	_, _ = rand.Read(nonce[:])
+	e := &Elector{
+		cfg:     cfg,
+		channel: "leader:{" + cfg.Group + "}",
+		inc:     binary.LittleEndian.Uint64(nonce[:]) | 1,
+		log:     cfg.Logger.With("node", cfg.ID, "group", cfg.Group),
+		cmds:    make(chan command),
+		done:    make(chan struct{}),
+	}
+	e.self = e.channel + ":node:" + cfg.ID
+	e.termKey = e.channel + ":term"
+	e.st.peers = make(map[string]*peer)
+	return e, nil
+}
+
+// ID returns this node's ID.
+func (e *Elector) ID() string { return e.cfg.ID }
+
+// IsLeader reports whether this node is the active leader now: elected, and
+// inside a lease that it checks against the clock at the time of the call.
+// Call it before each unit of leader-only work.
+func (e *Elector) IsLeader() bool {
+	now := time.Now()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.st.activeAt(now)
+}
+
+// Leader returns the leader this node follows and its term, the fencing
+// token; id is "" when there is none. On the leader it returns its own ID.
+func (e *Elector) Leader() (id string, term uint64) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.st.leader, e.st.leaderTerm
+}
+
+// Status returns a snapshot of the Elector.
+func (e *Elector) Status() Status {
+	now := time.Now()
+	e.mu.Lock()
+	s := Status{
+		ID:             e.cfg.ID,
+		State:          e.st.role,
+		Term:           e.st.term,
+		Leader:         e.st.leader,
+		Active:         e.st.activeAt(now),
+		Connected:      e.st.connectedAt(now, e.cfg.PeerTimeout),
+		Elections:      e.st.elections,
+		StepDowns:      e.st.stepDowns,
+		LastRedisError: e.st.lastRedisErr,
+	}
+	if s.Active {
+		s.LeaseLeft = e.st.leaseEnd.Sub(now)
+	}
+	for id, p := range e.st.peers {
+		if now.Sub(p.heard) < e.cfg.PeerTimeout {
+			s.LivePeers = append(s.LivePeers, id)
+		}
+	}
+	e.mu.Unlock()
+	slices.Sort(s.LivePeers)
+	s.MessagesIn = e.nIn.Load()
+	s.MessagesOut = e.nOut.Load()
+	s.Dropped = e.nDropped.Load()
+	s.Reconnects = e.nReconnects.Load()
+	s.PublishErrors = e.nPubErr.Load()
+	return s
+}
+
+// Resign hands leadership over to a live peer now: it cancels the leader
+// callback's context, waits for the callback to return, and then tells the
+// group, naming the successor, which campaigns at once. It returns when the
+// handover was published, or with ctx's error. On a node that does not lead
+// it does nothing and returns nil.
+func (e *Elector) Resign(ctx context.Context) error {
+	return e.handover(ctx, "", false)
+}
+
+// TransferTo hands leadership to the node with the given ID, as Resign does.
+// It returns ErrNotLeader if this node does not lead, and ErrNotCandidate if
+// id is not a live peer that can stand.
+func (e *Elector) TransferTo(ctx context.Context, id string) error {
+	return e.handover(ctx, id, true)
+}
+
+func (e *Elector) handover(ctx context.Context, to string, strict bool) error {
+	if !e.running.Load() {
+		return ErrNotRunning
+	}
+	reply := make(chan error, 1)
+	select {
+	case e.cmds <- command{to: to, strict: strict, reply: reply}:
+	case <-e.done:
+		return ErrNotRunning
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case err := <-reply:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// ---------------------------------------------------------------------------
+// Run and the state machine
+// ---------------------------------------------------------------------------
+
+// Run takes part in the election until ctx is cancelled. It connects to
+// Redis, reconnecting with capped backoff for as long as it runs, so it
+// survives Redis outages. When ctx is cancelled a leader hands over
+// gracefully, as Resign does; Run then waits for every goroutine it started
+// (the leader callback included) and returns nil. An Elector runs once.
+func (e *Elector) Run(ctx context.Context) error {
+	if !e.running.CompareAndSwap(false, true) {
+		return ErrAlreadyRunning
+	}
+	ictx, stop := context.WithCancel(context.Background())
+	r := &run{
+		e:      e,
+		ctx:    ictx,
+		events: make(chan event, inboxSize),
+		out:    make(chan job, 256),
+		mac:    e.newMAC(),
+	}
+	r.cb.wake = make(chan struct{}, 1)
+	var wg sync.WaitGroup
+	r.wg = &wg
+	wg.Go(r.subscriber)
+	wg.Go(r.publisher)
+	wg.Go(r.dispatcher)
+
+	r.loop(ctx)
+
+	stop()
+	wg.Wait()
+	defer close(e.done)
+	e.mu.Lock()
+	e.st.subscribed = false
+	e.st.role, e.st.leader, e.st.leaderTerm = Follower, "", 0
+	e.mu.Unlock()
+	return nil
+}
+
+// run is the part of an Elector that exists while Run runs. Everything in it
+// is used by the loop goroutine alone unless its comment says otherwise.
+type run struct {
+	e      *Elector
+	ctx    context.Context // ends when Run is about to return
+	wg     *sync.WaitGroup
+	events chan event // to the loop, from the Redis goroutines and waiters
+	out    chan job   // to the publisher
+	mac    hash.Hash  // signs outgoing messages; nil without Secret
+
+	// cb is the queue of callbacks for the dispatcher goroutine.
+	cb struct {
+		mu    sync.Mutex // guards queue
+		queue []func()
+		wake  chan struct{}
+	}
+
+	// The running leader callback, if any.
+	lead struct {
+		cancel context.CancelFunc
+		done   chan struct{} // closed when OnStartedLeading returned
+	}
+	resignWaiters []chan error // replies owed once a handover is published
+}
+
+// command asks the loop to hand leadership over.
+type command struct {
+	to     string // successor; "" picks one
+	strict bool   // TransferTo: errors instead of no-ops
+	reply  chan error
+}
+
+type eventKind int
+
+const (
+	evMessage eventKind = iota + 1
+	evSubscribed
+	evDisconnected
+	evTerm        // INCR of the term key answered (or failed)
+	evNumSub      // PUBSUB NUMSUB of a leader's channel answered
+	evLeaderEnded // the leader callback returned, for a handover
+)
+
+// event is what the Redis goroutines tell the loop.
+type event struct {
+	kind  eventKind
+	msg   message
+	at    time.Time
+	n     int64  // evTerm: the INCR result; evNumSub: subscribers
+	id    string // evNumSub: the leader asked about
+	round uint64
+	err   error
+}
+
+// peer is what a node knows of another node.
+type peer struct {
+	heard    time.Time // last valid message, on our clock
+	observer bool
+	acked    uint64 // highest seq of our current leadership it acked
+}
+
+// state is the protocol state. The loop changes it under Elector.mu; the
+// public methods read it under Elector.mu.
+type state struct {
+	role       State
+	term       uint64
+	votedFor   string // whom this node voted for in term; "" for nobody
+	leader     string // the leader followed in leaderTerm; this node when leading
+	leaderTerm uint64
+	leaderInc  uint64    // incarnation of the leader, to drop replays
+	leaderSeq  uint64    // highest heartbeat seq seen from the leader
+	heardLead  time.Time // last heartbeat from any leader; zero after a handover
+	peers      map[string]*peer
+	selfEcho   time.Time // last time one of our own messages came back
+	subscribed bool
+	joinUntil  time.Time // no voting or standing before; zero until subscribed
+	lastSent   time.Time
+	electionAt time.Time // when to campaign; zero when not scheduled
+	goneLeader string    // the leader Redis says is gone (crash fast path)
+	numsubAt   time.Time // last NUMSUB query, to rate-limit them
+	numsubBusy bool
+
+	// Candidate.
+	round     uint64 // numbers campaigns, so stale answers are ignored
+	preVote   bool   // in the pre-vote phase of round
+	waitTerm  bool   // waiting for the INCR of the term key
+	roundTerm uint64 // the term proposed (pre-vote) or stood for (vote)
+	roundEnd  time.Time
+	grants    map[string]time.Duration // voter → how long ago it heard a leader
+	handover  bool                     // campaign as a named successor
+
+	// Leader.
+	seq       uint64
+	selfAcked uint64 // highest seq of ours that echoed back
+	sentAt    [64]time.Time // send time of heartbeat seq, at index seq%64
+	electedAt time.Time
+	notBefore time.Time // no activity before: the old lease may still hold
+	leaseEnd  time.Time
+	active    bool // the leader callback was started and not yet stopped
+	resigning bool
+	successor string
+
+	elections, stepDowns uint64
+	lastRedisErr         string
+}
+
+// activeAt reports whether the node may act as leader at now (rule 6).
+func (s *state) activeAt(now time.Time) bool {
+	return s.role == Leader && !s.resigning && now.Before(s.leaseEnd) && !now.Before(s.notBefore)
+}
+
+func (s *state) connectedAt(now time.Time, peerTimeout time.Duration) bool {
+	return s.subscribed && !s.selfEcho.IsZero() && now.Sub(s.selfEcho) < peerTimeout
+}
+
+// loop is the state machine: one goroutine, so no protocol step races
+// another. When ctx ends it hands leadership over (bounded by PeerTimeout)
+// and returns.
+func (r *run) loop(ctx context.Context) {
+	e := r.e
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	done := ctx.Done()
+	var stopped chan error // answers when the shutdown handover is published
+	var deadline <-chan time.Time
+	for {
+		select {
+		case ev := <-r.events:
+			r.locked(func(now time.Time) { r.onEvent(ev, now) })
+		case c := <-e.cmds:
+			r.locked(func(now time.Time) { r.onCommand(c, now) })
+		case <-timer.C:
+		case <-done:
+			done = nil
+			stopped = make(chan error, 1)
+			deadline = time.After(e.cfg.PeerTimeout)
+			r.locked(func(now time.Time) { r.resign("", stopped, now) })
+			continue
+		case <-stopped:
+			r.locked(func(time.Time) { r.finishLeading() })
+			return
+		case <-deadline:
+			r.locked(func(time.Time) { r.finishLeading() })
+			return
+		}
+		var next time.Time
+		r.locked(func(now time.Time) {
+			r.tick(now)
+			next = r.nextWake(now)
+		})
+		timer.Reset(time.Until(next))
+	}
+}
+
+// locked runs f under the lock with the current time.
+func (r *run) locked(f func(now time.Time)) {
+	r.e.mu.Lock()
+	defer r.e.mu.Unlock()
+	f(time.Now())
+}
+
+// finishLeading stops a leader callback that is still running, at shutdown.
+func (r *run) finishLeading() {
+	if r.e.st.active {
+		r.stopLeading()
+	}
+	for _, w := range r.resignWaiters {
+		w <- ErrNotRunning
+	}
+	r.resignWaiters = nil
+}
+
+func (r *run) onEvent(ev event, now time.Time) {
+	e, s := r.e, &r.e.st
+	switch ev.kind {
+	case evMessage:
+		r.onMessage(&ev.msg, ev.at)
+	case evSubscribed:
+		s.subscribed = true
+		if s.joinUntil.IsZero() {
+			// Rule 8: listen for a PeerTimeout to learn the term and the
+			// leader before voting or standing.
+			s.joinUntil = now.Add(e.cfg.PeerTimeout)
+		}
+		r.sendHeartbeat(now)
+	case evDisconnected:
+		s.subscribed = false
+		if ev.err != nil {
+			s.lastRedisErr = ev.err.Error()
+		}
+	case evTerm:
+		r.onTerm(ev, now)
+	case evNumSub:
+		s.numsubBusy = false
+		if ev.err == nil && ev.n == 0 && s.role == Follower && ev.id == s.leader && now.Sub(s.heardLead) >= e.cfg.HeartbeatInterval {
+			// Rule 12: the leader's process is gone (its connection closed),
+			// so campaign without waiting for PeerTimeout. The winner still
+			// waits out what the old lease could hold.
+			s.goneLeader = ev.id
+			if !e.cfg.Observer {
+				s.electionAt = now.Add(randDuration(e.cfg.ElectionJitter / 3))
+			}
+			e.log.Debug("leader's connection is gone", "leader", ev.id)
+		}
+	case evLeaderEnded:
+		if s.resigning && ev.round == s.round {
+			r.publishResign(now)
+		}
+	}
+}
+
+func (r *run) onCommand(c command, now time.Time) {
+	e, s := r.e, &r.e.st
+	if s.role != Leader {
+		if c.strict {
+			c.reply <- ErrNotLeader
+		} else {
+			c.reply <- nil
+		}
+		return
+	}
+	if c.to != "" {
+		p := s.peers[c.to]
+		if c.to == e.cfg.ID || p == nil || p.observer || now.Sub(p.heard) >= e.cfg.PeerTimeout {
+			c.reply <- fmt.Errorf("%w: %q", ErrNotCandidate, c.to)
+			return
+		}
+	}
+	r.resign(c.to, c.reply, now)
+}
+
+// resign begins a graceful stop (rule 7): stop acting at once, let the
+// callback return, then publish resign naming a successor. reply gets the
+// outcome; a node that does not lead answers nil at once.
+func (r *run) resign(to string, reply chan error, now time.Time) {
+	e, s := r.e, &r.e.st
+	if s.role != Leader {
+		reply <- nil
+		return
+	}
+	r.resignWaiters = append(r.resignWaiters, reply)
+	if s.resigning {
+		return
+	}
+	if to == "" {
+		to = r.pickSuccessor(now)
+	}
+	s.resigning, s.successor = true, to
+	s.round++
+	round := s.round
+	e.log.Info("resigning", "term", s.term, "successor", to)
+	if !s.active {
+		r.publishResign(now)
+		return
+	}
+	done := r.lead.done
+	r.stopLeading()
+	r.wg.Go(func() {
+		// Bounded: a callback that ignores its context must not stall the
+		// handover for ever; the lease is already given up either way.
+		t := time.NewTimer(e.cfg.PeerTimeout)
+		defer t.Stop()
+		select {
+		case <-done:
+		case <-t.C:
+			e.log.Warn("leader callback did not return after its context was cancelled")
+		}
+		r.send(event{kind: evLeaderEnded, round: round})
+	})
+}
+
+// pickSuccessor returns the live peer that can stand and acked most
+// recently, or "" if there is none.
+func (r *run) pickSuccessor(now time.Time) string {
+	e, s := r.e, &r.e.st
+	best, bestAck := "", uint64(0)
+	for id, p := range s.peers {
+		if p.observer || now.Sub(p.heard) >= e.cfg.PeerTimeout {
+			continue
+		}
+		if best == "" || p.acked > bestAck || (p.acked == bestAck && id < best) {
+			best, bestAck = id, p.acked
+		}
+	}
+	return best
+}
+
+func (r *run) publishResign(now time.Time) {
+	e, s := r.e, &r.e.st
+	waiters := r.resignWaiters
+	r.resignWaiters = nil
+	r.publish(message{Type: msgResign, Term: s.term, To: s.successor}, now, func(err error) {
+		for _, w := range waiters {
+			w <- err
+		}
+	})
+	r.becomeFollower(now, "resigned")
+	s.heardLead = time.Time{}
+	// Give the successor the first go.
+	s.electionAt = now.Add(e.cfg.PeerTimeout + randDuration(e.cfg.ElectionJitter))
+}
+
+// send hands an event to the loop; it gives up only when Run is ending.
+func (r *run) send(ev event) {
+	select {
+	case r.events <- ev:
+	case <-r.ctx.Done():
+	}
+}
+
+// onMessage applies one valid message received at now.
+func (r *run) onMessage(m *message, now time.Time) {
+	e, s := r.e, &r.e.st
+	if m.From == e.cfg.ID {
+		if m.Inc != e.inc {
+			e.nDropped.Add(1)
+			e.log.Warn("another process uses this node's ID; IDs must be unique", "id", m.From)
+			return
+		}
+		s.selfEcho = now
+		if m.Type == msgHeartbeat && m.Flags&flagLeader != 0 && s.role == Leader && m.Term == s.term {
+			r.ack(nil, m.Seq, now) // our own echo is our own ack
+		}
+		return
+	}
+	p := s.peers[m.From]
+	if p == nil {
+		if len(s.peers) >= maxPeers {
+			r.prunePeers(now)
+			if len(s.peers) >= maxPeers {
+				e.nDropped.Add(1)
+				return
+			}
+		}
+		p = &peer{}
+		s.peers[m.From] = p
+	}
+	p.heard = now
+	p.observer = m.Flags&flagObserver != 0
+
+	switch m.Type {
+	case msgHeartbeat:
+		if m.Flags&flagLeader != 0 {
+			r.onLeaderHeartbeat(m, now)
+		} else {
+			r.stepUp(m.Term, now)
+			if s.role == Leader && m.Term == s.term && m.To == e.cfg.ID {
+				r.ack(p, m.Seq, now)
+			}
+		}
+	case msgPreVote:
+		grant := m.Term > s.term && r.mayVote(m, now)
+		r.publish(message{Type: msgPreVoteReply, Term: m.Term, Seq: s.term, To: m.From, Flags: grantFlag(grant)}, now, nil)
+	case msgPreVoteReply:
+		if m.Seq > s.term && s.role != Leader {
+			s.term, s.votedFor = m.Seq, "" // catch up; no leader known in it
+		}
+		if s.role == Candidate && s.preVote && m.To == e.cfg.ID && m.Term == s.roundTerm && m.Flags&flagGranted != 0 {
+			s.grants[m.From] = 0
+			r.checkPreVote(now)
+		}
+	case msgVoteRequest:
+		r.onVoteRequest(m, now)
+	case msgVote:
+		if m.Seq > s.term {
+			r.stepUp(m.Seq, now)
+			return
+		}
+		if s.role == Candidate && !s.preVote && !s.waitTerm && m.To == e.cfg.ID && m.Term == s.term && m.Flags&flagGranted != 0 {
+			s.grants[m.From] = agoDuration(m.Ago)
+			r.checkVotes(now)
+		}
+	case msgResign:
+		r.stepUp(m.Term, now)
+		if m.Term != s.term || s.role == Leader {
+			return
+		}
+		if s.leader == m.From {
+			// The old leader stopped before it said so: no stickiness and
+			// no lease to wait out (rule 7).
+			s.leader, s.heardLead, s.goneLeader = "", time.Time{}, ""
+		}
+		if m.To == e.cfg.ID && !e.cfg.Observer && s.role == Follower {
+			r.campaign(now, true)
+		} else if s.leader == "" {
+			s.electionAt = now.Add(e.cfg.HeartbeatInterval + randDuration(e.cfg.ElectionJitter))
+		}
+	}
+}
+
+// onLeaderHeartbeat follows the leader of the newest term and acks.
+func (r *run) onLeaderHeartbeat(m *message, now time.Time) {
+	e, s := r.e, &r.e.st
+	if m.Term < s.term {
+		return // a stale leader; our own heartbeats carry the newer term
+	}
+	r.stepUp(m.Term, now)
+	if s.role == Leader {
+		e.log.Error("two leaders in one term: duplicate node IDs?", "term", m.Term, "other", m.From)
+		return
+	}
+	if s.leader == m.From && s.leaderTerm == m.Term && s.leaderInc == m.Inc && m.Seq <= s.leaderSeq {
+		return // a replay or a duplicate
+	}
+	if s.role == Candidate {
+		r.becomeFollower(now, "a leader won the term")
+	}
+	if s.leader != m.From || s.leaderTerm != m.Term {
+		s.leader, s.leaderTerm = m.From, m.Term
+		r.notifyNewLeader(m.From, m.Term)
+	}
+	s.leaderInc, s.leaderSeq, s.heardLead = m.Inc, m.Seq, now
+	s.electionAt, s.goneLeader = time.Time{}, ""
+	r.publish(message{Type: msgHeartbeat, Term: s.term, Seq: m.Seq, To: m.From}, now, nil)
+}
+
+// stepUp moves to a higher term seen in a message (rule 3).
+func (r *run) stepUp(term uint64, now time.Time) {
+	s := &r.e.st
+	if term <= s.term {
+		return
+	}
+	s.term, s.votedFor = term, ""
+	if s.role != Follower {
+		r.becomeFollower(now, "saw a higher term")
+	}
+	if s.leaderTerm < term {
+		s.leader = ""
+	}
+}
+
+// mayVote applies the rules that both pre-votes and votes obey: joined,
+// not leading, and no live leader (stickiness, rule 2), unless Redis said
+// that leader's process is gone (rule 12).
+func (r *run) mayVote(m *message, now time.Time) bool {
+	e, s := r.e, &r.e.st
+	if s.joinUntil.IsZero() || now.Before(s.joinUntil) || s.role == Leader {
+		return false
+	}
+	if s.leader != "" && now.Sub(s.heardLead) < e.cfg.PeerTimeout {
+		return m.Flags&flagLeaderGone != 0 && m.To == s.leader
+	}
+	return true
+}
+
+func (r *run) onVoteRequest(m *message, now time.Time) {
+	e, s := r.e, &r.e.st
+	grant := false
+	if m.Term >= s.term && r.mayVote(m, now) {
+		r.stepUp(m.Term, now)
+		if s.votedFor == "" || s.votedFor == m.From {
+			grant = true
+			s.votedFor = m.From
+			// Give this candidate its round before campaigning ourselves.
+			s.electionAt = now.Add(r.roundTimeout() + randDuration(e.cfg.ElectionJitter))
+		}
+	}
+	r.publish(message{Type: msgVote, Term: m.Term, Seq: s.term, To: m.From, Flags: grantFlag(grant), Ago: r.agoMicros(now)}, now, nil)
+}
+
+// agoMicros is how long ago this node heard a leader heartbeat, the bound a
+// winner uses to wait out an old lease (rule 12).
+func (r *run) agoMicros(now time.Time) uint64 {
+	if r.e.st.heardLead.IsZero() {
+		return neverHeard
+	}
+	return uint64(now.Sub(r.e.st.heardLead) / time.Microsecond)
+}
+
+// campaign starts a round: a pre-vote, or straight to the vote for a named
+// successor.
+func (r *run) campaign(now time.Time, handover bool) {
+	e, s := r.e, &r.e.st
+	s.role = Candidate
+	s.round++
+	s.handover = handover
+	s.electionAt = time.Time{}
+	s.grants = map[string]time.Duration{}
+	s.roundEnd = now.Add(r.roundTimeout())
+	if handover {
+		r.startVote(now)
+		return
+	}
+	s.preVote, s.waitTerm = true, false
+	s.roundTerm = s.term + 1
+	if r.selfLive(now) {
+		s.grants[e.cfg.ID] = 0
+	}
+	flags := uint8(0)
+	if s.goneLeader != "" {
+		flags = flagLeaderGone
+	}
+	e.log.Debug("pre-vote", "term", s.roundTerm, "gone", s.goneLeader)
+	r.publish(message{Type: msgPreVote, Term: s.roundTerm, To: s.goneLeader, Flags: flags}, now, nil)
+	r.checkPreVote(now)
+}
+
+func (r *run) checkPreVote(now time.Time) {
+	s := &r.e.st
+	if len(s.grants) >= r.quorum(now) {
+		r.startVote(now)
+	}
+}
+
+// startVote takes a new term (rule 11: max of local+1 and INCR of the term
+// key, so terms outlive restarts) and asks for votes.
+func (r *run) startVote(now time.Time) {
+	s := &r.e.st
+	s.preVote, s.waitTerm = false, true
+	s.roundEnd = now.Add(r.roundTimeout())
+	r.enqueue(job{kind: jobIncr, key: r.e.termKey, round: s.round})
+}
+
+func (r *run) onTerm(ev event, now time.Time) {
+	e, s := r.e, &r.e.st
+	if s.role != Candidate || !s.waitTerm || ev.round != s.round {
+		return
+	}
+	term := s.term + 1
+	if ev.err == nil && ev.n > 0 && uint64(ev.n) > term {
+		term = uint64(ev.n)
+	}
+	s.waitTerm = false
+	s.term, s.votedFor, s.roundTerm = term, e.cfg.ID, term
+	s.elections++
+	s.grants = map[string]time.Duration{}
+	if r.selfLive(now) || s.handover {
+		s.grants[e.cfg.ID] = agoDuration(r.agoMicros(now))
+	}
+	flags := uint8(0)
+	to := ""
+	if s.goneLeader != "" && !s.handover {
+		flags, to = flagLeaderGone, s.goneLeader
+	}
+	e.log.Debug("election", "term", term)
+	r.publish(message{Type: msgVoteRequest, Term: term, To: to, Flags: flags}, now, nil)
+	r.checkVotes(now)
+}
+
+func (r *run) checkVotes(now time.Time) {
+	s := &r.e.st
+	if len(s.grants) >= r.quorum(now) {
+		r.becomeLeader(now)
+	}
+}
+
+// becomeLeader takes the term won. The node is not active yet: that needs a
+// quorum of acks (rule 4) and the end of any lease the old leader could
+// still hold (rule 12).
+func (r *run) becomeLeader(now time.Time) {
+	e, s := r.e, &r.e.st
+	// Wait out LeaseTimeout from the most recent leader heartbeat any voter
+	// heard: the old lease cannot outlast that (rule 12). After a normal
+	// timeout every voter heard its leader over PeerTimeout ago: no wait.
+	var wait time.Duration
+	for _, ago := range s.grants {
+		wait = max(wait, e.cfg.LeaseTimeout-ago)
+	}
+	s.role, s.leader, s.leaderTerm, s.leaderInc = Leader, e.cfg.ID, s.term, e.inc
+	s.electedAt, s.notBefore = now, now.Add(max(wait, 0))
+	s.leaseEnd, s.seq, s.selfAcked, s.resigning, s.successor = time.Time{}, 0, 0, false, ""
+	s.electionAt, s.goneLeader = time.Time{}, ""
+	for _, p := range s.peers {
+		p.acked = 0
+	}
+	e.log.Info("won election", "term", s.term, "votes", len(s.grants), "wait", max(wait, 0))
+	r.notifyNewLeader(e.cfg.ID, s.term)
+	r.sendHeartbeat(now)
+}
+
+// becomeFollower leaves the leader and candidate roles.
+func (r *run) becomeFollower(now time.Time, why string) {
+	e, s := r.e, &r.e.st
+	if s.role == Leader {
+		s.stepDowns++
+		e.log.Info("stepped down", "term", s.term, "why", why)
+		if s.active {
+			r.stopLeading()
+		}
+		s.leader = ""
+	}
+	for _, w := range r.resignWaiters {
+		w <- nil // no longer leading: nothing left to hand over
+	}
+	r.resignWaiters = nil
+	s.role = Follower
+	s.round++
+	s.preVote, s.waitTerm, s.handover, s.resigning = false, false, false, false
+	s.leaseEnd = time.Time{}
+	if s.electionAt.IsZero() && !e.cfg.Observer {
+		s.electionAt = now.Add(r.roundTimeout() + randDuration(e.cfg.ElectionJitter))
+	}
+}
+
+// ack records that node p (nil: this node) acked heartbeat seq, and extends
+// the lease to sendTime(s*)+LeaseTimeout, where s* is the highest seq a
+// quorum acked (rule 4).
+func (r *run) ack(p *peer, seq uint64, now time.Time) {
+	e, s := r.e, &r.e.st
+	if seq == 0 || seq > s.seq || s.seq-seq >= uint64(len(s.sentAt)) {
+		return
+	}
+	if p != nil {
+		if seq <= p.acked {
+			return
+		}
+		p.acked = seq
+	} else {
+		s.selfAcked = max(s.selfAcked, seq)
+	}
+	q := r.quorum(now)
+	// Count the nodes that acked at least seq, from the newest seq down; the
+	// first seq that a quorum reached is s*.
+	var acked [64]int
+	count := func(a uint64) {
+		if a > 0 && s.seq-a < uint64(len(acked)) {
+			acked[s.seq-a]++
+		}
+	}
+	count(s.selfAcked)
+	for _, pp := range s.peers {
+		if now.Sub(pp.heard) < e.cfg.PeerTimeout {
+			count(pp.acked)
+		}
+	}
+	total := 0
+	for back := 0; back < len(acked); back++ {
+		total += acked[back]
+		if total >= q {
+			star := s.seq - uint64(back)
+			if end := s.sentAt[star%uint64(len(s.sentAt))].Add(e.cfg.LeaseTimeout); end.After(s.leaseEnd) {
+				s.leaseEnd = end
+			}
+			break
+		}
+	}
+	if !s.active && s.activeAt(now) {
+		r.startLeading(now)
+	}
+}
+
+// quorum is a majority of ClusterSize (strict) or of the live nodes
+// (dynamic), this node included only while its messages echo back.
+func (r *run) quorum(now time.Time) int {
+	e, s := r.e, &r.e.st
+	if e.cfg.ClusterSize > 0 {
+		return e.cfg.ClusterSize/2 + 1
+	}
+	n := 0
+	if r.selfLive(now) {
+		n++
+	}
+	for _, p := range s.peers {
+		if now.Sub(p.heard) < e.cfg.PeerTimeout {
+			n++
+		}
+	}
+	return n/2 + 1
+}
+
+func (r *run) selfLive(now time.Time) bool {
+	return r.e.st.connectedAt(now, r.e.cfg.PeerTimeout)
+}
+
+func (r *run) roundTimeout() time.Duration {
+	return 2 * r.e.cfg.HeartbeatInterval
+}
+
+// tick does what is due at now: heartbeats, lease checks, elections.
+func (r *run) tick(now time.Time) {
+	e, s := r.e, &r.e.st
+	switch s.role {
+	case Leader:
+		if s.resigning {
+			return
+		}
+		if s.active && !s.activeAt(now) {
+			r.becomeFollower(now, "lease expired")
+			return
+		}
+		if !s.active {
+			if s.activeAt(now) {
+				r.startLeading(now)
+			} else if now.Sub(s.notBefore) >= e.cfg.LeaseTimeout {
+				r.becomeFollower(now, "no quorum acked")
+				return
+			}
+		}
+		if now.Sub(s.lastSent) >= e.cfg.HeartbeatInterval {
+			r.sendHeartbeat(now)
+		}
+	case Candidate:
+		if !now.Before(s.roundEnd) {
+			e.log.Debug("round failed", "term", s.roundTerm, "grants", len(s.grants))
+			r.becomeFollower(now, "round timed out")
+		}
+	case Follower:
+		if now.Sub(s.lastSent) >= e.cfg.HeartbeatInterval {
+			r.sendHeartbeat(now)
+		}
+		silent := now.Sub(s.heardLead)
+		if s.leader != "" && silent >= e.cfg.HeartbeatInterval*3/2 && !s.numsubBusy &&
+			now.Sub(s.numsubAt) >= e.cfg.HeartbeatInterval && s.goneLeader == "" {
+			s.numsubBusy, s.numsubAt = true, now
+			r.enqueue(job{kind: jobNumSub, key: e.channel + ":node:" + s.leader, id: s.leader})
+		}
+		if e.cfg.Observer || s.joinUntil.IsZero() || now.Before(s.joinUntil) || !r.selfLive(now) {
+			return
+		}
+		gone := s.goneLeader != "" && s.goneLeader == s.leader
+		if s.leader != "" && silent < e.cfg.PeerTimeout && !gone {
+			return
+		}
+		if s.heardLead.IsZero() || silent >= e.cfg.PeerTimeout || gone {
+			if s.electionAt.IsZero() {
+				s.electionAt = now.Add(randDuration(e.cfg.ElectionJitter))
+			}
+			if !now.Before(s.electionAt) {
+				r.campaign(now, false)
+			}
+		}
+	}
+}
+
+// nextWake is when tick next may have something to do. Only future times
+// count: a deadline already past that tick did not act on (its other
+// conditions did not hold) is looked at again on the next event, and the
+// loop wakes at least every HeartbeatInterval.
+func (r *run) nextWake(now time.Time) time.Time {
+	e, s := r.e, &r.e.st
+	next := now.Add(e.cfg.HeartbeatInterval)
+	at := func(t time.Time) {
+		if t.After(now) && t.Before(next) {
+			next = t
+		}
+	}
+	at(s.lastSent.Add(e.cfg.HeartbeatInterval))
+	switch s.role {
+	case Leader:
+		if s.active {
+			at(s.leaseEnd)
+		} else {
+			at(s.notBefore)
+			at(s.notBefore.Add(e.cfg.LeaseTimeout))
+		}
+	case Candidate:
+		at(s.roundEnd)
+	case Follower:
+		at(s.electionAt)
+		at(s.joinUntil)
+		if s.leader != "" {
+			at(s.heardLead.Add(e.cfg.HeartbeatInterval * 3 / 2))
+			at(s.heardLead.Add(e.cfg.PeerTimeout))
+			at(s.numsubAt.Add(e.cfg.HeartbeatInterval))
+		}
+	}
+	return next
+}
+
+// sendHeartbeat publishes this node's heartbeat: the leader's carries a new
+// seq; a follower's carries its ack of the last leader heartbeat.
+func (r *run) sendHeartbeat(now time.Time) {
+	s := &r.e.st
+	m := message{Type: msgHeartbeat, Term: s.term}
+	if s.role == Leader {
+		s.seq++
+		s.sentAt[s.seq%uint64(len(s.sentAt))] = now
+		m.Flags, m.Seq = flagLeader, s.seq
+	} else if s.leader != "" {
+		m.Seq, m.To = s.leaderSeq, s.leader
+	}
+	r.publish(m, now, nil)
+}
+
+// startLeading starts the leader callback in its own goroutine.
+func (r *run) startLeading(now time.Time) {
+	e, s := r.e, &r.e.st
+	s.active = true
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	r.lead.cancel, r.lead.done = cancel, done
+	term := s.term
+	e.log.Info("leading", "term", term, "after", now.Sub(s.electedAt))
+	r.wg.Go(func() {
+		defer close(done)
+		if f := e.cfg.OnStartedLeading; f != nil {
+			f(ctx, term)
+		}
+	})
+}
+
+// stopLeading cancels the leader callback and queues OnStoppedLeading for
+// after it returned.
+func (r *run) stopLeading() {
+	s := &r.e.st
+	s.active = false
+	r.lead.cancel()
+	done := r.lead.done
+	r.callback(func() {
+		<-done
+		if f := r.e.cfg.OnStoppedLeading; f != nil {
+			f()
+		}
+	})
+}
+
+func (r *run) notifyNewLeader(id string, term uint64) {
+	if f := r.e.cfg.OnNewLeader; f != nil {
+		r.callback(func() { f(id, term) })
+	}
+}
+
+// callback queues f for the dispatcher goroutine.
+func (r *run) callback(f func()) {
+	r.cb.mu.Lock()
+	r.cb.queue = append(r.cb.queue, f)
+	r.cb.mu.Unlock()
+	select {
+	case r.cb.wake <- struct{}{}:
+	default:
+	}
+}
+
+// dispatcher runs the queued callbacks in order, outside any lock. At the
+// end of Run it runs what is still queued, so every stop is reported.
+func (r *run) dispatcher() {
+	for {
+		r.cb.mu.Lock()
+		q := r.cb.queue
+		r.cb.queue = nil
+		r.cb.mu.Unlock()
+		for _, f := range q {
+			f()
+		}
+		if len(q) > 0 {
+			continue
+		}
+		select {
+		case <-r.cb.wake:
+		case <-r.ctx.Done():
+			r.cb.mu.Lock()
+			q := r.cb.queue
+			r.cb.queue = nil
+			r.cb.mu.Unlock()
+			if len(q) == 0 {
+				return
+			}
+			for _, f := range q {
+				f()
+			}
+		}
+	}
+}
+
+// prunePeers forgets peers not heard for many PeerTimeouts.
+func (r *run) prunePeers(now time.Time) {
+	for id, p := range r.e.st.peers {
+		if now.Sub(p.heard) > 10*r.e.cfg.PeerTimeout {
+			delete(r.e.st.peers, id)
+		}
+	}
+}
+
+// randDuration is uniform in [0, d].
+func randDuration(d time.Duration) time.Duration {
+	if d <= 0 {
+		return 0
+	}
+	return time.Duration(mrand.Int64N(int64(d) + 1))
+}
+
+// agoDuration converts a wire Ago, capped so it cannot overflow.
+func agoDuration(micros uint64) time.Duration {
+	const limit = uint64(time.Hour / time.Microsecond)
+	return time.Duration(min(micros, limit)) * time.Microsecond
+}
+
+func grantFlag(granted bool) uint8 {
+	if granted {
+		return flagGranted
+	}
+	return 0
+}
+
+// ---------------------------------------------------------------------------
+// Wire format
+// ---------------------------------------------------------------------------
+
+// A message is, in order: magic byte, version, type, flags, then uvarints
+// term, seq, ago, then the sender's incarnation (8 bytes little-endian), then
+// from and to as uvarint-length-prefixed strings, and, when the group has a
+// Secret, an HMAC-SHA256 of everything before it. Binary, so decoding one
+// allocates only the two strings.
+const (
+	wireMagic   = 0xA7
+	wireVersion = 1
+	macSize     = sha256.Size
+	// neverHeard is the Ago of a voter that never heard a leader.
+	neverHeard = 1<<63 - 1
+)
+
+type msgType uint8
+
+const (
+	msgHeartbeat    msgType = iota + 1 // leader: seq; follower: To=leader, Seq=ack
+	msgPreVote                         // Term: proposed; To: gone leader, if any
+	msgPreVoteReply                    // Term: proposed; Seq: voter's term; To: candidate
+	msgVoteRequest                     // Term: stood for; To: gone leader, if any
+	msgVote                            // Term; Seq: voter's term; To: candidate; Ago
+	msgResign                          // Term; To: successor
+	msgTypeEnd
+)
+
+// Flags.
+const (
+	flagLeader     = 1 << iota // heartbeat from the leader
+	flagObserver               // the sender never stands
+	flagGranted                // pre-vote or vote granted
+	flagLeaderGone             // Redis says To's process is gone (rule 12)
+	flagSigned                 // an HMAC follows
+)
+
+type message struct {
+	Type  msgType
+	Flags uint8
+	Term  uint64
+	Seq   uint64
+	Ago   uint64 // microseconds
+	Inc   uint64
+	From  string
+	To    string
+}
+
+var (
+	errShort     = errors.New("truncated message")
+	errMagic     = errors.New("not a leader message")
+	errVersion   = errors.New("unknown protocol version")
+	errType      = errors.New("unknown message type")
+	errTooLarge  = errors.New("message too large")
+	errUnsigned  = errors.New("unsigned message")
+	errSignature = errors.New("bad signature")
+	errTrailing  = errors.New("trailing bytes")
+	errField     = errors.New("bad field")
+)
+
+// appendMessage encodes m after b; with mac set it signs it.
+func appendMessage(b []byte, m *message, mac hash.Hash) []byte {
+	flags := m.Flags &^ flagSigned
+	if mac != nil {
+		flags |= flagSigned
+	}
+	start := len(b)
+	b = append(b, wireMagic, wireVersion, byte(m.Type), flags)
+	b = binary.AppendUvarint(b, m.Term)
+	b = binary.AppendUvarint(b, m.Seq)
+	b = binary.AppendUvarint(b, m.Ago)
+	b = binary.LittleEndian.AppendUint64(b, m.Inc)
+	b = binary.AppendUvarint(b, uint64(len(m.From)))
+	b = append(b, m.From...)
+	b = binary.AppendUvarint(b, uint64(len(m.To)))
+	b = append(b, m.To...)
+	if mac != nil {
+		mac.Reset()
+		mac.Write(b[start:])
+		b = mac.Sum(b)
+	}
+	return b
+}
+
+// decodeMessage parses b into m and checks its signature with mac (nil: no
+// Secret, signatures are not checked). It never panics on any input.
+func decodeMessage(b []byte, m *message, mac hash.Hash) error {
+	if len(b) > maxMessageSize {
+		return errTooLarge
+	}
+	if len(b) < 4 {
+		return errShort
+	}
+	if b[0] != wireMagic {
+		return errMagic
+	}
+	if b[1] != wireVersion {
+		return errVersion
+	}
+	m.Type, m.Flags = msgType(b[2]), b[3]
+	if m.Type == 0 || m.Type >= msgTypeEnd {
+		return errType
+	}
+	body := b
+	if m.Flags&flagSigned != 0 {
+		if len(b) < 4+macSize {
+			return errShort
+		}
+		body = b[:len(b)-macSize]
+		if mac != nil {
+			mac.Reset()
+			mac.Write(body)
+			var sum [macSize]byte
+			if !hmac.Equal(mac.Sum(sum[:0]), b[len(body):]) {
+				return errSignature
+			}
+		}
+	} else if mac != nil {
+		return errUnsigned
+	}
+	d := decoder{b: body[4:]}
+	m.Term = d.uvarint()
+	m.Seq = d.uvarint()
+	m.Ago = d.uvarint()
+	m.Inc = d.uint64()
+	m.From = d.str()
+	m.To = d.str()
+	if d.err != nil {
+		return d.err
+	}
+	if len(d.b) != 0 {
+		return errTrailing
+	}
+	if m.From == "" {
+		return errField
+	}
+	return nil
+}
+
+// decoder reads fields, remembering the first error.
+type decoder struct {
+	b   []byte
+	err error
+}
+
+func (d *decoder) uvarint() uint64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(d.b)
+	if n <= 0 {
+		d.err = errShort
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) uint64() uint64 {
+	if d.err != nil {
+		return 0
+	}
+	if len(d.b) < 8 {
+		d.err = errShort
+		return 0
+	}
+	v := binary.LittleEndian.Uint64(d.b)
+	d.b = d.b[8:]
+	return v
+}
+
+func (d *decoder) str() string {
+	n := d.uvarint()
+	if d.err != nil {
+		return ""
+	}
+	if n > maxIDLen || n > uint64(len(d.b)) {
+		d.err = errField
+		return ""
+	}
+	s := string(d.b[:n])
+	d.b = d.b[n:]
+	return s
+}
+
+func (e *Elector) newMAC() hash.Hash {
+	if len(e.cfg.Secret) == 0 {
+		return nil
+	}
+	return hmac.New(sha256.New, e.cfg.Secret)
+}
+
+// ---------------------------------------------------------------------------
+// Redis plumbing
+// ---------------------------------------------------------------------------
+
+type jobKind int
+
+const (
+	jobPublish jobKind = iota
+	jobIncr            // INCR key; answers evTerm
+	jobNumSub          // PUBSUB NUMSUB key; answers evNumSub
+)
+
+// job is work for the publisher goroutine.
+type job struct {
+	kind  jobKind
+	data  []byte
+	key   string
+	id    string
+	round uint64
+	done  func(error) // jobPublish: called when published or failed
+}
+
+// publish signs and queues m from this node. done, if set, learns when it
+// was published.
+func (r *run) publish(m message, now time.Time, done func(error)) {
+	e := r.e
+	m.From, m.Inc = e.cfg.ID, e.inc
+	if e.cfg.Observer {
+		m.Flags |= flagObserver
+	}
+	e.st.lastSent = now
+	r.enqueue(job{kind: jobPublish, data: appendMessage(nil, &m, r.mac), done: done})
+}
+
+// enqueue hands j to the publisher without blocking the state machine:
+// when the queue is full (Redis is stuck) the job is dropped, which the
+// protocol tolerates as a lost message.
+func (r *run) enqueue(j job) {
+	select {
+	case r.out <- j:
+	default:
+		r.e.nPubErr.Add(1)
+		r.fail(j, errors.New("leader: publish queue full"))
+	}
+}
+
+// fail answers a job that could not be done. The loop calls it too, and
+// must not block on its own inbox, so answers go through a goroutine.
+func (r *run) fail(j job, err error) {
+	switch j.kind {
+	case jobPublish:
+		if j.done != nil {
+			j.done(err)
+		}
+	case jobIncr:
+		r.wg.Go(func() { r.send(event{kind: evTerm, round: j.round, err: err}) })
+	case jobNumSub:
+		r.wg.Go(func() { r.send(event{kind: evNumSub, id: j.id, err: err}) })
+	}
+}
+
+// publisher owns the connection for PUBLISH and commands, and redials it with
+// capped backoff. One goroutine sends on it, so messages leave in order.
+func (r *run) publisher() {
+	e := r.e
+	var conn redis.Conn
+	defer func() {
+		if conn != nil {
+			conn.Close()
+		}
+	}()
+	timeout := max(2*e.cfg.HeartbeatInterval, 50*time.Millisecond)
+	backoff := newBackoff()
+	for {
+		var j job
+		select {
+		case j = <-r.out:
+		case <-r.ctx.Done():
+			return
+		}
+		if conn == nil {
+			if !backoff.ready() {
+				r.fail(j, errors.New("leader: redis unavailable"))
+				continue
+			}
+			c, err := r.dial()
+			if err != nil {
+				backoff.failed()
+				r.noteRedisError("publisher dial", err)
+				r.fail(j, err)
+				continue
+			}
+			conn = c
+		}
+		var err error
+		switch j.kind {
+		case jobPublish:
+			_, err = redis.DoWithTimeout(conn, timeout, "PUBLISH", e.channel, j.data)
+			if err == nil {
+				e.nOut.Add(1)
+			}
+			if j.done != nil {
+				j.done(err)
+			}
+		case jobIncr:
+			var n int64
+			n, err = redis.Int64(redis.DoWithTimeout(conn, timeout, "INCR", j.key))
+			r.send(event{kind: evTerm, round: j.round, n: n, err: err})
+		case jobNumSub:
+			var v []any
+			var n int64
+			v, err = redis.Values(redis.DoWithTimeout(conn, timeout, "PUBSUB", "NUMSUB", j.key))
+			if err == nil && len(v) == 2 {
+				n, err = redis.Int64(v[1], nil)
+			} else if err == nil {
+				err = errors.New("leader: unexpected PUBSUB NUMSUB reply")
+			}
+			r.send(event{kind: evNumSub, id: j.id, n: n, err: err})
+		}
+		if err != nil {
+			e.nPubErr.Add(1)
+			r.noteRedisError("publish", err)
+			if conn.Err() != nil {
+				conn.Close()
+				conn = nil
+				backoff.failed()
+			}
+		} else {
+			backoff.reset()
+		}
+	}
+}
+
+// subscriber owns the subscribed connection: it receives, decodes and
+// verifies messages and hands them to the loop. It pings on a timer and
+// treats PeerTimeout without any reply as a dead connection (redigo closes a
+// connection on any receive error), then redials with capped backoff.
+func (r *run) subscriber() {
+	e := r.e
+	mac := e.newMAC()
+	backoff := newBackoff()
+	first := true
+	for r.ctx.Err() == nil {
+		if !first {
+			if !backoff.wait(r.ctx) {
+				return
+			}
+		}
+		c, err := r.dial()
+		if err != nil {
+			backoff.failed()
+			r.noteRedisError("subscriber dial", err)
+			first = false
+			continue
+		}
+		if !first {
+			e.nReconnects.Add(1)
+		}
+		first = false
+		if r.receive(c, mac) {
+			backoff.reset()
+		} else {
+			backoff.failed()
+		}
+	}
+}
+
+// receive runs one subscribed connection until it fails or Run ends. It
+// reports whether the subscription was established.
+func (r *run) receive(c redis.Conn, mac hash.Hash) (subscribed bool) {
+	e := r.e
+	psc := redis.PubSubConn{Conn: c}
+	stop := make(chan struct{})
+	var pinger sync.WaitGroup
+	defer func() {
+		close(stop)
+		c.Close()
+		pinger.Wait()
+		if subscribed {
+			r.send(event{kind: evDisconnected, err: c.Err()})
+		}
+	}()
+	if err := psc.Subscribe(e.channel, e.self); err != nil {
+		r.noteRedisError("subscribe", err)
+		return false
+	}
+	pinger.Go(func() {
+		t := time.NewTicker(e.cfg.HeartbeatInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-t.C:
+				if psc.Ping("") != nil {
+					return
+				}
+			case <-stop:
+				return
+			case <-r.ctx.Done():
+				c.Close() // unblocks the receive below
+				return
+			}
+		}
+	})
+	confirmed := 0
+	for {
+		switch v := psc.ReceiveWithTimeout(e.cfg.PeerTimeout).(type) {
+		case redis.Message:
+			at := time.Now()
+			var m message
+			if err := decodeMessage(v.Data, &m, mac); err != nil {
+				e.nDropped.Add(1)
+				continue
+			}
+			e.nIn.Add(1)
+			select {
+			case r.events <- event{kind: evMessage, msg: m, at: at}:
+			default:
+				e.nDropped.Add(1) // the state machine is behind: shed load
+			}
+		case redis.Subscription:
+			if v.Kind == "subscribe" {
+				confirmed++
+				if confirmed == 2 && !subscribed {
+					subscribed = true
+					r.send(event{kind: evSubscribed})
+				}
+			}
+		case redis.Pong:
+		case error:
+			if r.ctx.Err() == nil {
+				r.noteRedisError("receive", v)
+			}
+			return subscribed
+		}
+	}
+}
+
+// dial opens a Redis connection with Config.Dial or Addr.
+func (r *run) dial() (redis.Conn, error) {
+	e := r.e
+	ctx, cancel := context.WithTimeout(r.ctx, max(e.cfg.PeerTimeout, time.Second))
+	defer cancel()
+	if e.cfg.Dial != nil {
+		return e.cfg.Dial(ctx)
+	}
+	return redis.DialContext(ctx, "tcp", e.cfg.Addr,
+		redis.DialReadTimeout(e.cfg.PeerTimeout),
+		redis.DialWriteTimeout(e.cfg.PeerTimeout))
+}
+
+// noteRedisError logs a Redis failure and keeps it for Status.
+func (r *run) noteRedisError(op string, err error) {
+	e := r.e
+	if r.ctx.Err() != nil {
+		return
+	}
+	e.log.Warn("redis error", "op", op, "err", err)
+	e.mu.Lock()
+	e.st.lastRedisErr = op + ": " + err.Error()
+	e.mu.Unlock()
+}
+
+// backoff is capped exponential backoff with full jitter.
+type backoff struct {
+	next  time.Time
+	delay time.Duration
+}
+
+func newBackoff() *backoff { return &backoff{} }
+
+func (b *backoff) reset() { b.delay, b.next = 0, time.Time{} }
+
+func (b *backoff) failed() {
+	b.delay = min(max(2*b.delay, 50*time.Millisecond), maxBackoff)
+	b.next = time.Now().Add(b.delay/2 + randDuration(b.delay/2))
+}
+
+func (b *backoff) ready() bool { return !time.Now().Before(b.next) }
+
+// wait sleeps until the next attempt; false if ctx ended first.
+func (b *backoff) wait(ctx context.Context) bool {
+	d := time.Until(b.next)
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
