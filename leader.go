@@ -598,7 +598,7 @@ type state struct {
 
 	// Leader.
 	seq       uint64
-	selfAcked uint64 // highest seq of ours that echoed back
+	selfAcked uint64        // highest seq of ours that echoed back
 	sentAt    [64]time.Time // send time of heartbeat seq, at index seq%64
 	electedAt time.Time
 	notBefore time.Time // no activity before: the old lease may still hold
