@@ -34,8 +34,9 @@
 //   - The leader's callback is cancelled when the lease ends; a callback that
 //     ignores its context keeps running. Fence the writes it makes.
 //   - Without Secret, any client that can PUBLISH on the group's channel can
-//     disturb the election (not forge leadership of another node's lease, but
-//     force elections). Use Secret, Redis ACLs and TLS against that.
+//     forge votes and handovers, and so break every guarantee above. Secret
+//     makes nodes drop what a client without the key publishes; Redis ACLs
+//     and TLS protect the channel itself.
 package leader
 
 import (
