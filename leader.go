@@ -572,8 +572,9 @@ type peer struct {
 type state struct {
 	role       State
 	term       uint64
-	votedFor   string // whom this node voted for in term; "" for nobody
-	leader     string // the leader followed in leaderTerm; this node when leading
+	votedFor   string    // whom this node voted for in term; "" for nobody
+	votedAt    time.Time // when it granted that vote
+	leader     string    // the leader followed in leaderTerm; this node when leading
 	leaderTerm uint64
 	leaderInc  uint64    // incarnation of the leader, to drop replays
 	leaderSeq  uint64    // highest heartbeat seq seen from the leader
@@ -948,6 +949,12 @@ func (r *run) mayVote(m *message, now time.Time) bool {
 	if s.leader != "" && now.Sub(s.heardLead) < e.cfg.PeerTimeout {
 		return m.Flags&flagLeaderGone != 0 && m.To == s.leader
 	}
+	// A node that just voted gives that candidate its round: a rival that
+	// started a moment later (with the higher term INCR gave it) would
+	// otherwise take the votes back and cost a term.
+	if s.votedFor != "" && s.votedFor != m.From && now.Sub(s.votedAt) < r.roundTimeout() {
+		return false
+	}
 	return true
 }
 
@@ -958,7 +965,7 @@ func (r *run) onVoteRequest(m *message, now time.Time) {
 		r.stepUp(m.Term, now)
 		if s.votedFor == "" || s.votedFor == m.From {
 			grant = true
-			s.votedFor = m.From
+			s.votedFor, s.votedAt = m.From, now
 			// Give this candidate its round before campaigning ourselves.
 			s.electionAt = now.Add(r.roundTimeout() + randDuration(e.cfg.ElectionJitter))
 		}
