@@ -319,7 +319,8 @@ type Status struct {
 	Leader    string        // the leader this node follows; "" when none
 	Active    bool          // IsLeader() at the time of the snapshot
 	LeaseLeft time.Duration // time left on the lease; 0 unless Active
-	LivePeers []string      // other nodes heard within PeerTimeout, sorted
+	LivePeers []string      // other nodes heard within PeerTimeout, sorted; a follower hears only the leader while it is healthy
+	Nodes     int           // live nodes in the group, this one included: the leader's count, as the leader last reported it
 	Connected bool          // subscribed, and this node's own messages echo back
 
 	Elections      uint64 // elections this node started (after a pre-vote)
@@ -351,6 +352,11 @@ type Elector struct {
 
 	// counters, read by Status without the lock
 	nIn, nOut, nDropped, nReconnects, nPubErr atomic.Uint64
+
+	// Set by the Redis goroutines with mark, read with stamp.
+	base   time.Time    // origin of these timestamps (monotonic)
+	pubOK  atomic.Int64 // last answered PUBLISH
+	recvAt atomic.Int64 // last thing the subscription delivered
 }
 
 // New checks cfg, fills in defaults, and returns an Elector ready to Run.
@@ -369,8 +375,9 @@ func New(cfg Config) (*Elector, error) {
 		log:     cfg.Logger.With("node", cfg.ID, "group", cfg.Group),
 		cmds:    make(chan command),
 		done:    make(chan struct{}),
+		base:    time.Now(),
 	}
-	e.self = e.channel + ":node:" + cfg.ID
+	e.self = e.channel + ":node:" + cfg.ID // see run.nodeChannel
 	e.termKey = e.channel + ":term"
 	e.st.peers = make(map[string]*peer)
 	return e, nil
@@ -407,13 +414,18 @@ func (e *Elector) Status() Status {
 		Term:           e.st.term,
 		Leader:         e.st.leader,
 		Active:         e.st.activeAt(now),
-		Connected:      e.st.connectedAt(now, e.cfg.PeerTimeout),
+		Connected:      e.linkUp(now),
 		Elections:      e.st.elections,
 		StepDowns:      e.st.stepDowns,
 		LastRedisError: e.st.lastRedisErr,
 	}
 	if s.Active {
 		s.LeaseLeft = e.st.leaseEnd.Sub(now)
+	}
+	if e.st.role == Leader {
+		s.Nodes = e.st.nodes
+	} else if now.Sub(e.st.knownLiveAt) < e.cfg.PeerTimeout {
+		s.Nodes = e.st.knownLive
 	}
 	for id, p := range e.st.peers {
 		if now.Sub(p.heard) < e.cfg.PeerTimeout {
@@ -570,24 +582,27 @@ type peer struct {
 // state is the protocol state. The loop changes it under Elector.mu; the
 // public methods read it under Elector.mu.
 type state struct {
-	role       State
-	term       uint64
-	votedFor   string    // whom this node voted for in term; "" for nobody
-	votedAt    time.Time // when it granted that vote
-	leader     string    // the leader followed in leaderTerm; this node when leading
-	leaderTerm uint64
-	leaderInc  uint64    // incarnation of the leader, to drop replays
-	leaderSeq  uint64    // highest heartbeat seq seen from the leader
-	heardLead  time.Time // last heartbeat from any leader; zero after a handover
-	peers      map[string]*peer
-	selfEcho   time.Time // last time one of our own messages came back
-	subscribed bool
-	joinUntil  time.Time // no voting or standing before; zero until subscribed
-	lastSent   time.Time
-	electionAt time.Time // when to campaign; zero when not scheduled
-	goneLeader string    // the leader Redis says is gone (crash fast path)
-	numsubAt   time.Time // last NUMSUB query, to rate-limit them
-	numsubBusy bool
+	role                     State
+	term                     uint64
+	votedFor                 string    // whom this node voted for in term; "" for nobody
+	votedAt                  time.Time // when it granted that vote
+	leader                   string    // the leader followed in leaderTerm; this node when leading
+	leaderTerm               uint64
+	leaderInc                uint64    // incarnation of the leader, to drop replays
+	leaderSeq                uint64    // highest heartbeat seq seen from the leader
+	heardLead                time.Time // last heartbeat from any leader; zero after a handover
+	peers                    map[string]*peer
+	selfEcho                 time.Time // last time one of our own messages came back
+	subscribed               bool
+	joinUntil                time.Time // no voting or standing before; zero until subscribed
+	lastSent                 time.Time // last message on the group channel
+	knownLive                int       // live nodes as the leader last counted them
+	knownLiveAt              time.Time
+	leaderChan, leaderChanOf string    // the channel where acks go, and whose it is
+	electionAt               time.Time // when to campaign; zero when not scheduled
+	goneLeader               string    // the leader Redis says is gone (crash fast path)
+	numsubAt                 time.Time // last NUMSUB query, to rate-limit them
+	numsubBusy               bool
 
 	// Candidate.
 	round     uint64 // numbers campaigns, so stale answers are ignored
@@ -600,6 +615,7 @@ type state struct {
 
 	// Leader.
 	seq       uint64
+	nodes     int           // live nodes counted at the last heartbeat
 	selfAcked uint64        // highest seq of ours that echoed back
 	sentAt    [64]time.Time // send time of heartbeat seq, at index seq%64
 	electedAt time.Time
@@ -616,10 +632,6 @@ type state struct {
 // activeAt reports whether the node may act as leader at now (rule 6).
 func (s *state) activeAt(now time.Time) bool {
 	return s.role == Leader && !s.resigning && now.Before(s.leaseEnd) && !now.Before(s.notBefore)
-}
-
-func (s *state) connectedAt(now time.Time, peerTimeout time.Duration) bool {
-	return s.subscribed && !s.selfEcho.IsZero() && now.Sub(s.selfEcho) < peerTimeout
 }
 
 // loop is the state machine: one goroutine, so no protocol step races
@@ -859,7 +871,7 @@ func (r *run) onMessage(m *message, now time.Time) {
 		}
 	case msgPreVote:
 		grant := m.Term > s.term && r.mayVote(m, now)
-		r.publish(message{Type: msgPreVoteReply, Term: m.Term, Seq: s.term, To: m.From, Flags: grantFlag(grant)}, now, nil)
+		r.publishTo(r.nodeChannel(m.From), message{Type: msgPreVoteReply, Term: m.Term, Seq: s.term, To: m.From, Flags: grantFlag(grant)}, nil)
 	case msgPreVoteReply:
 		if m.Seq > s.term && s.role != Leader {
 			s.term, s.votedFor = m.Seq, "" // catch up; no leader known in it
@@ -886,8 +898,10 @@ func (r *run) onMessage(m *message, now time.Time) {
 		}
 		if s.leader == m.From {
 			// The old leader stopped before it said so: no stickiness and
-			// no lease to wait out (rule 7).
+			// no lease to wait out (rule 7). It still votes, so its count
+			// of live nodes still sizes the quorum.
 			s.leader, s.heardLead, s.goneLeader = "", time.Time{}, ""
+			s.knownLiveAt = now
 		}
 		if m.To == e.cfg.ID && !e.cfg.Observer && s.role == Follower {
 			r.campaign(now, true)
@@ -919,8 +933,14 @@ func (r *run) onLeaderHeartbeat(m *message, now time.Time) {
 		r.notifyNewLeader(m.From, m.Term)
 	}
 	s.leaderInc, s.leaderSeq, s.heardLead = m.Inc, m.Seq, now
+	s.knownLive, s.knownLiveAt = int(min(m.Live, maxPeers+1)), now
 	s.electionAt, s.goneLeader = time.Time{}, ""
-	r.publish(message{Type: msgHeartbeat, Term: s.term, Seq: m.Seq, To: m.From}, now, nil)
+	// The ack goes to the leader's own channel: only the leader reads it,
+	// so a round costs 2N deliveries instead of N².
+	if s.leaderChanOf != m.From {
+		s.leaderChan, s.leaderChanOf = r.nodeChannel(m.From), m.From
+	}
+	r.publishTo(s.leaderChan, message{Type: msgHeartbeat, Term: s.term, Seq: m.Seq, To: m.From}, nil)
 }
 
 // stepUp moves to a higher term seen in a message (rule 3).
@@ -970,7 +990,7 @@ func (r *run) onVoteRequest(m *message, now time.Time) {
 			s.electionAt = now.Add(r.roundTimeout() + randDuration(e.cfg.ElectionJitter))
 		}
 	}
-	r.publish(message{Type: msgVote, Term: m.Term, Seq: s.term, To: m.From, Flags: grantFlag(grant), Ago: r.agoMicros(now)}, now, nil)
+	r.publishTo(r.nodeChannel(m.From), message{Type: msgVote, Term: m.Term, Seq: s.term, To: m.From, Flags: grantFlag(grant), Ago: r.agoMicros(now)}, nil)
 }
 
 // agoMicros is how long ago this node heard a leader heartbeat, the bound a
@@ -1161,6 +1181,20 @@ func (r *run) quorum(now time.Time) int {
 	if e.cfg.ClusterSize > 0 {
 		return e.cfg.ClusterSize/2 + 1
 	}
+	n := r.countLive(now)
+	// Followers do not hear each other's acks, so a follower's own count
+	// can be short of the truth; the leader's last count is a floor for a
+	// PeerTimeout, which is also how long its own entry would have counted.
+	if s.role != Leader && s.knownLive > n && now.Sub(s.knownLiveAt) < e.cfg.PeerTimeout {
+		n = s.knownLive
+	}
+	return n/2 + 1
+}
+
+// countLive counts the nodes heard within PeerTimeout, this node included
+// while it is connected.
+func (r *run) countLive(now time.Time) int {
+	e, s := r.e, &r.e.st
 	n := 0
 	if r.selfLive(now) {
 		n++
@@ -1170,11 +1204,32 @@ func (r *run) quorum(now time.Time) int {
 			n++
 		}
 	}
-	return n/2 + 1
+	return n
 }
 
-func (r *run) selfLive(now time.Time) bool {
-	return r.e.st.connectedAt(now, r.e.cfg.PeerTimeout)
+func (r *run) selfLive(now time.Time) bool { return r.e.linkUp(now) }
+
+// linkUp reports whether this node's link to Redis works both ways: its
+// own broadcast echoed back, or, for a follower that only acks, a PUBLISH
+// was answered and the subscription delivered something, both within
+// PeerTimeout. The caller holds e.mu.
+func (e *Elector) linkUp(now time.Time) bool {
+	s, pt := &e.st, e.cfg.PeerTimeout
+	if !s.subscribed {
+		return false
+	}
+	if !s.selfEcho.IsZero() && now.Sub(s.selfEcho) < pt {
+		return true
+	}
+	return now.Sub(e.stamp(&e.pubOK)) < pt && now.Sub(e.stamp(&e.recvAt)) < pt
+}
+
+// mark stores now in a timestamp that another goroutine reads with stamp.
+func (e *Elector) mark(a *atomic.Int64) { a.Store(int64(time.Since(e.base))) }
+
+// stamp reads a timestamp stored with mark (on the monotonic clock).
+func (e *Elector) stamp(a *atomic.Int64) time.Time {
+	return e.base.Add(time.Duration(a.Load()))
 }
 
 func (r *run) roundTimeout() time.Duration {
@@ -1210,14 +1265,17 @@ func (r *run) tick(now time.Time) {
 			r.becomeFollower(now, "round timed out")
 		}
 	case Follower:
-		if now.Sub(s.lastSent) >= e.cfg.HeartbeatInterval {
+		silent := now.Sub(s.heardLead)
+		// While its leader is heard, a follower only acks. Without one, or
+		// when the leader misses a heartbeat, it broadcasts, so the others
+		// learn who is live before anyone campaigns.
+		if (s.leader == "" || silent >= e.cfg.HeartbeatInterval*3/2) && now.Sub(s.lastSent) >= e.cfg.HeartbeatInterval {
 			r.sendHeartbeat(now)
 		}
-		silent := now.Sub(s.heardLead)
 		if s.leader != "" && silent >= e.cfg.HeartbeatInterval*3/2 && !s.numsubBusy &&
 			now.Sub(s.numsubAt) >= e.cfg.HeartbeatInterval && s.goneLeader == "" {
 			s.numsubBusy, s.numsubAt = true, now
-			r.enqueue(job{kind: jobNumSub, key: e.channel + ":node:" + s.leader, id: s.leader})
+			r.enqueue(job{kind: jobNumSub, key: r.nodeChannel(s.leader), id: s.leader})
 		}
 		if e.cfg.Observer || s.joinUntil.IsZero() || now.Before(s.joinUntil) || !r.selfLive(now) {
 			return
@@ -1272,15 +1330,17 @@ func (r *run) nextWake(now time.Time) time.Time {
 	return next
 }
 
-// sendHeartbeat publishes this node's heartbeat: the leader's carries a new
-// seq; a follower's carries its ack of the last leader heartbeat.
+// sendHeartbeat broadcasts this node's heartbeat: the leader's carries a new
+// seq and its count of live nodes; a follower's carries its ack of the last
+// leader heartbeat.
 func (r *run) sendHeartbeat(now time.Time) {
 	s := &r.e.st
 	m := message{Type: msgHeartbeat, Term: s.term}
 	if s.role == Leader {
 		s.seq++
 		s.sentAt[s.seq%uint64(len(s.sentAt))] = now
-		m.Flags, m.Seq = flagLeader, s.seq
+		s.nodes = r.countLive(now)
+		m.Flags, m.Seq, m.Live = flagLeader, s.seq, uint64(s.nodes)
 	} else if s.leader != "" {
 		m.Seq, m.To = s.leaderSeq, s.leader
 	}
@@ -1402,7 +1462,7 @@ func grantFlag(granted bool) uint8 {
 // ---------------------------------------------------------------------------
 
 // A message is, in order: magic byte, version, type, flags, then uvarints
-// term, seq, ago, then the sender's incarnation (8 bytes little-endian), then
+// term, seq, ago, live, then the sender's incarnation (8 bytes little-endian), then
 // from and to as uvarint-length-prefixed strings, and, when the group has a
 // Secret, an HMAC-SHA256 of everything before it. Binary, so decoding one
 // allocates only the two strings.
@@ -1417,7 +1477,7 @@ const (
 type msgType uint8
 
 const (
-	msgHeartbeat    msgType = iota + 1 // leader: seq; follower: To=leader, Seq=ack
+	msgHeartbeat    msgType = iota + 1 // leader: Seq, Live; follower: To=leader, Seq=ack
 	msgPreVote                         // Term: proposed; To: gone leader, if any
 	msgPreVoteReply                    // Term: proposed; Seq: voter's term; To: candidate
 	msgVoteRequest                     // Term: stood for; To: gone leader, if any
@@ -1440,7 +1500,8 @@ type message struct {
 	Flags uint8
 	Term  uint64
 	Seq   uint64
-	Ago   uint64 // microseconds
+	Ago   uint64 // vote: microseconds since the voter heard a leader
+	Live  uint64 // leader heartbeat: live nodes the leader counts, itself included
 	Inc   uint64
 	From  string
 	To    string
@@ -1469,6 +1530,7 @@ func appendMessage(b []byte, m *message, mac hash.Hash) []byte {
 	b = binary.AppendUvarint(b, m.Term)
 	b = binary.AppendUvarint(b, m.Seq)
 	b = binary.AppendUvarint(b, m.Ago)
+	b = binary.AppendUvarint(b, m.Live)
 	b = binary.LittleEndian.AppendUint64(b, m.Inc)
 	b = binary.AppendUvarint(b, uint64(len(m.From)))
 	b = append(b, m.From...)
@@ -1522,6 +1584,7 @@ func decodeMessage(b []byte, m *message, mac hash.Hash) error {
 	m.Term = d.uvarint()
 	m.Seq = d.uvarint()
 	m.Ago = d.uvarint()
+	m.Live = d.uvarint()
 	m.Inc = d.uint64()
 	m.From = d.str()
 	m.To = d.str()
@@ -1612,17 +1675,25 @@ type job struct {
 	done  func(error) // jobPublish: called when published or failed
 }
 
-// publish signs and queues m from this node. done, if set, learns when it
-// was published.
+// publish signs m and queues it for the group channel. done, if set,
+// learns when it was published.
 func (r *run) publish(m message, now time.Time, done func(error)) {
+	r.e.st.lastSent = now
+	r.publishTo(r.e.channel, m, done)
+}
+
+// publishTo signs m and queues it for one channel.
+func (r *run) publishTo(channel string, m message, done func(error)) {
 	e := r.e
 	m.From, m.Inc = e.cfg.ID, e.inc
 	if e.cfg.Observer {
 		m.Flags |= flagObserver
 	}
-	e.st.lastSent = now
-	r.enqueue(job{kind: jobPublish, data: appendMessage(nil, &m, r.mac), done: done})
+	r.enqueue(job{kind: jobPublish, key: channel, data: appendMessage(nil, &m, r.mac), done: done})
 }
+
+// nodeChannel is the channel only node id subscribes to.
+func (r *run) nodeChannel(id string) string { return r.e.channel + ":node:" + id }
 
 // enqueue hands j to the publisher without blocking the state machine:
 // when the queue is full (Redis is stuck) the job is dropped, which the
@@ -1687,9 +1758,10 @@ func (r *run) publisher() {
 		var err error
 		switch j.kind {
 		case jobPublish:
-			_, err = redis.DoWithTimeout(conn, timeout, "PUBLISH", e.channel, j.data)
+			_, err = redis.DoWithTimeout(conn, timeout, "PUBLISH", j.key, j.data)
 			if err == nil {
 				e.nOut.Add(1)
+				e.mark(&e.pubOK)
 			}
 			if j.done != nil {
 				j.done(err)
@@ -1795,7 +1867,11 @@ func (r *run) receive(c redis.Conn, mac hash.Hash) (subscribed bool) {
 	})
 	confirmed := 0
 	for {
-		switch v := psc.ReceiveWithTimeout(e.cfg.PeerTimeout).(type) {
+		v := psc.ReceiveWithTimeout(e.cfg.PeerTimeout)
+		if _, failed := v.(error); !failed {
+			e.mark(&e.recvAt)
+		}
+		switch v := v.(type) {
 		case redis.Message:
 			at := time.Now()
 			var m message
