@@ -510,11 +510,11 @@ func (e *Elector) Run(ctx context.Context) error {
 
 	stop()
 	wg.Wait()
-	defer close(e.done)
 	e.mu.Lock()
 	e.st.subscribed = false
 	e.st.role, e.st.leader, e.st.leaderTerm = Follower, "", 0
 	e.mu.Unlock()
+	close(e.done)
 	return nil
 }
 
@@ -582,27 +582,28 @@ type peer struct {
 // state is the protocol state. The loop changes it under Elector.mu; the
 // public methods read it under Elector.mu.
 type state struct {
-	role                     State
-	term                     uint64
-	votedFor                 string    // whom this node voted for in term; "" for nobody
-	votedAt                  time.Time // when it granted that vote
-	leader                   string    // the leader followed in leaderTerm; this node when leading
-	leaderTerm               uint64
-	leaderInc                uint64    // incarnation of the leader, to drop replays
-	leaderSeq                uint64    // highest heartbeat seq seen from the leader
-	heardLead                time.Time // last heartbeat from any leader; zero after a handover
-	peers                    map[string]*peer
-	selfEcho                 time.Time // last time one of our own messages came back
-	subscribed               bool
-	joinUntil                time.Time // no voting or standing before; zero until subscribed
-	lastSent                 time.Time // last message on the group channel
-	knownLive                int       // live nodes as the leader last counted them
-	knownLiveAt              time.Time
-	leaderChan, leaderChanOf string    // the channel where acks go, and whose it is
-	electionAt               time.Time // when to campaign; zero when not scheduled
-	goneLeader               string    // the leader Redis says is gone (crash fast path)
-	numsubAt                 time.Time // last NUMSUB query, to rate-limit them
-	numsubBusy               bool
+	role         State
+	term         uint64
+	votedFor     string    // whom this node voted for in term; "" for nobody
+	votedAt      time.Time // when it granted that vote
+	leader       string    // the leader followed in leaderTerm; this node when leading
+	leaderTerm   uint64
+	leaderInc    uint64    // incarnation of the leader, to drop replays
+	leaderSeq    uint64    // highest heartbeat seq seen from the leader
+	heardLead    time.Time // last heartbeat from any leader; zero after a handover
+	peers        map[string]*peer
+	selfEcho     time.Time // last time one of our own messages came back
+	subscribed   bool
+	joinUntil    time.Time // no voting or standing before; zero until subscribed
+	lastSent     time.Time // last message on the group channel
+	knownLive    int       // live nodes as the leader last counted them
+	knownLiveAt  time.Time // when; the count is a quorum floor for PeerTimeout
+	leaderChan   string    // the leader's own channel, where acks go
+	leaderChanOf string    // the leader leaderChan belongs to
+	electionAt   time.Time // when to campaign; zero when not scheduled
+	goneLeader   string    // the leader Redis says is gone (crash fast path)
+	numsubAt     time.Time // last NUMSUB query, to rate-limit them
+	numsubBusy   bool
 
 	// Candidate.
 	round     uint64 // numbers campaigns, so stale answers are ignored
