@@ -1494,6 +1494,8 @@ const (
 	flagGranted                // pre-vote or vote granted
 	flagLeaderGone             // Redis says To's process is gone (rule 12)
 	flagSigned                 // an HMAC follows
+
+	knownFlags = flagLeader | flagObserver | flagGranted | flagLeaderGone | flagSigned
 )
 
 type message struct {
@@ -1564,6 +1566,9 @@ func decodeMessage(b []byte, m *message, mac hash.Hash) error {
 	if m.Type == 0 || m.Type >= msgTypeEnd {
 		return errType
 	}
+	if m.Flags&^knownFlags != 0 {
+		return errField
+	}
 	body := b
 	if m.Flags&flagSigned != 0 {
 		if len(b) < 4+macSize {
@@ -1614,6 +1619,10 @@ func (d *decoder) uvarint() uint64 {
 	v, n := binary.Uvarint(d.b)
 	if n <= 0 {
 		d.err = errShort
+		return 0
+	}
+	if n > 1 && d.b[n-1] == 0 {
+		d.err = errField // not the shortest encoding: one message, one encoding
 		return 0
 	}
 	d.b = d.b[n:]
