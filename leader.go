@@ -1547,9 +1547,21 @@ func appendMessage(b []byte, m *message, mac hash.Hash) []byte {
 	return b
 }
 
-// decodeMessage parses b into m and checks its signature with mac (nil: no
-// Secret, signatures are not checked). It never panics on any input.
-func decodeMessage(b []byte, m *message, mac hash.Hash) error {
+// reader decodes messages for one goroutine.
+type reader struct {
+	mac   hash.Hash         // checks signatures; nil: no Secret, none checked
+	names map[string]string // interns node IDs, bounded by maxPeers; may be nil
+	sum   []byte            // scratch for the HMAC
+}
+
+func newReader(mac hash.Hash) *reader {
+	return &reader{mac: mac, names: make(map[string]string), sum: make([]byte, 0, macSize)}
+}
+
+// decode parses b into m and checks its signature. Decoding a message from
+// a known sender allocates nothing. It never panics on any input.
+func (rd *reader) decode(b []byte, m *message) error {
+	mac := rd.mac
 	if len(b) > maxMessageSize {
 		return errTooLarge
 	}
@@ -1578,15 +1590,15 @@ func decodeMessage(b []byte, m *message, mac hash.Hash) error {
 		if mac != nil {
 			mac.Reset()
 			mac.Write(body)
-			var sum [macSize]byte
-			if !hmac.Equal(mac.Sum(sum[:0]), b[len(body):]) {
+			rd.sum = mac.Sum(rd.sum[:0])
+			if !hmac.Equal(rd.sum, b[len(body):]) {
 				return errSignature
 			}
 		}
 	} else if mac != nil {
 		return errUnsigned
 	}
-	d := decoder{b: body[4:]}
+	d := decoder{b: body[4:], names: rd.names}
 	m.Term = d.uvarint()
 	m.Seq = d.uvarint()
 	m.Ago = d.uvarint()
@@ -1608,8 +1620,9 @@ func decodeMessage(b []byte, m *message, mac hash.Hash) error {
 
 // decoder reads fields, remembering the first error.
 type decoder struct {
-	b   []byte
-	err error
+	b     []byte
+	err   error
+	names map[string]string // interned strings, bounded by maxPeers
 }
 
 func (d *decoder) uvarint() uint64 {
@@ -1651,8 +1664,15 @@ func (d *decoder) str() string {
 		d.err = errField
 		return ""
 	}
-	s := string(d.b[:n])
+	raw := d.b[:n]
 	d.b = d.b[n:]
+	if s, ok := d.names[string(raw)]; ok {
+		return s
+	}
+	s := string(raw)
+	if d.names != nil && len(d.names) < maxPeers {
+		d.names[s] = s
+	}
 	return s
 }
 
@@ -1678,8 +1698,8 @@ const (
 // job is work for the publisher goroutine.
 type job struct {
 	kind  jobKind
-	data  []byte
-	key   string
+	buf   *[]byte // jobPublish: the encoded message, from bufPool
+	key   string  // the channel, or the key of a command
 	id    string
 	round uint64
 	done  func(error) // jobPublish: called when published or failed
@@ -1699,8 +1719,14 @@ func (r *run) publishTo(channel string, m message, done func(error)) {
 	if e.cfg.Observer {
 		m.Flags |= flagObserver
 	}
-	r.enqueue(job{kind: jobPublish, key: channel, data: appendMessage(nil, &m, r.mac), done: done})
+	buf := bufPool.Get().(*[]byte)
+	*buf = appendMessage((*buf)[:0], &m, r.mac)
+	r.enqueue(job{kind: jobPublish, key: channel, buf: buf, done: done})
 }
+
+// bufPool recycles encoded messages: redigo copies a PUBLISH's arguments
+// into its own write buffer, so a message's bytes are free once sent.
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 128); return &b }}
 
 // nodeChannel is the channel only node id subscribes to.
 func (r *run) nodeChannel(id string) string { return r.e.channel + ":node:" + id }
@@ -1722,6 +1748,7 @@ func (r *run) enqueue(j job) {
 func (r *run) fail(j job, err error) {
 	switch j.kind {
 	case jobPublish:
+		bufPool.Put(j.buf)
 		if j.done != nil {
 			j.done(err)
 		}
@@ -1768,7 +1795,8 @@ func (r *run) publisher() {
 		var err error
 		switch j.kind {
 		case jobPublish:
-			_, err = redis.DoWithTimeout(conn, timeout, "PUBLISH", j.key, j.data)
+			_, err = redis.DoWithTimeout(conn, timeout, "PUBLISH", j.key, *j.buf)
+			bufPool.Put(j.buf)
 			if err == nil {
 				e.nOut.Add(1)
 				e.mark(&e.pubOK)
@@ -1811,7 +1839,7 @@ func (r *run) publisher() {
 // connection on any receive error), then redials with capped backoff.
 func (r *run) subscriber() {
 	e := r.e
-	mac := e.newMAC()
+	rd := newReader(e.newMAC())
 	backoff := newBackoff()
 	first := true
 	for r.ctx.Err() == nil {
@@ -1831,7 +1859,7 @@ func (r *run) subscriber() {
 			e.nReconnects.Add(1)
 		}
 		first = false
-		if r.receive(c, mac) {
+		if r.receive(c, rd) {
 			backoff.reset()
 		} else {
 			backoff.failed()
@@ -1841,7 +1869,7 @@ func (r *run) subscriber() {
 
 // receive runs one subscribed connection until it fails or Run ends. It
 // reports whether the subscription was established.
-func (r *run) receive(c redis.Conn, mac hash.Hash) (subscribed bool) {
+func (r *run) receive(c redis.Conn, rd *reader) (subscribed bool) {
 	e := r.e
 	psc := redis.PubSubConn{Conn: c}
 	stop := make(chan struct{})
@@ -1885,7 +1913,7 @@ func (r *run) receive(c redis.Conn, mac hash.Hash) (subscribed bool) {
 		case redis.Message:
 			at := time.Now()
 			var m message
-			if err := decodeMessage(v.Data, &m, mac); err != nil {
+			if err := rd.decode(v.Data, &m); err != nil {
 				e.nDropped.Add(1)
 				continue
 			}
