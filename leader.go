@@ -324,7 +324,7 @@ type Status struct {
 	Connected bool          // subscribed, and this node's own messages echo back
 
 	Elections      uint64 // elections this node started (after a pre-vote)
-	StepDowns      uint64 // times this node stopped leading
+	StepDowns      uint64 // times this node stopped being the active leader
 	MessagesIn     uint64 // valid messages received
 	MessagesOut    uint64 // messages published
 	Dropped        uint64 // messages dropped (malformed, unsigned, oversized, flood)
@@ -621,6 +621,7 @@ type state struct {
 	sentAt    [64]time.Time // send time of heartbeat seq, at index seq%64
 	electedAt time.Time
 	notBefore time.Time // no activity before: the old lease may still hold
+	lapsedAt  time.Time // when the lease last ran out
 	leaseEnd  time.Time
 	active    bool // the leader callback was started and not yet stopped
 	resigning bool
@@ -628,6 +629,15 @@ type state struct {
 
 	elections, stepDowns uint64
 	lastRedisErr         string
+}
+
+// inactiveSince is when a leader that is not active stopped being (or
+// could first have been) active.
+func (s *state) inactiveSince() time.Time {
+	if s.lapsedAt.After(s.notBefore) {
+		return s.lapsedAt
+	}
+	return s.notBefore
 }
 
 // activeAt reports whether the node may act as leader at now (rule 6).
@@ -698,12 +708,13 @@ func (r *run) onEvent(ev event, now time.Time) {
 	case evMessage:
 		r.onMessage(&ev.msg, ev.at)
 	case evSubscribed:
+		// Rule 8, after every (re)subscription: listen for a PeerTimeout to
+		// learn the term, the leader and who is live before voting or
+		// standing. A node back from an outage has forgotten its peers;
+		// without this, in dynamic mode, a majority of what it knows would
+		// be itself alone.
 		s.subscribed = true
-		if s.joinUntil.IsZero() {
-			// Rule 8: listen for a PeerTimeout to learn the term and the
-			// leader before voting or standing.
-			s.joinUntil = now.Add(e.cfg.PeerTimeout)
-		}
+		s.joinUntil = now.Add(e.cfg.PeerTimeout)
 		r.sendHeartbeat(now)
 	case evDisconnected:
 		s.subscribed = false
@@ -920,7 +931,11 @@ func (r *run) onLeaderHeartbeat(m *message, now time.Time) {
 	}
 	r.stepUp(m.Term, now)
 	if s.role == Leader {
-		e.log.Error("two leaders in one term: duplicate node IDs?", "term", m.Term, "other", m.From)
+		// Impossible unless two processes share an ID or votes were
+		// forged; both leaders see it, and both stand down so that a
+		// fresh election in a higher term settles it.
+		e.log.Error("another leader in this term: stepping down", "term", m.Term, "other", m.From)
+		r.becomeFollower(now, "another leader in this term")
 		return
 	}
 	if s.leader == m.From && s.leaderTerm == m.Term && s.leaderInc == m.Inc && m.Seq <= s.leaderSeq {
@@ -1044,7 +1059,7 @@ func (r *run) startVote(now time.Time) {
 	s := &r.e.st
 	s.preVote, s.waitTerm = false, true
 	s.roundEnd = now.Add(r.roundTimeout())
-	r.enqueue(job{kind: jobIncr, key: r.e.termKey, round: s.round})
+	r.enqueue(job{kind: jobIncr, key: r.e.termKey, term: s.term, round: s.round})
 }
 
 func (r *run) onTerm(ev event, now time.Time) {
@@ -1094,7 +1109,8 @@ func (r *run) becomeLeader(now time.Time) {
 	}
 	s.role, s.leader, s.leaderTerm, s.leaderInc = Leader, e.cfg.ID, s.term, e.inc
 	s.electedAt, s.notBefore = now, now.Add(max(wait, 0))
-	s.leaseEnd, s.seq, s.selfAcked, s.resigning, s.successor = time.Time{}, 0, 0, false, ""
+	s.leaseEnd, s.lapsedAt, s.seq, s.selfAcked = time.Time{}, time.Time{}, 0, 0
+	s.resigning, s.successor = false, ""
 	s.electionAt, s.goneLeader = time.Time{}, ""
 	for _, p := range s.peers {
 		p.acked = 0
@@ -1108,7 +1124,6 @@ func (r *run) becomeLeader(now time.Time) {
 func (r *run) becomeFollower(now time.Time, why string) {
 	e, s := r.e, &r.e.st
 	if s.role == Leader {
-		s.stepDowns++
 		e.log.Info("stepped down", "term", s.term, "why", why)
 		if s.active {
 			r.stopLeading()
@@ -1246,13 +1261,19 @@ func (r *run) tick(now time.Time) {
 			return
 		}
 		if s.active && !s.activeAt(now) {
-			r.becomeFollower(now, "lease expired")
-			return
+			// The lease ran out (a pause, a cut, a slow quorum): stop
+			// acting at once, but keep the term and keep heartbeating. A
+			// quorum ack of a later heartbeat is a new lease, as safe as the
+			// first by the same argument; after a short pause the followers
+			// never noticed, and the leader does not change.
+			e.log.Info("lease lapsed", "term", s.term)
+			r.stopLeading()
+			s.lapsedAt = now
 		}
 		if !s.active {
 			if s.activeAt(now) {
 				r.startLeading(now)
-			} else if now.Sub(s.notBefore) >= e.cfg.LeaseTimeout {
+			} else if now.Sub(s.inactiveSince()) >= e.cfg.PeerTimeout {
 				r.becomeFollower(now, "no quorum acked")
 				return
 			}
@@ -1315,7 +1336,7 @@ func (r *run) nextWake(now time.Time) time.Time {
 			at(s.leaseEnd)
 		} else {
 			at(s.notBefore)
-			at(s.notBefore.Add(e.cfg.LeaseTimeout))
+			at(s.inactiveSince().Add(e.cfg.PeerTimeout))
 		}
 	case Candidate:
 		at(s.roundEnd)
@@ -1370,6 +1391,7 @@ func (r *run) startLeading(now time.Time) {
 func (r *run) stopLeading() {
 	s := &r.e.st
 	s.active = false
+	s.stepDowns++
 	r.lead.cancel()
 	done := r.lead.done
 	r.callback(func() {
@@ -1689,9 +1711,20 @@ func (e *Elector) newMAC() hash.Hash {
 
 type jobKind int
 
+// nextTermScript returns max(INCR key, local term + 1) and leaves the key
+// there, so the key catches up with the nodes' terms after Redis lost its
+// data, and fencing tokens keep growing when every node restarts later.
+const nextTermScript = `local t = redis.call('INCR', KEYS[1])
+local want = tonumber(ARGV[1]) + 1
+if t < want then
+  redis.call('SET', KEYS[1], want)
+  t = want
+end
+return t`
+
 const (
 	jobPublish jobKind = iota
-	jobIncr            // INCR key; answers evTerm
+	jobIncr            // the next term from the term key; answers evTerm
 	jobNumSub          // PUBSUB NUMSUB key; answers evNumSub
 )
 
@@ -1702,6 +1735,7 @@ type job struct {
 	key   string  // the channel, or the key of a command
 	id    string
 	round uint64
+	term  uint64      // jobIncr: the local term
 	done  func(error) // jobPublish: called when published or failed
 }
 
@@ -1806,7 +1840,7 @@ func (r *run) publisher() {
 			}
 		case jobIncr:
 			var n int64
-			n, err = redis.Int64(redis.DoWithTimeout(conn, timeout, "INCR", j.key))
+			n, err = redis.Int64(redis.DoWithTimeout(conn, timeout, "EVAL", nextTermScript, 1, j.key, j.term))
 			r.send(event{kind: evTerm, round: j.round, n: n, err: err})
 		case jobNumSub:
 			var v []any
