@@ -541,6 +541,7 @@ type run struct {
 		done   chan struct{} // closed when OnStartedLeading returned
 	}
 	resignWaiters []chan error // replies owed once a handover is published
+	lastTick      time.Time    // when the loop last ran tick, to notice stalls
 }
 
 // command asks the loop to hand leadership over.
@@ -594,7 +595,8 @@ type state struct {
 	peers        map[string]*peer
 	selfEcho     time.Time // last time one of our own messages came back
 	subscribed   bool
-	joinUntil    time.Time // no voting or standing before; zero until subscribed
+	joinUntil    time.Time // listening after a (re)subscription or a stall: no voting or standing before
+	size         int       // live nodes; decreases only after a PeerTimeout of listening
 	lastSent     time.Time // last message on the group channel
 	knownLive    int       // live nodes as the leader last counted them
 	knownLiveAt  time.Time // when; the count is a quorum floor for PeerTimeout
@@ -677,6 +679,7 @@ func (r *run) loop(ctx context.Context) {
 		}
 		var next time.Time
 		r.locked(func(now time.Time) {
+			r.noticeStall(now)
 			r.tick(now)
 			next = r.nextWake(now)
 		})
@@ -1197,7 +1200,7 @@ func (r *run) quorum(now time.Time) int {
 	if e.cfg.ClusterSize > 0 {
 		return e.cfg.ClusterSize/2 + 1
 	}
-	n := r.countLive(now)
+	n := max(r.countLive(now), s.size)
 	// Followers do not hear each other's acks, so a follower's own count
 	// can be short of the truth; the leader's last count is a floor for a
 	// PeerTimeout, which is also how long its own entry would have counted.
@@ -1252,9 +1255,31 @@ func (r *run) roundTimeout() time.Duration {
 	return 2 * r.e.cfg.HeartbeatInterval
 }
 
+// noticeStall treats a loop that did not run for over two heartbeat
+// intervals (the process was paused, or starved of CPU) like a node back
+// from an outage: whatever it did not hear meanwhile says nothing about its
+// peers, so it listens for a PeerTimeout again before it trusts its count
+// of live nodes, votes or stands (see rule 8 and state.size).
+func (r *run) noticeStall(now time.Time) {
+	e, s := r.e, &r.e.st
+	if !r.lastTick.IsZero() && now.Sub(r.lastTick) > 2*e.cfg.HeartbeatInterval {
+		e.log.Info("stalled; listening again before trusting the live count", "for", now.Sub(r.lastTick))
+		s.joinUntil = now.Add(e.cfg.PeerTimeout)
+	}
+	r.lastTick = now
+}
+
 // tick does what is due at now: heartbeats, lease checks, elections.
 func (r *run) tick(now time.Time) {
 	e, s := r.e, &r.e.st
+	// The group size may shrink only after a PeerTimeout of listening: a
+	// node that was paused or disconnected keeps the size it knew, so it
+	// cannot make a majority of itself alone.
+	if live := r.countLive(now); now.Before(s.joinUntil) {
+		s.size = max(s.size, live)
+	} else {
+		s.size = live
+	}
 	switch s.role {
 	case Leader:
 		if s.resigning {
@@ -1262,10 +1287,12 @@ func (r *run) tick(now time.Time) {
 		}
 		if s.active && !s.activeAt(now) {
 			// The lease ran out (a pause, a cut, a slow quorum): stop
-			// acting at once, but keep the term and keep heartbeating. A
+			// acting at once, but keep the term and heartbeat once more. A
 			// quorum ack of a later heartbeat is a new lease, as safe as the
 			// first by the same argument; after a short pause the followers
-			// never noticed, and the leader does not change.
+			// never noticed, and the leader does not change. Without acks
+			// within two heartbeats it steps down, so that followers of a
+			// leader that cannot hear them stop following it.
 			e.log.Info("lease lapsed", "term", s.term)
 			r.stopLeading()
 			s.lapsedAt = now
@@ -1273,7 +1300,13 @@ func (r *run) tick(now time.Time) {
 		if !s.active {
 			if s.activeAt(now) {
 				r.startLeading(now)
-			} else if now.Sub(s.inactiveSince()) >= e.cfg.PeerTimeout {
+			} else if now.Sub(s.inactiveSince()) >= 2*e.cfg.HeartbeatInterval {
+				// Followers that still hear us (we may only be deaf) need
+				// not wait out PeerTimeout for a leader without a lease: say
+				// so, as a handover does, once the callback has returned.
+				if r.callbackReturned() {
+					r.publish(message{Type: msgResign, Term: s.term}, now, nil)
+				}
 				r.becomeFollower(now, "no quorum acked")
 				return
 			}
@@ -1336,7 +1369,7 @@ func (r *run) nextWake(now time.Time) time.Time {
 			at(s.leaseEnd)
 		} else {
 			at(s.notBefore)
-			at(s.inactiveSince().Add(e.cfg.PeerTimeout))
+			at(s.inactiveSince().Add(2 * e.cfg.HeartbeatInterval))
 		}
 	case Candidate:
 		at(s.roundEnd)
@@ -1384,6 +1417,19 @@ func (r *run) startLeading(now time.Time) {
 			f(ctx, term)
 		}
 	})
+}
+
+// callbackReturned reports whether no leader callback is still running.
+func (r *run) callbackReturned() bool {
+	if r.lead.done == nil {
+		return true
+	}
+	select {
+	case <-r.lead.done:
+		return true
+	default:
+		return false
+	}
 }
 
 // stopLeading cancels the leader callback and queues OnStoppedLeading for
