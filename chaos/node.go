@@ -1,0 +1,341 @@
+package main
+
+// The node role: the same binary, re-executed by the harness as
+// "chaos node -id n1.1 ...". A node runs one Elector through its own
+// toxiproxy proxy and does a singleton job: every few milliseconds, while
+// IsLeader() is true, it "ticks": it writes its term to a fencing key in
+// Redis (over a direct connection that bypasses the proxy) and reports the
+// tick. Everything it reports is one JSON line per write on stdout, stamped
+// with CLOCK_MONOTONIC so the harness can compare processes.
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/gomodule/redigo/redis"
+	"golang.org/x/sys/unix"
+
+	"github.com/redraft/leader"
+)
+
+// Event kinds. Nodes emit all but the "proc-*" kinds, which the harness
+// records itself when it starts a process and when the process exits.
+const (
+	evReady     = "ready"      // Run is about to be called
+	evStart     = "start"      // OnStartedLeading(term) began
+	evCbDone    = "cbdone"     // OnStartedLeading(term) saw its ctx end and returns
+	evStop      = "stop"       // OnStoppedLeading
+	evNew       = "new"        // OnNewLeader(leader, term)
+	evTick      = "tick"       // one unit of singleton work, IsLeader() was true
+	evStatus    = "status"     // periodic Status() and Leader() snapshot
+	evAnomaly   = "anomaly"    // something the node itself finds inconsistent
+	evExit      = "exit"       // Run returned; the process exits next
+	evStall     = "stall"      // the process did not run from T to T1 (descheduled, stopped)
+	evProcStart = "proc-start" // harness: process started
+	evProcExit  = "proc-exit"  // harness: process exited (reaped)
+)
+
+// Fence outcomes of a tick.
+const (
+	fenceAccepted = 1
+	fenceRejected = 2
+	fenceError    = 3
+)
+
+// Event is one line a node writes on stdout, or a record the harness adds.
+// T is CLOCK_MONOTONIC in nanoseconds; for ticks it is read just before
+// IsLeader() and T1 just after it returned true, so the leadership check
+// happened inside [T, T1].
+type Event struct {
+	T    int64  `json:"t"`
+	T1   int64  `json:"t1,omitempty"`
+	Ev   string `json:"ev"`
+	ID   string `json:"id"`
+	Slot int    `json:"slot,omitempty"`
+
+	Term   uint64 `json:"term,omitempty"`   // start/cbdone/tick: the leader's term; status: the node's term
+	Leader string `json:"leader,omitempty"` // new/status: the leader this node follows
+	LTerm  uint64 `json:"lterm,omitempty"`  // new/status: that leader's term
+	Seq    uint64 `json:"seq,omitempty"`    // tick: per-process tick counter
+
+	Fence       int    `json:"fence,omitempty"`    // tick: fenceAccepted, fenceRejected or fenceError
+	FenceStored uint64 `json:"fstore,omitempty"`   // tick: the term stored before this write
+	FenceN      int64  `json:"fn,omitempty"`       // tick: Redis-side order of the write
+	FenceEpoch  int64  `json:"fepoch,omitempty"`   // tick: which redis-server incarnation took it
+	State       string `json:"state,omitempty"`    // status
+	Active      bool   `json:"active,omitempty"`   // status
+	Connected   bool   `json:"conn,omitempty"`     // status
+	Elections   uint64 `json:"elect,omitempty"`    // status
+	StepDowns   uint64 `json:"stepdn,omitempty"`   // status
+	Reconnects  uint64 `json:"reconn,omitempty"`   // status
+	MsgsIn      uint64 `json:"min,omitempty"`      // status: valid messages received
+	MsgsOut     uint64 `json:"mout,omitempty"`     // status: messages published
+	Dropped     uint64 `json:"drop,omitempty"`     // status: messages dropped
+	Msg         string `json:"msg,omitempty"`      // anomaly/exit/proc-exit
+	Scenario    string `json:"scenario,omitempty"` // set in events.jsonl only
+}
+
+// mono reads CLOCK_MONOTONIC, the one clock every process on the machine
+// shares (Go's own monotonic reading is per process).
+func mono() int64 {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+		panic(err)
+	}
+	return ts.Nano()
+}
+
+// fenceScript accepts a write only when its term is at least the stored
+// one, as a downstream system guarding itself with the fencing token would.
+// KEYS: fence key, order counter, epoch key. ARGV: term, writer ID.
+// Returns {accepted 0/1, stored term before, order n, epoch}.
+var fenceScript = redis.NewScript(3, `
+local stored = tonumber(redis.call('GET', KEYS[1]) or '0')
+local n = redis.call('INCR', KEYS[2])
+local ep = tonumber(redis.call('GET', KEYS[3]) or '0')
+if tonumber(ARGV[1]) >= stored then
+  redis.call('SET', KEYS[1], ARGV[1])
+  redis.call('SET', KEYS[1] .. ':by', ARGV[2])
+  return {1, stored, n, ep}
+end
+return {0, stored, n, ep}
+`)
+
+// fenceKeys returns the keys the fencing script uses for a group.
+func fenceKeys(group string) (fence, order, epoch string) {
+	return "chaos:{" + group + "}:fence", "chaos:{" + group + "}:fence-n", "chaos:epoch"
+}
+
+// fencer writes ticks to Redis directly (not through the node's proxy). It
+// never blocks a tick for long: short timeouts, and after an error it waits
+// before dialling again.
+type fencer struct {
+	addr, id             string
+	kFence, kOrder, kEpo string
+	c                    redis.Conn
+	nextDial             time.Time
+}
+
+func (f *fencer) write(ev *Event) {
+	if f.c == nil {
+		if time.Now().Before(f.nextDial) {
+			ev.Fence = fenceError
+			return
+		}
+		c, err := redis.Dial("tcp", f.addr,
+			redis.DialConnectTimeout(100*time.Millisecond),
+			redis.DialReadTimeout(200*time.Millisecond),
+			redis.DialWriteTimeout(200*time.Millisecond))
+		if err != nil {
+			f.nextDial = time.Now().Add(50 * time.Millisecond)
+			ev.Fence = fenceError
+			return
+		}
+		f.c = c
+	}
+	v, err := redis.Int64s(fenceScript.Do(f.c, f.kFence, f.kOrder, f.kEpo, ev.Term, f.id))
+	if err != nil || len(v) != 4 {
+		f.c.Close()
+		f.c = nil
+		f.nextDial = time.Now().Add(50 * time.Millisecond)
+		ev.Fence = fenceError
+		return
+	}
+	if v[0] == 1 {
+		ev.Fence = fenceAccepted
+	} else {
+		ev.Fence = fenceRejected
+	}
+	ev.FenceStored, ev.FenceN, ev.FenceEpoch = uint64(v[1]), v[2], v[3]
+}
+
+// emitter writes events as JSON lines, one write(2) per line, so lines from
+// different goroutines never mix.
+type emitter struct {
+	mu sync.Mutex // serialises writes to w
+	w  io.Writer
+	id string
+}
+
+func (e *emitter) emit(ev Event) {
+	if ev.T == 0 {
+		ev.T = mono()
+	}
+	ev.ID = e.id
+	b, err := json.Marshal(ev)
+	if err != nil {
+		panic(err)
+	}
+	b = append(b, '\n')
+	e.mu.Lock()
+	_, err = e.w.Write(b)
+	e.mu.Unlock()
+	if err != nil {
+		// The harness is gone: nothing is left to report to.
+		os.Exit(3)
+	}
+}
+
+// nodeMain is the entry point of the node role; it returns the exit code.
+func nodeMain(args []string) int {
+	fs := flag.NewFlagSet("node", flag.ContinueOnError)
+	var (
+		id          = fs.String("id", "", "node ID (unique per process)")
+		addr        = fs.String("addr", "", "Redis address through this node's proxy")
+		direct      = fs.String("redis", "", "Redis address for fencing writes (not proxied)")
+		group       = fs.String("group", "", "election group")
+		hb          = fs.Duration("heartbeat", 0, "HeartbeatInterval")
+		lease       = fs.Duration("lease", 0, "LeaseTimeout")
+		peer        = fs.Duration("peer-timeout", 0, "PeerTimeout")
+		jitter      = fs.Duration("jitter", 0, "ElectionJitter")
+		clusterSize = fs.Int("cluster-size", 0, "ClusterSize (0: dynamic mode)")
+		tickEvery   = fs.Duration("tick", 5*time.Millisecond, "singleton job period")
+		statusEvery = fs.Duration("status", 100*time.Millisecond, "status report period")
+		logLevel    = fs.String("log-level", "debug", "library log level on stderr: debug, info, warn")
+		algo        = fs.String("algo", algoQuasiRaft, "election algorithm")
+	)
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *algo != algoQuasiRaft {
+		fmt.Fprintf(os.Stderr, "node: unknown -algo %q\n", *algo)
+		return 2
+	}
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(*logLevel)); err != nil {
+		fmt.Fprintf(os.Stderr, "node: bad -log-level: %v\n", err)
+		return 2
+	}
+	out := &emitter{w: os.Stdout, id: *id}
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
+
+	el, err := leader.New(leader.Config{
+		Addr:              *addr,
+		Group:             *group,
+		ID:                *id,
+		HeartbeatInterval: *hb,
+		LeaseTimeout:      *lease,
+		PeerTimeout:       *peer,
+		ElectionJitter:    *jitter,
+		ClusterSize:       *clusterSize,
+		Logger:            logger,
+		OnStartedLeading: func(ctx context.Context, term uint64) {
+			out.emit(Event{Ev: evStart, Term: term})
+			<-ctx.Done()
+			out.emit(Event{Ev: evCbDone, Term: term})
+		},
+		OnStoppedLeading: func() { out.emit(Event{Ev: evStop}) },
+		OnNewLeader: func(l string, term uint64) {
+			out.emit(Event{Ev: evNew, Leader: l, LTerm: term})
+		},
+	})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+
+	// The harness keeps our stdin open; EOF means it died without killing
+	// us (Pdeathsig is the first line of defence, this the second).
+	go func() {
+		_, _ = io.Copy(io.Discard, bufio.NewReader(os.Stdin))
+		os.Exit(4)
+	}()
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+
+	kFence, kOrder, kEpoch := fenceKeys(*group)
+	f := &fencer{addr: *direct, id: *id, kFence: kFence, kOrder: kOrder, kEpo: kEpoch}
+	// The singleton job and the status reports run for the life of the
+	// process, not of Run: after SIGTERM a resigning leader must stop
+	// ticking on its own, because IsLeader() turns false.
+	go tickLoop(el, *id, *tickEvery, out, f)
+	go statusLoop(el, *statusEvery, out)
+	go stallLoop(out.emit)
+
+	out.emit(Event{Ev: evReady})
+	err = el.Run(ctx)
+	msg := "ok"
+	if err != nil && !errors.Is(err, context.Canceled) {
+		msg = err.Error()
+	}
+	out.emit(Event{Ev: evExit, Msg: msg})
+	return 0
+}
+
+// tickLoop is the singleton job: every period, if IsLeader() is true, one
+// tick tagged with the term (the fencing token), written to the fence.
+func tickLoop(el *leader.Elector, self string, period time.Duration, out *emitter, f *fencer) {
+	t := time.NewTicker(period)
+	defer t.Stop()
+	var seq uint64
+	odd := 0 // consecutive ticks where IsLeader and Leader() disagree
+	for range t.C {
+		id1, term1 := el.Leader()
+		t0 := mono()
+		ok := el.IsLeader()
+		t1 := mono()
+		if !ok {
+			odd = 0
+			continue
+		}
+		id2, term2 := el.Leader()
+		if id1 != self || id2 != self || term1 != term2 {
+			// A race with a change of leadership is possible once; a
+			// lasting disagreement is worth reporting.
+			if odd++; odd == 3 {
+				out.emit(Event{Ev: evAnomaly, Msg: fmt.Sprintf(
+					"IsLeader() true but Leader() = %q term %d then %q term %d", id1, term1, id2, term2)})
+			}
+			continue
+		}
+		odd = 0
+		seq++
+		ev := Event{T: t0, T1: t1, Ev: evTick, Term: term1, Seq: seq}
+		f.write(&ev)
+		out.emit(ev)
+	}
+}
+
+// statusLoop reports Status() and Leader() periodically, so the harness
+// sees terms, elections and whom each node follows even when callbacks are
+// quiet.
+func statusLoop(el *leader.Elector, period time.Duration, out *emitter) {
+	t := time.NewTicker(period)
+	defer t.Stop()
+	for range t.C {
+		s := el.Status()
+		l, lt := el.Leader()
+		out.emit(Event{Ev: evStatus, Term: s.Term, Leader: l, LTerm: lt, State: s.State.String(),
+			Active: s.Active, Connected: s.Connected, Elections: s.Elections, StepDowns: s.StepDowns,
+			Reconnects: s.Reconnects, MsgsIn: s.MessagesIn, MsgsOut: s.MessagesOut, Dropped: s.Dropped})
+	}
+}
+
+// stallLoop reports the times this process did not run for a while (CPU
+// starvation, SIGSTOP): a 10 ms sleep that took more than 60 ms. The
+// analysis uses them to explain, never to excuse, a leader change, and to
+// tell a late callback in a stalled process from a library fault.
+func stallLoop(emit func(Event)) {
+	const period, limit = 10 * time.Millisecond, 60 * time.Millisecond
+	prev := mono()
+	for {
+		time.Sleep(period)
+		now := mono()
+		if now-prev > int64(limit) {
+			emit(Event{Ev: evStall, T: prev, T1: now})
+		}
+		prev = now
+	}
+}

@@ -1,0 +1,531 @@
+package main
+
+// Each scenario is a script: fault, wait, heal, wait for a stable leader.
+// The script also declares what must hold (a new leader during the fault,
+// windows where no leader change may happen, the same term at the end, lease
+// bounds while a node is cut off); metrics.go checks those declarations
+// against the events, together with the safety checks that hold always.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"syscall"
+	"time"
+)
+
+// Scenario is one kind of fault and what must hold under it.
+type Scenario struct {
+	Name   string
+	Fault  string // what is done, for the README and -h
+	Checks string // the invariant checked, beyond the always-on safety checks
+	Trials int    // default number of trials
+	Strict bool   // always run in strict mode (ClusterSize = nodes)
+	Run    func(t *Trial)
+}
+
+// scenarios is the full list, in the order they run.
+var scenarios = []Scenario{
+	{Name: "calm", Trials: 3,
+		Fault:  "no fault for max(2s, 4*PeerTimeout)",
+		Checks: "no leader change, no term change, no election at all",
+		Run: func(t *Trial) {
+			t.quietFrom(t.R.Start)
+			t.R.SameTerm, t.R.NoElections = true, true
+			t.sleep(max(2*time.Second, 4*t.cfg.PeerTimeout))
+		}},
+	{Name: "crash", Trials: 5,
+		Fault:  "SIGKILL the leader; once a new leader is stable, restart it as a new incarnation",
+		Checks: "a new leader with a higher term; the restarted node does not take leadership back",
+		Run: func(t *Trial) {
+			l := t.R.OldSlot
+			ep := t.episode("crash", true, l)
+			fi := t.fault("SIGKILL", l)
+			t.signal(l, syscall.SIGKILL)
+			t.waitExit(l, 2*time.Second)
+			if !t.waitStable(ep, "after SIGKILL of the leader") {
+				return
+			}
+			t.endFault(fi)
+			t.quietFrom(mono())
+			t.restart(l)
+			t.waitStable(nil, "after the crashed node restarted")
+		}},
+	{Name: "follower-restart", Trials: 3,
+		Fault:  "SIGKILL a follower, wait PeerTimeout, restart it",
+		Checks: "no leader change and no term change",
+		Run: func(t *Trial) {
+			f := t.pick(1, t.followers())[0]
+			t.episode("follower-kill", false, f)
+			fi := t.fault("SIGKILL", f)
+			t.quietFrom(mono())
+			t.R.SameTerm = true
+			t.signal(f, syscall.SIGKILL)
+			t.waitExit(f, 2*time.Second)
+			t.sleep(t.cfg.PeerTimeout)
+			t.restart(f)
+			t.endFault(fi)
+			t.waitStable(t.ep(), "after the follower restarted")
+		}},
+	{Name: "resign", Trials: 5,
+		Fault:  "SIGTERM the leader (graceful: Run's context is cancelled); restart it",
+		Checks: "a new leader; the old one's callback returned before the new one's began; the process exits",
+		Run: func(t *Trial) {
+			l := t.R.OldSlot
+			ep := t.episode("resign", true, l)
+			t.R.Handover = true
+			fi := t.fault("SIGTERM", l)
+			t.signal(l, syscall.SIGTERM)
+			if !t.waitExit(l, 5*time.Second) {
+				t.failf("node %s did not exit within 5s of SIGTERM (Run did not return); killed", t.R.OldID)
+				t.signal(l, syscall.SIGKILL)
+				t.waitExit(l, 2*time.Second)
+			}
+			if !t.waitStable(ep, "after SIGTERM of the leader") {
+				return
+			}
+			t.endFault(fi)
+			t.quietFrom(mono())
+			t.restart(l)
+			t.waitStable(nil, "after the resigned node restarted")
+		}},
+	{Name: "pause", Trials: 5,
+		Fault:  "SIGSTOP the leader for 3*PeerTimeout, then SIGCONT",
+		Checks: "a new leader during the pause; the old leader never ticks after SIGCONT; it does not depose the new one",
+		Run: func(t *Trial) {
+			l := t.R.OldSlot
+			ep := t.episode("pause", true, l)
+			fi := t.fault("SIGSTOP", l)
+			t.signal(l, syscall.SIGSTOP)
+			t.sleep(3 * t.cfg.PeerTimeout)
+			t.signal(l, syscall.SIGCONT)
+			t.endFault(fi)
+			t.quietFrom(mono())
+			t.waitStable(ep, "after SIGCONT")
+		}},
+	{Name: "short-pause", Trials: 3,
+		Fault:  "SIGSTOP the leader for PeerTimeout/2, then SIGCONT",
+		Checks: "no leader change and no term change",
+		Run: func(t *Trial) {
+			l := t.R.OldSlot
+			ep := t.episode("short-pause", false, l)
+			t.quietFrom(mono())
+			t.R.SameTerm = true
+			fi := t.fault("SIGSTOP", l)
+			t.signal(l, syscall.SIGSTOP)
+			t.sleep(t.cfg.PeerTimeout / 2)
+			t.signal(l, syscall.SIGCONT)
+			t.endFault(fi)
+			t.waitStable(ep, "after SIGCONT")
+		}},
+	{Name: "partition", Trials: 5,
+		Fault:  "blackhole the leader's link both ways for 3*PeerTimeout, then heal",
+		Checks: "the cut leader stops within LeaseTimeout; a new leader during the cut; no change after the heal",
+		Run:    func(t *Trial) { partitionLeader(t, "both") }},
+	{Name: "partition-in", Trials: 5,
+		Fault:  "the leader is deaf (downstream cut) for 3*PeerTimeout, then heal",
+		Checks: "as partition",
+		Run:    func(t *Trial) { partitionLeader(t, "in") }},
+	{Name: "partition-out", Trials: 5,
+		Fault:  "the leader is mute (upstream cut) for 3*PeerTimeout, then heal",
+		Checks: "as partition",
+		Run:    func(t *Trial) { partitionLeader(t, "out") }},
+	{Name: "partition-followers", Trials: 3,
+		Fault:  "blackhole (nodes-1)/2 followers both ways for 3*PeerTimeout, then heal",
+		Checks: "no leader change; after the heal no term change (pre-vote)",
+		Run: func(t *Trial) {
+			fs := t.pick((t.cfg.Nodes-1)/2, t.followers())
+			ep := t.episode("partition-followers", false, fs...)
+			t.quietFrom(mono())
+			t.R.SameTerm = true
+			fi := t.fault("cut", fs...)
+			for _, f := range fs {
+				t.cut(f, "both")
+			}
+			cw := t.cutWindow(fs...)
+			t.sleep(3 * t.cfg.PeerTimeout)
+			t.closeCut(cw)
+			for _, f := range fs {
+				t.h.Heal(f)
+			}
+			t.endFault(fi)
+			t.waitStable(ep, "after the heal")
+		}},
+	{Name: "latency", Trials: 3,
+		Fault:  "HeartbeatInterval/5 ± HeartbeatInterval/10 latency on every link, both ways, for max(2s, 4*PeerTimeout)",
+		Checks: "no leader change at all, no term change",
+		Run: func(t *Trial) {
+			lat, jit := latencyBelowTimeouts(t.cfg)
+			all := t.allSlots()
+			ep := t.episode("latency", false, all...)
+			t.quietFrom(mono())
+			t.R.SameTerm = true
+			fi := t.fault(fmt.Sprintf("latency %v±%v", lat, jit), all...)
+			for _, s := range all {
+				if err := t.h.Latency(s, lat, jit); err != nil {
+					t.abort(err)
+				}
+			}
+			t.sleep(max(2*time.Second, 4*t.cfg.PeerTimeout))
+			t.h.HealAll()
+			t.endFault(fi)
+			t.waitStable(ep, "after the latency was removed")
+		}},
+	{Name: "slow-leader", Trials: 3,
+		Fault:  "0.4*PeerTimeout ± PeerTimeout/20 latency on the leader's link, both ways, for 4*PeerTimeout",
+		Checks: "safety only (a lease it cannot renew must end); one stable leader after the heal",
+		Run: func(t *Trial) {
+			l := t.R.OldSlot
+			lat, jit := t.cfg.PeerTimeout*2/5, t.cfg.PeerTimeout/20
+			ep := t.episode("slow-leader", false, l)
+			fi := t.fault(fmt.Sprintf("latency %v±%v", lat.Round(time.Millisecond), jit.Round(time.Millisecond)), l)
+			if err := t.h.Latency(l, lat, jit); err != nil {
+				t.abort(err)
+			}
+			t.sleep(4 * t.cfg.PeerTimeout)
+			t.h.Heal(l)
+			t.endFault(fi)
+			if t.waitStable(ep, "after the latency was removed") {
+				t.quietFrom(mono())
+			}
+		}},
+	{Name: "flap", Trials: 3,
+		Fault:  "blackhole the leader's link for PeerTimeout/3, heal for PeerTimeout/3, 5 times",
+		Checks: "safety only; one stable leader after the flapping",
+		Run: func(t *Trial) {
+			l := t.R.OldSlot
+			ep := t.episode("flap", false, l)
+			for range 5 {
+				fi := t.fault("cut", l)
+				t.cut(l, "both")
+				cw := t.cutWindow(l)
+				t.sleep(t.cfg.PeerTimeout / 3)
+				t.closeCut(cw)
+				t.h.Heal(l)
+				t.endFault(fi)
+				t.sleep(t.cfg.PeerTimeout / 3)
+			}
+			if t.waitStable(ep, "after the flapping") {
+				t.quietFrom(mono())
+			}
+		}},
+	{Name: "redis-restart", Trials: 3,
+		Fault:  "SIGKILL redis-server and restart it on the same port: at once, then after 4*PeerTimeout",
+		Checks: "the leader stops within LeaseTimeout of a long outage; one stable leader after each restart",
+		Run: func(t *Trial) {
+			all := t.allSlots()
+			ep := t.episode("redis-quick", false, all...)
+			fi := t.fault("redis down", all...)
+			t.h.RedisDown()
+			cw := t.cutWindow(all...)
+			err := t.h.RedisUp()
+			t.closeCut(cw)
+			t.endFault(fi)
+			if err != nil {
+				t.abort(err)
+			}
+			if !t.waitStable(ep, "after a quick redis-server restart") {
+				return
+			}
+			t.quietFrom(mono())
+			t.sleep(t.cfg.PeerTimeout)
+			t.quietUntil(mono())
+			ep = t.episode("redis-long", false, all...)
+			fi = t.fault("redis down", all...)
+			t.h.RedisDown()
+			cw = t.cutWindow(all...)
+			t.sleep(4 * t.cfg.PeerTimeout)
+			t.closeCut(cw)
+			err = t.h.RedisUp()
+			t.endFault(fi)
+			if err != nil {
+				t.abort(err)
+			}
+			if t.waitStable(ep, "after a long redis-server outage") {
+				t.quietFrom(mono())
+			}
+		}},
+	{Name: "minority", Trials: 3, Strict: true,
+		Fault:  "strict mode: blackhole nodes/2+1 nodes (the leader among them) for 3*PeerTimeout, then heal",
+		Checks: "the connected minority never leads; the cut leader stops within LeaseTimeout; one leader after the heal",
+		Run: func(t *Trial) {
+			l := t.R.OldSlot
+			cutSlots := append([]int{l}, t.pick(t.cfg.Nodes/2, t.followers())...)
+			var minority []int
+			for _, s := range t.allSlots() {
+				if !slices.Contains(cutSlots, s) {
+					minority = append(minority, s)
+				}
+			}
+			ep := t.episode("minority", false, cutSlots...)
+			fi := t.fault("cut", cutSlots...)
+			for _, s := range cutSlots {
+				t.cut(s, "both")
+			}
+			cw := t.cutWindow(cutSlots...)
+			nl := t.noLead(minority...)
+			t.sleep(3 * t.cfg.PeerTimeout)
+			t.closeCut(cw)
+			t.R.NoLead[nl].To = mono()
+			for _, s := range cutSlots {
+				t.h.Heal(s)
+			}
+			t.endFault(fi)
+			if t.waitStable(ep, "after the heal") {
+				t.quietFrom(mono())
+			}
+		}},
+}
+
+// partitionLeader is the script of partition, partition-in and partition-out.
+func partitionLeader(t *Trial, dir string) {
+	l := t.R.OldSlot
+	ep := t.episode("partition-"+dir, true, l)
+	fi := t.fault("cut-"+dir, l)
+	t.cut(l, dir)
+	cw := t.cutWindow(l)
+	t.sleep(3 * t.cfg.PeerTimeout)
+	t.closeCut(cw)
+	t.h.Heal(l)
+	t.endFault(fi)
+	t.quietFrom(mono())
+	t.waitStable(ep, "after the heal")
+}
+
+// latencyBelowTimeouts is the latency scenario's toxic: a lease renewal
+// crosses four links (leader to Redis to follower to Redis to leader), so
+// 4*(latency+jitter) must stay well below LeaseTimeout-HeartbeatInterval.
+func latencyBelowTimeouts(c *Config) (lat, jit time.Duration) {
+	lat, jit = c.Heartbeat/5, c.Heartbeat/10
+	return max(lat, time.Millisecond), max(jit, time.Millisecond)
+}
+
+// ---- the trial runtime ----
+
+// errAbort ends a trial's script early; the trial counts as not recovered.
+type errAbort struct{ err error }
+
+// Trial is one run of a scenario's script. Its methods perform faults and
+// record, in R, what the analysis must check.
+type Trial struct {
+	h           *Harness
+	cfg         *Config
+	ctx         context.Context
+	rng         *rand.Rand
+	rec         *Recorder
+	clusterSize int
+	R           *TrialRecord
+}
+
+// TrialRecord is what a trial's script did and declared, stamped on
+// CLOCK_MONOTONIC. The analysis reads it together with the events.
+type TrialRecord struct {
+	Scenario    string
+	Trial       int
+	Start, End  int64
+	OldSlot     int
+	OldID       string
+	OldTerm     uint64
+	Episodes    []*Episode
+	Quiet       []Window    // no leader change may start in these
+	SameTerm    bool        // every node must end at OldTerm
+	NoElections bool        // no election may start at all
+	Cuts        []CutWindow // slots cut off from Redis: they must not lead after From+LeaseTimeout
+	NoLead      []CutWindow // slots that must not lead at all in the window
+	Paused      []int       // slots SIGSTOPped in this trial
+	Handover    bool        // the old leader's callback must return before the new one's begins
+	Failures    []string
+	Aborted     bool // the script stopped early
+	Unrecovered bool // a wait for a stable leader timed out
+}
+
+// Episode is one fault whose effect is measured: failover, convergence,
+// recovery and leaderless time are per episode.
+type Episode struct {
+	Name         string
+	Fault        int64 // when the fault was injected
+	Heal         int64 // when it ended (0: it did not end, e.g. a crash)
+	OldSlot      int
+	OldID        string
+	OldTerm      uint64
+	Targets      []int // slots the fault hit
+	ExpectChange bool  // leadership must move before the heal
+	Recovered    bool
+	RecoveredAt  int64
+	faultIndex   int
+}
+
+// Window is an interval on CLOCK_MONOTONIC.
+type Window struct{ From, To int64 }
+
+// CutWindow is an interval during which some slots are cut off.
+type CutWindow struct {
+	Slots    []int
+	From, To int64
+}
+
+func (t *Trial) failf(format string, args ...any) {
+	t.R.Failures = append(t.R.Failures, fmt.Sprintf(format, args...))
+}
+
+func (t *Trial) abort(err error) { panic(errAbort{err}) }
+
+// sleep waits d, or aborts the trial when the run is interrupted.
+func (t *Trial) sleep(d time.Duration) {
+	select {
+	case <-time.After(d):
+	case <-t.ctx.Done():
+		t.abort(t.ctx.Err())
+	}
+}
+
+func (t *Trial) allSlots() []int {
+	out := make([]int, t.cfg.Nodes)
+	for i := range out {
+		out[i] = i + 1
+	}
+	return out
+}
+
+// followers lists the reachable slots other than the leader's.
+func (t *Trial) followers() []int {
+	return slices.DeleteFunc(t.h.Reachable(), func(s int) bool { return s == t.R.OldSlot })
+}
+
+// pick chooses n of from at random (seeded), in ascending order.
+func (t *Trial) pick(n int, from []int) []int {
+	from = slices.Clone(from)
+	t.rng.Shuffle(len(from), func(i, j int) { from[i], from[j] = from[j], from[i] })
+	out := from[:min(n, len(from))]
+	slices.Sort(out)
+	return out
+}
+
+// episode starts a measured episode; the next fault call stamps it.
+func (t *Trial) episode(name string, expectChange bool, targets ...int) *Episode {
+	ep := &Episode{Name: name, ExpectChange: expectChange, Targets: targets, faultIndex: -1}
+	t.R.Episodes = append(t.R.Episodes, ep)
+	return ep
+}
+
+func (t *Trial) ep() *Episode { return t.R.Episodes[len(t.R.Episodes)-1] }
+
+// fault records a fault starting now. The first fault of an episode stamps
+// the episode and the leader it hit.
+func (t *Trial) fault(kind string, slots ...int) int {
+	now := mono()
+	i := t.rec.addFault(Fault{Trial: t.R.Trial, Kind: kind, Slots: slots, Start: now})
+	if ep := t.ep(); ep.Fault == 0 {
+		ep.Fault, ep.faultIndex = now, i
+		ep.OldSlot, ep.OldID, ep.OldTerm = t.current()
+	}
+	return i
+}
+
+// current is the leader as of the last stable check.
+func (t *Trial) current() (int, string, uint64) {
+	slot, id, term, _, ok := t.rec.stableLeader(mono(), nil, 0, 0)
+	if !ok {
+		return t.R.OldSlot, t.R.OldID, t.R.OldTerm
+	}
+	return slot, id, term
+}
+
+func (t *Trial) endFault(i int) {
+	now := mono()
+	t.rec.endFault(i, now)
+	if ep := t.ep(); ep.Heal < now {
+		ep.Heal = now
+	}
+}
+
+func (t *Trial) quietFrom(from int64) { t.R.Quiet = append(t.R.Quiet, Window{From: from}) }
+
+func (t *Trial) quietUntil(to int64) {
+	if n := len(t.R.Quiet); n > 0 && t.R.Quiet[n-1].To == 0 {
+		t.R.Quiet[n-1].To = to
+	}
+}
+
+func (t *Trial) signal(slot int, sig syscall.Signal) {
+	if sig == syscall.SIGSTOP && !slices.Contains(t.R.Paused, slot) {
+		t.R.Paused = append(t.R.Paused, slot)
+	}
+	if err := t.h.Signal(slot, sig); err != nil {
+		t.abort(err)
+	}
+}
+
+func (t *Trial) waitExit(slot int, d time.Duration) bool {
+	p := t.h.proc(slot)
+	return p == nil || p.waitExit(d)
+}
+
+func (t *Trial) restart(slot int) {
+	if _, err := t.h.StartNode(slot, t.clusterSize); err != nil {
+		t.abort(err)
+	}
+}
+
+func (t *Trial) cut(slot int, dir string) {
+	if err := t.h.Cut(slot, dir); err != nil {
+		t.abort(err)
+	}
+}
+
+// cutWindow opens a lease-bound window for slots, stamped after the cut is
+// in place; closeCut closes it, stamped before the heal.
+func (t *Trial) cutWindow(slots ...int) int {
+	t.R.Cuts = append(t.R.Cuts, CutWindow{Slots: slots, From: mono()})
+	return len(t.R.Cuts) - 1
+}
+
+func (t *Trial) closeCut(i int) { t.R.Cuts[i].To = mono() }
+
+func (t *Trial) noLead(slots ...int) int {
+	t.R.NoLead = append(t.R.NoLead, CutWindow{Slots: slots, From: mono()})
+	return len(t.R.NoLead) - 1
+}
+
+// waitStable waits until one reachable leader has ticked without a break for
+// stableFor since the call, and every reachable node follows it. With ep,
+// it marks the episode recovered as of the start of that stable run. It
+// records a failure and returns false on timeout.
+func (t *Trial) waitStable(ep *Episode, after string) bool {
+	timeout := t.cfg.recoveryTimeout()
+	deadline := time.Now().Add(timeout)
+	since := mono()
+	for {
+		if _, _, _, from, ok := t.rec.stableLeader(mono(), t.h.Reachable(), t.cfg.stableFor(), since); ok {
+			if ep != nil {
+				ep.Recovered, ep.RecoveredAt = true, from
+			}
+			return true
+		}
+		if time.Now().After(deadline) {
+			t.failf("no stable leader within %v %s", timeout, after)
+			t.R.Unrecovered = true
+			return false
+		}
+		t.sleep(10 * time.Millisecond)
+	}
+}
+
+// runScript runs the scenario's script and turns an abort into a failure.
+func (t *Trial) runScript(sc *Scenario) {
+	defer func() {
+		if r := recover(); r != nil {
+			a, ok := r.(errAbort)
+			if !ok {
+				panic(r)
+			}
+			t.R.Aborted = true
+			if t.ctx.Err() == nil || !errors.Is(a.err, t.ctx.Err()) {
+				t.failf("trial aborted: %v", a.err)
+			}
+		}
+	}()
+	sc.Run(t)
+}
