@@ -734,7 +734,12 @@ func (r *run) onEvent(ev event, now time.Time) {
 			// waits out what the old lease could hold.
 			s.goneLeader = ev.id
 			if !e.cfg.Observer {
-				s.electionAt = now.Add(randDuration(e.cfg.ElectionJitter / 3))
+				// The winner waits until LeaseTimeout after the last
+				// heartbeat anyway, so campaigning at any time before then
+				// costs nothing: spread the candidates over that slack to
+				// avoid split votes.
+				slack := e.cfg.LeaseTimeout - now.Sub(s.heardLead)
+				s.electionAt = now.Add(randDuration(max(min(e.cfg.ElectionJitter, slack), e.cfg.ElectionJitter/3)))
 			}
 			e.log.Debug("leader's connection is gone", "leader", ev.id)
 		}
@@ -1840,16 +1845,17 @@ func (r *run) fail(j job, err error) {
 }
 
 // publisher owns the connection for PUBLISH and commands, and redials it with
-// capped backoff. One goroutine sends on it, so messages leave in order.
+// capped backoff. It pipelines: it writes each command without waiting for
+// the reply, which a reader goroutine per connection matches in order, so a
+// slow or one-way link (a deaf node) does not hold later messages back.
+// One goroutine writes, so messages leave in order.
 func (r *run) publisher() {
-	e := r.e
-	var conn redis.Conn
+	var pc *pipeline
 	defer func() {
-		if conn != nil {
-			conn.Close()
+		if pc != nil {
+			pc.close()
 		}
 	}()
-	timeout := max(2*e.cfg.HeartbeatInterval, 50*time.Millisecond)
 	backoff := newBackoff()
 	for {
 		var j job
@@ -1858,7 +1864,12 @@ func (r *run) publisher() {
 		case <-r.ctx.Done():
 			return
 		}
-		if conn == nil {
+		if pc != nil && pc.dead() {
+			pc.close()
+			pc = nil
+			backoff.failed()
+		}
+		if pc == nil {
 			if !backoff.ready() {
 				r.fail(j, errors.New("leader: redis unavailable"))
 				continue
@@ -1870,46 +1881,123 @@ func (r *run) publisher() {
 				r.fail(j, err)
 				continue
 			}
-			conn = c
-		}
-		var err error
-		switch j.kind {
-		case jobPublish:
-			_, err = redis.DoWithTimeout(conn, timeout, "PUBLISH", j.key, *j.buf)
-			bufPool.Put(j.buf)
-			if err == nil {
-				e.nOut.Add(1)
-				e.mark(&e.pubOK)
-			}
-			if j.done != nil {
-				j.done(err)
-			}
-		case jobIncr:
-			var n int64
-			n, err = redis.Int64(redis.DoWithTimeout(conn, timeout, "EVAL", nextTermScript, 1, j.key, j.term))
-			r.send(event{kind: evTerm, round: j.round, n: n, err: err})
-		case jobNumSub:
-			var v []any
-			var n int64
-			v, err = redis.Values(redis.DoWithTimeout(conn, timeout, "PUBSUB", "NUMSUB", j.key))
-			if err == nil && len(v) == 2 {
-				n, err = redis.Int64(v[1], nil)
-			} else if err == nil {
-				err = errors.New("leader: unexpected PUBSUB NUMSUB reply")
-			}
-			r.send(event{kind: evNumSub, id: j.id, n: n, err: err})
-		}
-		if err != nil {
-			e.nPubErr.Add(1)
-			r.noteRedisError("publish", err)
-			if conn.Err() != nil {
-				conn.Close()
-				conn = nil
-				backoff.failed()
-			}
-		} else {
 			backoff.reset()
+			pc = r.startPipeline(c)
 		}
+		if err := pc.write(j); err != nil {
+			r.e.nPubErr.Add(1)
+			r.noteRedisError("publish", err)
+			r.fail(j, err)
+			pc.close()
+			pc = nil
+			backoff.failed()
+		}
+	}
+}
+
+// pipeline is one publishing connection: the publisher writes, a reader
+// goroutine reads the replies in order.
+type pipeline struct {
+	c       redis.Conn
+	pending chan job      // written, reply not yet read; in order
+	failed  chan struct{} // closed by the reader when the connection died
+	reader  sync.WaitGroup
+}
+
+func (r *run) startPipeline(c redis.Conn) *pipeline {
+	e := r.e
+	pc := &pipeline{c: c, pending: make(chan job, cap(r.out)), failed: make(chan struct{})}
+	timeout := max(2*e.cfg.HeartbeatInterval, 50*time.Millisecond)
+	pc.reader.Go(func() {
+		dead := false
+		for j := range pc.pending {
+			if dead {
+				r.fail(j, errors.New("leader: connection lost"))
+				continue
+			}
+			v, err := redis.ReceiveWithTimeout(c, timeout)
+			r.reply(j, v, err)
+			if err != nil && c.Err() != nil {
+				// redigo closed the connection (a timeout included): fail
+				// what is still pending, and let the publisher redial.
+				e.nPubErr.Add(1)
+				r.noteRedisError("publish", err)
+				dead = true
+				close(pc.failed)
+			}
+		}
+	})
+	return pc
+}
+
+// write sends j's command without waiting for its reply.
+func (pc *pipeline) write(j job) error {
+	var err error
+	switch j.kind {
+	case jobPublish:
+		err = pc.c.Send("PUBLISH", j.key, *j.buf)
+	case jobIncr:
+		err = pc.c.Send("EVAL", nextTermScript, 1, j.key, j.term)
+	case jobNumSub:
+		err = pc.c.Send("PUBSUB", "NUMSUB", j.key)
+	}
+	if err == nil {
+		err = pc.c.Flush()
+	}
+	if err != nil {
+		return err
+	}
+	select {
+	case pc.pending <- j:
+		return nil
+	default:
+		// As many replies owed as the queue holds: the link is stuck.
+		return errors.New("leader: too many replies outstanding")
+	}
+}
+
+func (pc *pipeline) dead() bool {
+	select {
+	case <-pc.failed:
+		return true
+	default:
+		return false
+	}
+}
+
+// close closes the connection (which unblocks the reader), and waits for
+// the reader to fail what was still pending.
+func (pc *pipeline) close() {
+	pc.c.Close()
+	close(pc.pending)
+	pc.reader.Wait()
+}
+
+// reply hands the reply to a written job to whoever waits for it.
+func (r *run) reply(j job, v any, err error) {
+	e := r.e
+	switch j.kind {
+	case jobPublish:
+		bufPool.Put(j.buf)
+		if err == nil {
+			e.nOut.Add(1)
+			e.mark(&e.pubOK)
+		}
+		if j.done != nil {
+			j.done(err)
+		}
+	case jobIncr:
+		n, err := redis.Int64(v, err)
+		r.send(event{kind: evTerm, round: j.round, n: n, err: err})
+	case jobNumSub:
+		var n int64
+		vs, err := redis.Values(v, err)
+		if err == nil && len(vs) == 2 {
+			n, err = redis.Int64(vs[1], nil)
+		} else if err == nil {
+			err = errors.New("leader: unexpected PUBSUB NUMSUB reply")
+		}
+		r.send(event{kind: evNumSub, id: j.id, n: n, err: err})
 	}
 }
 
