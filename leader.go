@@ -617,17 +617,18 @@ type state struct {
 	handover  bool                     // campaign as a named successor
 
 	// Leader.
-	seq       uint64
-	nodes     int           // live nodes counted at the last heartbeat
-	selfAcked uint64        // highest seq of ours that echoed back
-	sentAt    [64]time.Time // send time of heartbeat seq, at index seq%64
-	electedAt time.Time
-	notBefore time.Time // no activity before: the old lease may still hold
-	lapsedAt  time.Time // when the lease last ran out
-	leaseEnd  time.Time
-	active    bool // the leader callback was started and not yet stopped
-	resigning bool
-	successor string
+	seq         uint64
+	nodes       int           // live nodes counted at the last heartbeat
+	electedSize int           // the group size the election's quorum was a majority of
+	selfAcked   uint64        // highest seq of ours that echoed back
+	sentAt      [64]time.Time // send time of heartbeat seq, at index seq%64
+	electedAt   time.Time
+	notBefore   time.Time // no activity before: the old lease may still hold
+	lapsedAt    time.Time // when the lease last ran out
+	leaseEnd    time.Time
+	active      bool // the leader callback was started and not yet stopped
+	resigning   bool
+	successor   string
 
 	elections, stepDowns uint64
 	lastRedisErr         string
@@ -1108,12 +1109,19 @@ func (r *run) checkVotes(now time.Time) {
 // still hold (rule 12).
 func (r *run) becomeLeader(now time.Time) {
 	e, s := r.e, &r.e.st
+	s.electedSize = r.groupSize(now) // the candidate's, before the role changes
 	// Wait out LeaseTimeout from the most recent leader heartbeat any voter
 	// heard: the old lease cannot outlast that (rule 12). After a normal
 	// timeout every voter heard its leader over PeerTimeout ago: no wait.
 	var wait time.Duration
 	for _, ago := range s.grants {
 		wait = max(wait, e.cfg.LeaseTimeout-ago)
+	}
+	if wait > 0 {
+		// The old leader notices its lease end on its own clock and stops
+		// its callback a moment later: keep half the margin New demands
+		// between LeaseTimeout and PeerTimeout.
+		wait += e.cfg.PeerTimeout / 20
 	}
 	s.role, s.leader, s.leaderTerm, s.leaderInc = Leader, e.cfg.ID, s.term, e.inc
 	s.electedAt, s.notBefore = now, now.Add(max(wait, 0))
@@ -1123,7 +1131,7 @@ func (r *run) becomeLeader(now time.Time) {
 	for _, p := range s.peers {
 		p.acked = 0
 	}
-	e.log.Info("won election", "term", s.term, "votes", len(s.grants), "wait", max(wait, 0))
+	e.log.Info("won election", "term", s.term, "votes", len(s.grants), "of", s.electedSize, "wait", max(wait, 0))
 	r.notifyNewLeader(e.cfg.ID, s.term)
 	r.sendHeartbeat(now)
 }
@@ -1201,22 +1209,36 @@ func (r *run) ack(p *peer, seq uint64, now time.Time) {
 // quorum is a majority of ClusterSize (strict) or of the live nodes
 // (dynamic), this node included only while its messages echo back.
 func (r *run) quorum(now time.Time) int {
-	e, s := r.e, &r.e.st
-	if e.cfg.ClusterSize > 0 {
-		return e.cfg.ClusterSize/2 + 1
+	if r.e.cfg.ClusterSize > 0 {
+		return r.e.cfg.ClusterSize/2 + 1
 	}
+	return r.groupSize(now)/2 + 1
+}
+
+// groupSize is the number of nodes a dynamic quorum is a majority of.
+func (r *run) groupSize(now time.Time) int {
+	e, s := r.e, &r.e.st
 	n := max(r.countLive(now), s.size)
+	if s.role == Leader {
+		// A leader's quorum never drops below the one that elected it:
+		// only a new election shrinks it.
+		return max(n, s.electedSize)
+	}
 	// Followers do not hear each other's acks, so a follower's own count
 	// can be short of the truth; the leader's last count is a floor for a
 	// PeerTimeout, which is also how long its own entry would have counted.
-	if s.role != Leader && s.knownLive > n && now.Sub(s.knownLiveAt) < e.cfg.PeerTimeout {
+	if s.knownLive > n && now.Sub(s.knownLiveAt) < e.cfg.PeerTimeout {
 		n = s.knownLive
 	}
-	return n/2 + 1
+	return n
 }
 
 // countLive counts the nodes heard within PeerTimeout, this node included
-// while it is connected.
+// while it is connected. A leader counts only the nodes that acked it: one
+// that is heard but does not ack cannot hear the leader, so it hears nobody
+// (there is one channel) and can vote for no rival; counting it would only
+// make a healthy leader's lease lapse when nodes come back (their publisher
+// reconnects before their subscriber does).
 func (r *run) countLive(now time.Time) int {
 	e, s := r.e, &r.e.st
 	n := 0
@@ -1224,7 +1246,7 @@ func (r *run) countLive(now time.Time) int {
 		n++
 	}
 	for _, p := range s.peers {
-		if now.Sub(p.heard) < e.cfg.PeerTimeout {
+		if now.Sub(p.heard) < e.cfg.PeerTimeout && (s.role != Leader || p.acked > 0) {
 			n++
 		}
 	}
@@ -1298,7 +1320,7 @@ func (r *run) tick(now time.Time) {
 			// never noticed, and the leader does not change. Without acks
 			// within two heartbeats it steps down, so that followers of a
 			// leader that cannot hear them stop following it.
-			e.log.Info("lease lapsed", "term", s.term)
+			e.log.Info("lease lapsed", "term", s.term, "quorum", r.quorum(now))
 			r.stopLeading()
 			s.lapsedAt = now
 		}
