@@ -28,7 +28,7 @@ package leader
 //	                                             TestSlowLeaderCallbackReturn, TestResignFromCallbacks
 //	returning node does not depose (pre-vote)    TestReturningNodeDoesNotDepose, TestRejoinAfterLoneLeader
 //	bad messages dropped and counted             TestBadMessagesAreDropped, TestRogueNodesCannotDisturb,
-//	                                             TestJunkFlood, TestReplayWithSecret, FuzzDecodeMessage
+//	                                             TestJunkFlood, TestReplayWithSecret, FuzzMessage
 //	New rejects bad configs, naming the field    TestNewRejectsBadConfig
 //	no goroutine left after Run                  TestNoGoroutinesLeftAfterRun, goleak in TestMain
 //	never two leaders at once                    the monitor, checked at the end of every cluster test
