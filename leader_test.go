@@ -1404,18 +1404,22 @@ func TestLeaderConnectionsDropped(t *testing.T) {
 	t.Logf("failover after the leader's connections dropped: %v", figures)
 }
 
+// linkCuts are the ways a node's link to Redis can be cut: both ways, only
+// what it hears (deaf), only what it says (mute).
+var linkCuts = []struct {
+	name string
+	cut  func(*proxy) time.Time
+}{
+	{"partition", (*proxy).Cut},
+	{"deaf", (*proxy).CutDown},
+	{"mute", (*proxy).CutUp},
+}
+
 // TestLostRedisLeaderStepsDownFirst cuts the leader's link to Redis (both
 // ways, only what it hears, only what it says) and checks that it stops
 // being leader within LeaseTimeout, before any other node leads.
 func TestLostRedisLeaderStepsDownFirst(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		cut  func(*proxy) time.Time
-	}{
-		{"partition", (*proxy).Cut},
-		{"deaf", (*proxy).CutDown},
-		{"mute", (*proxy).CutUp},
-	} {
+	for _, tc := range linkCuts {
 		t.Run(tc.name, func(t *testing.T) {
 			c := newCluster(t)
 			var stoppedAt sync.Map
@@ -2075,14 +2079,7 @@ func TestSlowLeaderCallbackReturn(t *testing.T) {
 // TestReturningNodeDoesNotDepose cuts a follower off (or makes it deaf) for
 // several election timeouts and heals it: the healthy leader keeps its term.
 func TestReturningNodeDoesNotDepose(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		cut  func(*proxy) time.Time
-	}{
-		{"partition", (*proxy).Cut},
-		{"deaf", (*proxy).CutDown},
-		{"mute", (*proxy).CutUp},
-	} {
+	for _, tc := range linkCuts {
 		t.Run(tc.name, func(t *testing.T) {
 			c := newCluster(t)
 			nodes := c.startN(3, "n", nil)
