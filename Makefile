@@ -4,12 +4,18 @@
 #   make lint         gofmt, go vet, and a go.mod tidiness check
 #   make chaos        the failover benchmark under real faults (the main job)
 #   make chaos-quick  every chaos scenario once, for CI
+#   make chaos-both   every chaos scenario for the library and the Redis lock baseline, side by side
+#   make sweep        scale sweep: 3 to 129 node processes on one Redis (about 3.5 min on 2 cores)
+#   make soak         10 minutes of 5 nodes under latency and periodic flaps: flat memory and goroutines? (SOAK=10m)
 #   make bench        hot-path benchmarks of leader.go
 
 GO ?= go
 CHAOS_FLAGS ?=
 
-.PHONY: all test lint bench chaos chaos-quick redis tidy-check
+SWEEP ?= 3,5,9,17,33,65,129
+SOAK ?= 10m
+
+.PHONY: all test lint bench chaos chaos-quick chaos-both sweep soak redis tidy-check
 
 all: lint test
 
@@ -42,3 +48,12 @@ chaos: redis
 
 chaos-quick: redis
 	cd chaos && $(GO) run . -quick $(CHAOS_FLAGS)
+
+chaos-both: redis
+	cd chaos && $(GO) run . -algo both $(CHAOS_FLAGS)
+
+sweep: redis
+	cd chaos && $(GO) run . -sweep $(SWEEP) $(CHAOS_FLAGS)
+
+soak: redis
+	cd chaos && $(GO) run . -soak $(SOAK) $(CHAOS_FLAGS)

@@ -67,7 +67,7 @@ func NewHarness(cfg *Config) (*Harness, error) {
 		return nil, err
 	}
 	h.tp = toxiproxy.NewServer(toxiproxy.NewMetricsContainer(nil), zerolog.Nop())
-	for i := 1; i <= cfg.Nodes; i++ {
+	for i := 1; i <= cfg.Nodes && !cfg.NoProxy; i++ {
 		p := toxiproxy.NewProxy(h.tp, fmt.Sprintf("n%d", i), "127.0.0.1:0", h.redis.addr())
 		if err := p.Start(); err != nil {
 			h.Close()
@@ -83,7 +83,7 @@ func NewHarness(cfg *Config) (*Harness, error) {
 			ev.ID = "harness"
 			r.add(ev)
 		}
-	})
+	}, 10*time.Millisecond)
 	return h, nil
 }
 
@@ -264,11 +264,26 @@ func (h *Harness) StartNode(slot, clusterSize int) (*nodeProc, error) {
 	h.inc[slot]++
 	id := fmt.Sprintf("n%d.%d", slot, h.inc[slot])
 	h.mu.Unlock()
+	return h.StartNodeID(slot, clusterSize, id)
+}
+
+// StartNodeID starts a process for slot with the given ID: a restart with
+// the same ID is a process that forgot everything but its configuration
+// (the amnesia scenario).
+func (h *Harness) StartNodeID(slot, clusterSize int, id string) (*nodeProc, error) {
 	rec := h.rec
 	c := h.cfg
+	addr := h.redis.addr()
+	if !c.NoProxy {
+		addr = h.proxies[slot-1].Listen
+	}
+	status := c.StatusEvery
+	if status <= 0 {
+		status = 100 * time.Millisecond
+	}
 	args := []string{"node",
 		"-id", id,
-		"-addr", h.proxies[slot-1].Listen,
+		"-addr", addr,
 		"-redis", h.redis.addr(),
 		"-group", rec.group,
 		"-heartbeat", c.Heartbeat.String(),
@@ -278,8 +293,13 @@ func (h *Harness) StartNode(slot, clusterSize int) (*nodeProc, error) {
 		"-cluster-size", strconv.Itoa(clusterSize),
 		"-tick", c.Tick.String(),
 		"-log-level", c.NodeLogLevel,
-		"-algo", c.Algo,
+		"-algo", rec.algo,
+		"-status", status.String(),
 	}
+	if c.StallEvery > 0 {
+		args = append(args, "-stall-every", c.StallEvery.String())
+	}
+	args = append(args, rec.nodeArgs...)
 	cmd := exec.Command(h.bin, args...)
 	cmd.SysProcAttr = procAttr()
 	cmd.Env = append(os.Environ(), "GOMAXPROCS=2")
@@ -287,7 +307,8 @@ func (h *Harness) StartNode(slot, clusterSize int) (*nodeProc, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	logf, err := os.Create(filepath.Join(dir, id+".log"))
+	// append: a restart with the same ID (amnesia) keeps the earlier log
+	logf, err := os.OpenFile(filepath.Join(dir, id+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, err
 	}
@@ -461,6 +482,17 @@ func (h *Harness) Heal(slot int) {
 	h.mu.Unlock()
 }
 
+// Uncut removes only the cut toxics of slot's link (other toxics, e.g.
+// latency, stay). Like Heal, it closes the proxy's connections.
+func (h *Harness) Uncut(slot int) {
+	for _, s := range []string{"upstream", "downstream"} {
+		_ = h.proxies[slot-1].Toxics.RemoveToxic(context.Background(), "cut-"+s)
+	}
+	h.mu.Lock()
+	h.cut[slot-1] = false
+	h.mu.Unlock()
+}
+
 // HealAll removes every toxic from every link.
 func (h *Harness) HealAll() {
 	for i := range h.proxies {
@@ -487,11 +519,16 @@ type slotLive struct {
 	tickTerm   uint64
 	lastTick   int64 // t of its last tick
 	runStart   int64 // t of the first tick of its current unbroken run
+	term       uint64
+	status     Event // the last status report
+	pid        int
 }
 
 // Recorder collects the events of one scenario.
 type Recorder struct {
-	scenario string
+	scenario string // label: the scenario's name, with ".lock" for the lock baseline
+	algo     string
+	nodeArgs []string // extra node flags of the scenario
 	group    string
 	tickGap  int64 // a gap longer than this breaks a tick run
 
@@ -510,8 +547,8 @@ type Fault struct {
 	End   int64  `json:"end"` // 0 while active
 }
 
-func newRecorder(scenario, group string, tick time.Duration) *Recorder {
-	return &Recorder{scenario: scenario, group: group, tickGap: int64(8 * tick), live: map[int]*slotLive{}}
+func newRecorder(scenario, algo, group string, tick time.Duration) *Recorder {
+	return &Recorder{scenario: scenario, algo: algo, group: group, tickGap: int64(8 * tick), live: map[int]*slotLive{}}
 }
 
 func (r *Recorder) add(ev Event) {
@@ -522,7 +559,7 @@ func (r *Recorder) add(ev Event) {
 		return
 	}
 	l := r.live[ev.Slot]
-	if l == nil || (ev.Ev == evProcStart && l.id != ev.ID) {
+	if l == nil || ev.Ev == evProcStart {
 		l = &slotLive{id: ev.ID}
 		r.live[ev.Slot] = l
 	}
@@ -538,6 +575,8 @@ func (r *Recorder) add(ev Event) {
 		if ev.T >= l.followT {
 			l.follow, l.followTerm, l.followT = ev.Leader, ev.LTerm, ev.T
 		}
+		l.term = max(l.term, ev.Term)
+		l.status = ev
 	case evTick:
 		if ev.Term != l.tickTerm || ev.T-l.lastTick > r.tickGap {
 			l.runStart = ev.T
@@ -567,6 +606,17 @@ func (r *Recorder) snapshot() ([]Event, []Fault) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return slices.Clone(r.events), slices.Clone(r.faults)
+}
+
+// termOf returns the ID of slot's current process and the highest term its
+// status reports showed.
+func (r *Recorder) termOf(slot int) (string, uint64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if l := r.live[slot]; l != nil {
+		return l.id, l.term
+	}
+	return "", 0
 }
 
 // stableLeader reports the leader if the group is stable at now: one node

@@ -45,25 +45,40 @@ const algoQuasiRaft = "quasi-raft"
 
 // Config is the harness's configuration, from the flags.
 type Config struct {
-	Nodes        int
-	Trials       int // 0: each scenario's default
-	Scenarios    string
-	Seed         uint64
-	Strict       bool
-	Quick        bool
-	Out          string
-	Heartbeat    time.Duration
-	Lease        time.Duration
-	PeerTimeout  time.Duration
-	Jitter       time.Duration
-	Tick         time.Duration
-	Timeout      time.Duration // the whole run; 0: none
-	NodeLogLevel string
-	Algo         string
+	Nodes         int
+	Trials        int // 0: each scenario's default
+	Scenarios     string
+	Seed          uint64
+	Strict        bool
+	Quick         bool
+	Out           string
+	Heartbeat     time.Duration
+	Lease         time.Duration
+	PeerTimeout   time.Duration
+	Jitter        time.Duration
+	Tick          time.Duration
+	Timeout       time.Duration // the whole run; 0: none
+	NodeLogLevel  string
+	Algo          string   // the -algo flag as given
+	Algos         []string // the algorithms to run, in order
+	ExitOn        []string // the algorithms whose violations and failures set the exit status
+	NoProxy       bool     // nodes talk to Redis directly (the sweep: no faults on links)
+	StatusEvery   time.Duration
+	StallEvery    time.Duration // the nodes' stall watch period (0: theirs)
+	Recovery      time.Duration // overrides recoveryTimeout when set (the sweep)
+	Sweep         string        // -sweep: node counts
+	SweepCalm     time.Duration // -sweep-calm
+	SweepCrashes  int           // -sweep-crashes
+	Soak          time.Duration // -soak
+	SoakFlapEvery time.Duration
+	SoakSample    time.Duration
 }
 
 // recoveryTimeout bounds every wait for a stable leader.
 func (c *Config) recoveryTimeout() time.Duration {
+	if c.Recovery > 0 {
+		return c.Recovery
+	}
 	return max(6*time.Second, 20*c.PeerTimeout)
 }
 
@@ -75,8 +90,32 @@ func (c *Config) stableFor() time.Duration { return max(200*time.Millisecond, 2*
 // disruptions.
 func (c *Config) observe() time.Duration { return 2 * c.PeerTimeout }
 
-func (c *Config) params() Params {
-	return Params{Lease: c.Lease, PeerTimeout: c.PeerTimeout, Jitter: c.Jitter}
+// params are the timings the analysis checks against. For the lock
+// baseline the "lease" a cut-off holder may still use is its ttl
+// (PeerTimeout), not LeaseTimeout.
+func (c *Config) params(algo string) Params {
+	p := Params{Lease: c.Lease, PeerTimeout: c.PeerTimeout, Jitter: c.Jitter}
+	if algo == algoLock {
+		p.Lease = c.PeerTimeout
+	}
+	return p
+}
+
+// group is the election group of an algorithm in this run: one per
+// algorithm, so the lock's keys and the elector's channels never mix.
+func (c *Config) group(algo string) string {
+	if algo == algoQuasiRaft {
+		return fmt.Sprintf("chaos-%d", c.Seed)
+	}
+	return fmt.Sprintf("chaos-%d-%s", c.Seed, algo)
+}
+
+// label names a scenario run: the scenario, with ".lock" for the baseline.
+func label(name, algo string) string {
+	if algo == algoQuasiRaft {
+		return name
+	}
+	return name + "." + algo
 }
 
 func (c *Config) trialsFor(sc *Scenario) int {
@@ -98,6 +137,7 @@ func main() {
 
 func parseFlags(args []string) (*Config, error) {
 	c := &Config{Algo: algoQuasiRaft}
+	var exitOn string
 	fs := flag.NewFlagSet("chaos", flag.ContinueOnError)
 	fs.IntVar(&c.Nodes, "nodes", 5, "number of node processes (at least 3)")
 	fs.IntVar(&c.Trials, "trials", 0, "trials per scenario (0: each scenario's default, 3 or 5; 1 with -quick)")
@@ -113,10 +153,23 @@ func parseFlags(args []string) (*Config, error) {
 	fs.DurationVar(&c.Tick, "tick", 5*time.Millisecond, "period of the singleton job's ticks")
 	fs.DurationVar(&c.Timeout, "timeout", 15*time.Minute, "give up (exit 1, partial results) when the run takes longer; 0: never")
 	fs.StringVar(&c.NodeLogLevel, "node-log-level", "debug", "level of the library's logs in chaos-results/logs: debug, info, warn")
+	fs.StringVar(&c.Algo, "algo", algoQuasiRaft, "election algorithm(s): quasi-raft, lock (the Redis lock baseline), or both (= quasi-raft,lock: side by side)")
+	fs.StringVar(&exitOn, "exit-on", "", "algorithms whose violations and failures make the exit status 1 (default: quasi-raft when it runs, else every algorithm run)")
+	fs.StringVar(&c.Sweep, "sweep", "", "scale sweep instead of the scenarios: comma-separated node counts, e.g. 3,5,9,17,33,65,129")
+	fs.DurationVar(&c.SweepCalm, "sweep-calm", 15*time.Second, "sweep: calm window per node count (messages, CPU, RSS, spurious changes)")
+	fs.IntVar(&c.SweepCrashes, "sweep-crashes", 3, "sweep: SIGKILLs of the leader per node count (failover)")
+	fs.DurationVar(&c.Soak, "soak", 0, "soak instead of the scenarios: run this long with latency on every link and a periodic flap of the leader's link, sampling RSS and goroutines")
+	fs.DurationVar(&c.SoakFlapEvery, "soak-flap-every", 20*time.Second, "soak: flap the leader's link this often")
+	fs.DurationVar(&c.SoakSample, "soak-sample", 5*time.Second, "soak: sample RSS and goroutines this often")
+	fs.DurationVar(&c.StatusEvery, "status", 100*time.Millisecond, "period of the nodes' status reports")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: go run . [flags]\n\nScenarios:\n")
 		for _, s := range scenarios {
-			fmt.Fprintf(fs.Output(), "  %-20s %s\n", s.Name, s.Fault)
+			opt := ""
+			if s.Optional {
+				opt = " (opt-in: not in all)"
+			}
+			fmt.Fprintf(fs.Output(), "  %-20s %s%s\n", s.Name, s.Fault, opt)
 		}
 		fmt.Fprintf(fs.Output(), "\nFlags:\n")
 		fs.PrintDefaults()
@@ -129,6 +182,58 @@ func parseFlags(args []string) (*Config, error) {
 	}
 	if c.Nodes < 3 {
 		return nil, fmt.Errorf("-nodes %d: need at least 3", c.Nodes)
+	}
+	algos := c.Algo
+	if algos == "both" {
+		algos = algoQuasiRaft + "," + algoLock
+	}
+	for _, a := range strings.Split(algos, ",") {
+		a = strings.TrimSpace(a)
+		if a != algoQuasiRaft && a != algoLock {
+			return nil, fmt.Errorf("-algo %q: known are quasi-raft, lock, both", a)
+		}
+		if !slices.Contains(c.Algos, a) {
+			c.Algos = append(c.Algos, a)
+		}
+	}
+	switch {
+	case exitOn != "":
+		for _, a := range strings.Split(exitOn, ",") {
+			c.ExitOn = append(c.ExitOn, strings.TrimSpace(a))
+		}
+	case slices.Contains(c.Algos, algoQuasiRaft):
+		c.ExitOn = []string{algoQuasiRaft}
+	default:
+		c.ExitOn = c.Algos
+	}
+	if c.Sweep != "" && c.Soak > 0 {
+		return nil, fmt.Errorf("-sweep and -soak: one at a time")
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if (c.Sweep != "" || c.Soak > 0) && len(c.Algos) > 1 {
+		return nil, fmt.Errorf("-sweep and -soak run one algorithm: -algo quasi-raft or -algo lock")
+	}
+	if c.Sweep != "" {
+		// 129 processes must not each write debug logs and poll at 5 ms:
+		// that would measure the harness, not the library
+		if !set["node-log-level"] {
+			c.NodeLogLevel = "warn"
+		}
+		if !set["tick"] {
+			c.Tick = 20 * time.Millisecond
+		}
+		if !set["status"] {
+			c.StatusEvery = time.Second
+		}
+		c.StallEvery = 40 * time.Millisecond
+		c.Recovery = max(30*time.Second, 20*c.PeerTimeout)
+	}
+	if c.Soak > 0 && !set["node-log-level"] {
+		c.NodeLogLevel = "info"
+	}
+	if c.Soak > 0 && c.Timeout > 0 && c.Timeout < c.Soak+2*time.Minute {
+		c.Timeout = c.Soak + 2*time.Minute
 	}
 	if c.Tick <= 0 {
 		return nil, fmt.Errorf("-tick must be positive")
@@ -171,9 +276,11 @@ func repoRoot() string {
 
 func selectScenarios(spec string) ([]*Scenario, error) {
 	if spec == "" || spec == "all" {
-		out := make([]*Scenario, len(scenarios))
+		var out []*Scenario
 		for i := range scenarios {
-			out[i] = &scenarios[i]
+			if !scenarios[i].Optional {
+				out = append(out, &scenarios[i])
+			}
 		}
 		return out, nil
 	}
@@ -207,8 +314,10 @@ func harnessMain(args []string) int {
 		fmt.Fprintln(os.Stderr, "chaos:", err)
 		return 2
 	}
-	for _, d := range []string{"logs", "events"} { // ours: stale files would mislead
-		_ = os.RemoveAll(filepath.Join(cfg.Out, d))
+	if cfg.Sweep == "" && cfg.Soak == 0 {
+		for _, d := range []string{"logs", "events"} { // ours: stale files would mislead
+			_ = os.RemoveAll(filepath.Join(cfg.Out, d))
+		}
 	}
 	if err := os.MkdirAll(cfg.Out, 0o755); err != nil {
 		fmt.Fprintln(os.Stderr, "chaos:", err)
@@ -230,9 +339,24 @@ func harnessMain(args []string) int {
 		fmt.Fprintf(out, format+"\n", args...)
 		out.Flush()
 	}
-	say("chaos: %d nodes, heartbeat %v, lease %v, peer-timeout %v, jitter %v, %s mode, seed %d (repeat with -seed %d)",
-		cfg.Nodes, cfg.Heartbeat, cfg.Lease, cfg.PeerTimeout, cfg.Jitter, modeName(cfg.Strict), cfg.Seed, cfg.Seed)
+	what := fmt.Sprintf("%d nodes", cfg.Nodes)
+	if cfg.Sweep != "" {
+		what = fmt.Sprintf("sweep over %s nodes (calm %v, %d crashes each, tick %v, status every %v, node logs at %s)",
+			cfg.Sweep, cfg.SweepCalm, cfg.SweepCrashes, cfg.Tick, cfg.StatusEvery, cfg.NodeLogLevel)
+	}
+	say("chaos: %s, algo %s, heartbeat %v, lease %v, peer-timeout %v, jitter %v, %s mode, seed %d (repeat with -seed %d)",
+		what, strings.Join(cfg.Algos, ","), cfg.Heartbeat, cfg.Lease, cfg.PeerTimeout, cfg.Jitter, modeName(cfg.Strict), cfg.Seed, cfg.Seed)
 
+	if cfg.Sweep != "" || cfg.Soak > 0 {
+		var code int
+		if cfg.Sweep != "" {
+			code = sweepMain(ctx, cfg, say, out)
+		} else {
+			code = soakMain(ctx, cfg, say, out)
+		}
+		out.Flush()
+		return code
+	}
 	h, err := NewHarness(cfg)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "chaos:", err)
@@ -243,24 +367,32 @@ func harnessMain(args []string) int {
 
 	rng := rand.New(rand.NewPCG(cfg.Seed, 0x5eed))
 	var runs []*scenarioRun
-	var prevTerm uint64 // the highest term of the scenarios so far, while Redis kept its data
+	prevTerm := map[string]uint64{} // per algorithm: the highest term of the scenarios so far, while Redis kept its data
 	for _, sc := range list {
-		if ctx.Err() != nil {
-			break
-		}
-		epoch := h.redis.epoch
-		sr := runScenario(ctx, h, cfg, sc, rng, say)
-		runs = append(runs, sr)
-		checkTermsGrow(sr, prevTerm)
-		summarizeScenario(sr, cfg.Algo)
-		if h.redis.epoch != epoch {
-			// redis-server lost the term key: the library promises growing
-			// terms only while Redis keeps its data
-			prevTerm = 0
-			continue
-		}
-		for _, sg := range sr.an.Segments {
-			prevTerm = max(prevTerm, sg.Term)
+		for _, algo := range cfg.Algos {
+			if ctx.Err() != nil {
+				break
+			}
+			if len(sc.Algos) > 0 && !slices.Contains(sc.Algos, algo) {
+				say("%s: skipped for %s (%s)", sc.Name, algo, sc.SkipWhy)
+				continue
+			}
+			epoch := h.redis.epoch
+			sr := runScenario(ctx, h, cfg, sc, algo, rng, say)
+			runs = append(runs, sr)
+			checkTermsGrow(sr, prevTerm[algo])
+			summarizeScenario(sr, algo)
+			if h.redis.epoch != epoch {
+				// redis-server lost the term key: the library promises growing
+				// terms only while Redis keeps its data
+				for a := range prevTerm {
+					prevTerm[a] = 0
+				}
+				continue
+			}
+			for _, sg := range sr.an.Segments {
+				prevTerm[algo] = max(prevTerm[algo], sg.Term)
+			}
 		}
 	}
 	interrupted := ctx.Err() != nil
@@ -269,20 +401,31 @@ func harnessMain(args []string) int {
 	res := &Results{Started: started.UTC().Format(time.RFC3339), ElapsedS: time.Since(started).Seconds(), OK: true,
 		Config: ResultsConfig{Nodes: cfg.Nodes, HeartbeatMs: cfg.Heartbeat.Milliseconds(), LeaseMs: cfg.Lease.Milliseconds(),
 			PeerTimeoutMs: cfg.PeerTimeout.Milliseconds(), JitterMs: cfg.Jitter.Milliseconds(), Strict: cfg.Strict,
-			Seed: cfg.Seed, TickMs: float64(cfg.Tick.Microseconds()) / 1000, Quick: cfg.Quick, CPUs: runtime.NumCPU()}}
-	var bad []string
+			Seed: cfg.Seed, TickMs: float64(cfg.Tick.Microseconds()) / 1000, Quick: cfg.Quick, CPUs: runtime.NumCPU(),
+			Algos: cfg.Algos, ExitOn: cfg.ExitOn}}
+	var bad, ignored []string
 	for _, sr := range runs {
 		res.Scenarios = append(res.Scenarios, sr.res)
+		var mine []string
 		for _, v := range sr.res.Violations {
-			bad = append(bad, fmt.Sprintf("%s %s (safety violation)", sr.sc.Name, v))
+			mine = append(mine, fmt.Sprintf("%s %s (safety violation)", sr.label, v))
 		}
 		for _, f := range sr.res.Failures {
-			bad = append(bad, fmt.Sprintf("%s %s", sr.sc.Name, f))
+			mine = append(mine, fmt.Sprintf("%s %s", sr.label, f))
+		}
+		if slices.Contains(cfg.ExitOn, sr.algo) {
+			bad = append(bad, mine...)
+		} else {
+			ignored = append(ignored, mine...)
 		}
 	}
 	res.OK = len(bad) == 0 && !interrupted
 	fmt.Fprintln(out)
-	writeTable(out, res.Scenarios)
+	writeTable(out, res.Scenarios, len(cfg.Algos) > 1)
+	if len(cfg.Algos) > 1 {
+		fmt.Fprintln(out)
+		writeSideBySide(out, res.Scenarios, cfg.Algos)
+	}
 	out.Flush()
 	if err := writeOutputs(cfg.Out, res, runs, cfg); err != nil {
 		fmt.Fprintln(os.Stderr, "chaos: writing results:", err)
@@ -290,7 +433,13 @@ func harnessMain(args []string) int {
 	}
 	for _, sr := range runs {
 		for _, n := range sr.res.Notes {
-			fmt.Fprintf(out, "note: %s: %s\n", sr.sc.Name, n)
+			fmt.Fprintf(out, "note: %s: %s\n", sr.label, n)
+		}
+	}
+	if len(ignored) > 0 {
+		fmt.Fprintf(out, "\nnot counted in the exit status (-exit-on %s):\n", strings.Join(cfg.ExitOn, ","))
+		for _, b := range ignored {
+			fmt.Fprintln(out, "  scenario", b)
 		}
 	}
 	stalls, worst := 0, 0.0
@@ -335,9 +484,9 @@ func modeName(strict bool) string {
 
 // runScenario starts a fresh group of nodes, runs the scenario's trials,
 // stops the nodes and analyses what happened.
-func runScenario(ctx context.Context, h *Harness, cfg *Config, sc *Scenario, rng *rand.Rand,
+func runScenario(ctx context.Context, h *Harness, cfg *Config, sc *Scenario, algo string, rng *rand.Rand,
 	say func(string, ...any)) *scenarioRun {
-	strict := cfg.Strict || sc.Strict
+	strict := (cfg.Strict || sc.Strict) && algo == algoQuasiRaft
 	clusterSize := 0
 	if strict {
 		clusterSize = cfg.Nodes
@@ -345,11 +494,17 @@ func runScenario(ctx context.Context, h *Harness, cfg *Config, sc *Scenario, rng
 	// One election group for the whole run: every scenario starts all nodes
 	// afresh while Redis keeps the group's term key, so terms must go on
 	// growing from one scenario to the next (rule 11).
-	rec := newRecorder(sc.Name, fmt.Sprintf("chaos-%d", cfg.Seed), cfg.Tick)
+	lb := label(sc.Name, algo)
+	rec := newRecorder(lb, algo, cfg.group(algo), cfg.Tick)
+	rec.nodeArgs = sc.NodeArgs
 	h.setRecorder(rec)
-	sr := &scenarioRun{sc: sc, strict: strict, rec: rec, start: mono()}
+	sr := &scenarioRun{sc: sc, label: lb, algo: algo, strict: strict, rec: rec, start: mono()}
 	n := cfg.trialsFor(sc)
-	say("%s: %s (%s mode, %d trials)", sc.Name, sc.Fault, modeName(strict), n)
+	mode := modeName(strict)
+	if algo != algoQuasiRaft {
+		mode = algo
+	}
+	say("%s: %s (%s, %d trials)", lb, sc.Fault, mode, n)
 	for s := 1; s <= cfg.Nodes; s++ {
 		if _, err := h.StartNode(s, clusterSize); err != nil {
 			sr.setupErr = err.Error()
@@ -358,14 +513,14 @@ func runScenario(ctx context.Context, h *Harness, cfg *Config, sc *Scenario, rng
 	for k := 1; k <= n && sr.setupErr == "" && ctx.Err() == nil; k++ {
 		tr := &TrialRecord{Scenario: sc.Name, Trial: k}
 		sr.trials = append(sr.trials, tr)
-		t := &Trial{h: h, cfg: cfg, ctx: ctx, rng: rng, rec: rec, clusterSize: clusterSize, R: tr}
+		t := &Trial{h: h, cfg: cfg, ctx: ctx, rng: rng, rec: rec, clusterSize: clusterSize, algo: algo, R: tr}
 		if !prepare(t) {
 			tr.Start = mono()
 			tr.End = tr.Start
 			if ctx.Err() == nil {
 				tr.Failures = append(tr.Failures, fmt.Sprintf("no stable leader within %v before the fault; the remaining trials are skipped", cfg.recoveryTimeout()))
 				tr.Aborted = true
-				say("%-20s trial %d/%d: no stable leader; giving up on this scenario", sc.Name, k, n)
+				say("%-20s trial %d/%d: no stable leader; giving up on this scenario", lb, k, n)
 			}
 			break
 		}
@@ -390,14 +545,14 @@ func runScenario(ctx context.Context, h *Harness, cfg *Config, sc *Scenario, rng
 		}
 		tr.End = mono()
 		evs, faults := rec.snapshot()
-		an := Analyze(evs, faults, sr.trials, cfg.params())
-		say("%s", progressLine(sc.Name, k, n, an.Trials[len(an.Trials)-1]))
+		an := Analyze(evs, faults, sr.trials, cfg.params(algo))
+		say("%s", progressLine(lb, k, n, an.Trials[len(an.Trials)-1]))
 	}
 	sr.end = mono()
 	h.KillAll()
 	h.HealAll()
 	evs, faults := rec.snapshot()
-	sr.an = Analyze(evs, faults, sr.trials, cfg.params())
+	sr.an = Analyze(evs, faults, sr.trials, cfg.params(algo))
 	return sr
 }
 

@@ -50,6 +50,8 @@ type Segment struct {
 	FirstT1 int64
 	LastT0  int64
 	Ticks   []int64 // T of each tick, ascending
+	Epoch   int64   // the redis-server incarnation its fenced ticks reached (0: unknown)
+	Cont    bool    // continues the same node's leadership in the same term from before a redis-server restart
 }
 
 // Violation is a safety violation: the run fails.
@@ -111,19 +113,39 @@ func ms(ns int64) float64 { return float64(ns/1000) / 1000 }
 // buildSegments groups ticks by (node, term), ordered by first tick.
 func buildSegments(evs []Event) []*Segment {
 	type key struct {
-		id   string
-		term uint64
+		id    string
+		term  uint64
+		epoch int64
 	}
 	m := map[key]*Segment{}
+	// A tick whose fence write failed (redis-server down, a reconnect)
+	// belongs to the epoch of the next fenced tick of any node: epochs only
+	// grow with time.
+	type known struct {
+		t  int64
+		ep int64
+	}
+	var kn []known
+	for _, e := range evs {
+		if e.Ev == evTick && e.FenceEpoch != 0 {
+			kn = append(kn, known{e.T, e.FenceEpoch})
+		}
+	}
+	slices.SortFunc(kn, func(a, b known) int { return cmp.Compare(a.t, b.t) })
 	var out []*Segment
 	for _, e := range evs {
 		if e.Ev != evTick {
 			continue
 		}
-		k := key{e.ID, e.Term}
+		ep := e.FenceEpoch
+		if ep == 0 && len(kn) > 0 {
+			i := sort.Search(len(kn), func(i int) bool { return kn[i].t >= e.T })
+			ep = kn[min(i, len(kn)-1)].ep
+		}
+		k := key{e.ID, e.Term, ep}
 		s := m[k]
 		if s == nil {
-			s = &Segment{ID: e.ID, Slot: e.Slot, Term: e.Term, FirstT0: e.T, FirstT1: e.T1, LastT0: e.T}
+			s = &Segment{ID: e.ID, Slot: e.Slot, Term: e.Term, FirstT0: e.T, FirstT1: e.T1, LastT0: e.T, Epoch: ep}
 			m[k] = s
 			out = append(out, s)
 		}
@@ -137,6 +159,9 @@ func buildSegments(evs []Event) []*Segment {
 		slices.Sort(s.Ticks)
 	}
 	slices.SortFunc(out, func(a, b *Segment) int { return cmp.Compare(a.FirstT1, b.FirstT1) })
+	for i, s := range out {
+		s.Cont = slices.ContainsFunc(out[:i], func(p *Segment) bool { return p.ID == s.ID && p.Term == s.Term })
+	}
 	return out
 }
 
@@ -184,29 +209,58 @@ func Analyze(evs []Event, faults []Fault, trials []*TrialRecord, p Params) *Anal
 		id   string
 		term uint64
 	}
-	begins := map[sk]int64{}
+	begins := map[sk][]int64{} // every OnStartedLeading of a (node, term), ascending
 	for _, e := range evs {
 		if e.Ev == evStart {
-			if b, ok := begins[sk{e.ID, e.Term}]; !ok || e.T < b {
-				begins[sk{e.ID, e.Term}] = e.T
-			}
+			begins[sk{e.ID, e.Term}] = append(begins[sk{e.ID, e.Term}], e.T)
 		}
 	}
 	leads := slices.Clone(segs)
-	for k, b := range begins {
+	for k, bs := range begins {
 		if !slices.ContainsFunc(segs, func(s *Segment) bool { return s.ID == k.id && s.Term == k.term }) {
-			leads = append(leads, &Segment{ID: k.id, Term: k.term, FirstT0: b, FirstT1: b, LastT0: b})
+			leads = append(leads, &Segment{ID: k.id, Term: k.term, FirstT0: bs[0], FirstT1: bs[0], LastT0: bs[0]})
 		}
 	}
 	slices.SortFunc(leads, func(a, b *Segment) int { return cmp.Compare(a.FirstT1, b.FirstT1) })
+	// A leadership begins at the last OnStartedLeading of its (node, term)
+	// before its first tick (a term's number can come back after
+	// redis-server lost its data, for the lock), or at its first tick.
 	begin := func(s *Segment) int64 {
-		if b, ok := begins[sk{s.ID, s.Term}]; ok && b < s.FirstT1 {
-			return b
+		b := s.FirstT1
+		for _, t := range begins[sk{s.ID, s.Term}] {
+			if t < s.FirstT1 {
+				b = t
+			}
 		}
-		return s.FirstT1
+		return b
 	}
+	reset := map[*Segment]bool{} // segments already reported as a term reset
 	for i, x := range leads {
 		for _, y := range leads[i+1:] {
+			// Terms that went back after redis-server lost its data (the
+			// later incarnation's leader has a term not above the earlier
+			// one's): a violation of its own; the overlap counts only the
+			// time the two really ticked at once.
+			if x.Epoch != 0 && y.Epoch != 0 && x.Epoch != y.Epoch && (x.ID != y.ID || x.Term != y.Term) {
+				early, late := x, y
+				if early.Epoch > late.Epoch {
+					early, late = late, early
+				}
+				if late.Term <= early.Term {
+					if !reset[late] {
+						reset[late] = true
+						viol(begin(late), "term-reset", "after redis-server lost its data, %s led in term %d, not above term %d of %s before: fencing tokens went back",
+							late.ID, late.Term, early.Term, early.ID)
+					}
+					if ov := min(x.LastT0, y.LastT0) - max(begin(x), begin(y)); ov > 0 {
+						a.OverlapNs += ov
+					}
+					continue
+				}
+			}
+			if x.ID == y.ID && x.Term == y.Term {
+				continue // one leadership that went on across a redis-server restart
+			}
 			if x.Term == y.Term && x.ID != y.ID {
 				viol(max(begin(x), begin(y)), "two-leaders", "two leaders in term %d: %s and %s", x.Term, x.ID, y.ID)
 				if ov := min(x.LastT0, y.LastT0) - max(begin(x), begin(y)); ov > 0 {
@@ -241,25 +295,34 @@ func Analyze(evs []Event, faults []Fault, trials []*TrialRecord, p Params) *Anal
 		slot       int
 		term       uint64
 		start, end int64
+		seq        uint64
 	}
 	var runs []*cbRun
-	open := map[string]*cbRun{}
+	open := map[string][]*cbRun{} // per node, the calls not yet returned
 	exitAt := map[string]int64{}
 	started := map[string]bool{} // ids whose OnStartedLeading ran and has no OnStoppedLeading yet
 	for _, e := range evs {
 		switch e.Ev {
 		case evStart:
-			if r := open[e.ID]; r != nil {
-				viol(e.T, "callback", "%s: OnStartedLeading(term %d) began while its callback for term %d was still running", e.ID, e.Term, r.term)
+			if rs := open[e.ID]; len(rs) > 0 {
+				r := rs[len(rs)-1]
+				viol(e.T, "callback", "%s: OnStartedLeading(term %d) began while its call for term %d (begun %.1f ms before) had not returned",
+					e.ID, e.Term, r.term, ms(e.T-r.start))
 			}
-			r := &cbRun{id: e.ID, slot: e.Slot, term: e.Term, start: e.T}
-			open[e.ID] = r
+			r := &cbRun{id: e.ID, slot: e.Slot, term: e.Term, start: e.T, seq: e.Seq}
+			open[e.ID] = append(open[e.ID], r)
 			runs = append(runs, r)
 			started[e.ID] = true
 		case evCbDone:
-			if r := open[e.ID]; r != nil {
-				r.end = e.T
-				delete(open, e.ID)
+			// the call it ends: the one with its number, else the oldest
+			rs := open[e.ID]
+			i := slices.IndexFunc(rs, func(r *cbRun) bool { return e.Seq != 0 && r.seq == e.Seq })
+			if i < 0 && len(rs) > 0 {
+				i = 0
+			}
+			if i >= 0 {
+				rs[i].end = e.T
+				open[e.ID] = slices.Delete(rs, i, i+1)
 			}
 		case evStop:
 			if !started[e.ID] {
@@ -402,10 +465,29 @@ func analyzeTrial(tr *TrialRecord, evs []Event, segs []*Segment, stalls []Stall,
 		}
 	}
 
+	// Amnesia (rule 8): a node restarted with the same ID listens for a
+	// PeerTimeout before it votes or stands. From outside, standing shows
+	// (its Elections counter, its state); a vote does not, so this checks
+	// the listening, and the safety checks check one leader per term.
+	for _, am := range tr.Amnesia {
+		limit := am.Restarted + int64(p.PeerTimeout)
+		for _, e := range evs {
+			if e.ID != am.ID || e.T < am.Restarted || e.T > limit {
+				continue
+			}
+			if e.Ev == evStatus && (e.Elections > 0 || e.State == "candidate" || e.State == "leader") ||
+				e.Ev == evStart || e.Ev == evTick {
+				res.Failures = append(res.Failures, fmt.Sprintf("amnesia: %s, restarted with the same ID, stood or led %.0f ms after its restart, within PeerTimeout (rule 8)",
+					am.ID, ms(e.T-am.Restarted)))
+				break
+			}
+		}
+	}
+
 	// Leader changes in the trial: segments that began inside it.
 	var changes []*Segment
 	for _, s := range segs {
-		if s.FirstT0 > tr.Start && s.FirstT0 <= tr.End {
+		if s.FirstT0 > tr.Start && s.FirstT0 <= tr.End && !s.Cont {
 			changes = append(changes, s)
 		}
 	}
@@ -515,10 +597,14 @@ func analyzeTrial(tr *TrialRecord, evs []Event, segs []*Segment, stalls []Stall,
 	}
 
 	// Terms and elections, from the status reports.
-	first := map[string]uint64{} // id -> elections at the first report in the trial
+	first := map[string]uint64{} // id -> elections at its last report before the trial, else its first in it
+	before := map[string]uint64{}
 	last := map[string]Event{}
 	maxTerm := tr.OldTerm
 	for _, e := range evs {
+		if e.Ev == evStatus && e.T < tr.Start {
+			before[e.ID] = e.Elections
+		}
 		if e.T < tr.Start || e.T > tr.End {
 			continue
 		}
@@ -529,7 +615,11 @@ func analyzeTrial(tr *TrialRecord, evs []Event, segs []*Segment, stalls []Stall,
 			continue
 		}
 		if _, ok := first[e.ID]; !ok {
-			first[e.ID] = e.Elections
+			if b, ok := before[e.ID]; ok {
+				first[e.ID] = b
+			} else {
+				first[e.ID] = e.Elections
+			}
 		}
 		last[e.ID] = e
 	}

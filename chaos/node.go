@@ -19,7 +19,9 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -67,7 +69,7 @@ type Event struct {
 	Term   uint64 `json:"term,omitempty"`   // start/cbdone/tick: the leader's term; status: the node's term
 	Leader string `json:"leader,omitempty"` // new/status: the leader this node follows
 	LTerm  uint64 `json:"lterm,omitempty"`  // new/status: that leader's term
-	Seq    uint64 `json:"seq,omitempty"`    // tick: per-process tick counter
+	Seq    uint64 `json:"seq,omitempty"`    // tick: per-process tick counter; start/cbdone: per-process call number
 
 	Fence       int    `json:"fence,omitempty"`    // tick: fenceAccepted, fenceRejected or fenceError
 	FenceStored uint64 `json:"fstore,omitempty"`   // tick: the term stored before this write
@@ -82,9 +84,13 @@ type Event struct {
 	MsgsIn      uint64 `json:"min,omitempty"`      // status: valid messages received
 	MsgsOut     uint64 `json:"mout,omitempty"`     // status: messages published
 	Dropped     uint64 `json:"drop,omitempty"`     // status: messages dropped
+	Goroutines  int    `json:"gor,omitempty"`      // status: runtime.NumGoroutine() of the node process
 	Msg         string `json:"msg,omitempty"`      // anomaly/exit/proc-exit
 	Scenario    string `json:"scenario,omitempty"` // set in events.jsonl only
 }
+
+// cbSeq numbers the calls of OnStartedLeading in this process.
+var cbSeq atomic.Uint64
 
 // mono reads CLOCK_MONOTONIC, the one clock every process on the machine
 // shares (Go's own monotonic reading is per process).
@@ -204,11 +210,13 @@ func nodeMain(args []string) int {
 		statusEvery = fs.Duration("status", 100*time.Millisecond, "status report period")
 		logLevel    = fs.String("log-level", "debug", "library log level on stderr: debug, info, warn")
 		algo        = fs.String("algo", algoQuasiRaft, "election algorithm")
+		cbLinger    = fs.Duration("cb-linger", 0, "OnStartedLeading returns this long after its context ends (a job winding down)")
+		stallEvery  = fs.Duration("stall-every", 10*time.Millisecond, "period of the stall watch (a stall: a sleep that took over max(60ms, 3x this))")
 	)
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	if *algo != algoQuasiRaft {
+	if *algo != algoQuasiRaft && *algo != algoLock {
 		fmt.Fprintf(os.Stderr, "node: unknown -algo %q\n", *algo)
 		return 2
 	}
@@ -219,6 +227,28 @@ func nodeMain(args []string) int {
 	}
 	out := &emitter{w: os.Stdout, id: *id}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
+
+	// The harness keeps our stdin open; EOF means it died without killing
+	// us (Pdeathsig is the first line of defence, this the second).
+	go func() {
+		_, _ = io.Copy(io.Discard, bufio.NewReader(os.Stdin))
+		os.Exit(4)
+	}()
+	kFence, kOrder, kEpoch := fenceKeys(*group)
+	f := &fencer{addr: *direct, id: *id, kFence: kFence, kOrder: kOrder, kEpo: kEpoch}
+
+	if *algo == algoLock {
+		ln := newLockNode(*id, *addr, *group, *peer, *hb, out)
+		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+		defer stop()
+		go tickLoop(ln, *id, *tickEvery, out, f)
+		go statusLoop(ln.status, *statusEvery, out)
+		go stallLoop(out.emit, *stallEvery)
+		out.emit(Event{Ev: evReady})
+		_ = ln.Run(ctx)
+		out.emit(Event{Ev: evExit, Msg: "ok"})
+		return 0
+	}
 
 	el, err := leader.New(leader.Config{
 		Addr:              *addr,
@@ -231,9 +261,13 @@ func nodeMain(args []string) int {
 		ClusterSize:       *clusterSize,
 		Logger:            logger,
 		OnStartedLeading: func(ctx context.Context, term uint64) {
-			out.emit(Event{Ev: evStart, Term: term})
+			n := cbSeq.Add(1) // tells the calls apart, also two in one term
+			out.emit(Event{Ev: evStart, Term: term, Seq: n})
 			<-ctx.Done()
-			out.emit(Event{Ev: evCbDone, Term: term})
+			if *cbLinger > 0 {
+				time.Sleep(*cbLinger) // the job winds down; the callback has not returned yet
+			}
+			out.emit(Event{Ev: evCbDone, Term: term, Seq: n})
 		},
 		OnStoppedLeading: func() { out.emit(Event{Ev: evStop}) },
 		OnNewLeader: func(l string, term uint64) {
@@ -245,24 +279,21 @@ func nodeMain(args []string) int {
 		return 2
 	}
 
-	// The harness keeps our stdin open; EOF means it died without killing
-	// us (Pdeathsig is the first line of defence, this the second).
-	go func() {
-		_, _ = io.Copy(io.Discard, bufio.NewReader(os.Stdin))
-		os.Exit(4)
-	}()
-
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 
-	kFence, kOrder, kEpoch := fenceKeys(*group)
-	f := &fencer{addr: *direct, id: *id, kFence: kFence, kOrder: kOrder, kEpo: kEpoch}
 	// The singleton job and the status reports run for the life of the
 	// process, not of Run: after SIGTERM a resigning leader must stop
 	// ticking on its own, because IsLeader() turns false.
 	go tickLoop(el, *id, *tickEvery, out, f)
-	go statusLoop(el, *statusEvery, out)
-	go stallLoop(out.emit)
+	go statusLoop(func() Event {
+		s := el.Status()
+		l, lt := el.Leader()
+		return Event{Ev: evStatus, Term: s.Term, Leader: l, LTerm: lt, State: s.State.String(),
+			Active: s.Active, Connected: s.Connected, Elections: s.Elections, StepDowns: s.StepDowns,
+			Reconnects: s.Reconnects, MsgsIn: s.MessagesIn, MsgsOut: s.MessagesOut, Dropped: s.Dropped}
+	}, *statusEvery, out)
+	go stallLoop(out.emit, *stallEvery)
 
 	out.emit(Event{Ev: evReady})
 	err = el.Run(ctx)
@@ -276,7 +307,7 @@ func nodeMain(args []string) int {
 
 // tickLoop is the singleton job: every period, if IsLeader() is true, one
 // tick tagged with the term (the fencing token), written to the fence.
-func tickLoop(el *leader.Elector, self string, period time.Duration, out *emitter, f *fencer) {
+func tickLoop(el elector, self string, period time.Duration, out *emitter, f *fencer) {
 	t := time.NewTicker(period)
 	defer t.Stop()
 	var seq uint64
@@ -308,27 +339,44 @@ func tickLoop(el *leader.Elector, self string, period time.Duration, out *emitte
 	}
 }
 
-// statusLoop reports Status() and Leader() periodically, so the harness
-// sees terms, elections and whom each node follows even when callbacks are
-// quiet.
-func statusLoop(el *leader.Elector, period time.Duration, out *emitter) {
-	t := time.NewTicker(period)
+// elector is what the singleton job needs of an algorithm: the library's
+// Elector, or the lock baseline.
+type elector interface {
+	IsLeader() bool
+	Leader() (string, uint64)
+}
+
+// statusLoop reports a status snapshot (Status() and Leader()) every
+// period, and also as soon as the term, the leader followed or the state
+// changes (it looks every period/10), so the harness
+// sees a vote or a new term within a few ms, not a period later.
+func statusLoop(snap func() Event, period time.Duration, out *emitter) {
+	poll := max(period/10, time.Millisecond)
+	t := time.NewTicker(poll)
 	defer t.Stop()
+	var last Event
+	var lastAt int64
 	for range t.C {
-		s := el.Status()
-		l, lt := el.Leader()
-		out.emit(Event{Ev: evStatus, Term: s.Term, Leader: l, LTerm: lt, State: s.State.String(),
-			Active: s.Active, Connected: s.Connected, Elections: s.Elections, StepDowns: s.StepDowns,
-			Reconnects: s.Reconnects, MsgsIn: s.MessagesIn, MsgsOut: s.MessagesOut, Dropped: s.Dropped})
+		ev := snap()
+		now := mono()
+		changed := ev.Term != last.Term || ev.Leader != last.Leader || ev.LTerm != last.LTerm || ev.State != last.State || ev.Active != last.Active
+		if !changed && now-lastAt < int64(period) {
+			continue
+		}
+		ev.Goroutines = runtime.NumGoroutine()
+		ev.T = now
+		out.emit(ev)
+		last, lastAt = ev, now
 	}
 }
 
 // stallLoop reports the times this process did not run for a while (CPU
-// starvation, SIGSTOP): a 10 ms sleep that took more than 60 ms. The
+// starvation, SIGSTOP): a sleep of period (10 ms by default) that took
+// more than max(60 ms, 3 periods). The
 // analysis uses them to explain, never to excuse, a leader change, and to
 // tell a late callback in a stalled process from a library fault.
-func stallLoop(emit func(Event)) {
-	const period, limit = 10 * time.Millisecond, 60 * time.Millisecond
+func stallLoop(emit func(Event), period time.Duration) {
+	limit := max(60*time.Millisecond, 3*period)
 	prev := mono()
 	for {
 		time.Sleep(period)

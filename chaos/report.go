@@ -78,21 +78,25 @@ type Results struct {
 
 // ResultsConfig is results.json's "config".
 type ResultsConfig struct {
-	Nodes         int     `json:"nodes"`
-	HeartbeatMs   int64   `json:"heartbeat_ms"`
-	LeaseMs       int64   `json:"lease_ms"`
-	PeerTimeoutMs int64   `json:"peer_timeout_ms"`
-	JitterMs      int64   `json:"jitter_ms"`
-	Strict        bool    `json:"strict"`
-	Seed          uint64  `json:"seed"`
-	TickMs        float64 `json:"tick_ms"`
-	Quick         bool    `json:"quick"`
-	CPUs          int     `json:"cpus"`
+	Nodes         int      `json:"nodes"`
+	HeartbeatMs   int64    `json:"heartbeat_ms"`
+	LeaseMs       int64    `json:"lease_ms"`
+	PeerTimeoutMs int64    `json:"peer_timeout_ms"`
+	JitterMs      int64    `json:"jitter_ms"`
+	Strict        bool     `json:"strict"`
+	Seed          uint64   `json:"seed"`
+	TickMs        float64  `json:"tick_ms"`
+	Quick         bool     `json:"quick"`
+	CPUs          int      `json:"cpus"`
+	Algos         []string `json:"algos"`
+	ExitOn        []string `json:"exit_on"` // the algorithms whose results set the exit status
 }
 
 // scenarioRun is everything kept about one scenario's run.
 type scenarioRun struct {
 	sc       *Scenario
+	label    string // sc.Name, with ".lock" for the lock baseline
+	algo     string
 	strict   bool
 	rec      *Recorder
 	trials   []*TrialRecord
@@ -169,8 +173,11 @@ func summarizeScenario(sr *scenarioRun, algo string) {
 }
 
 // writeTable prints the aligned results table.
-func writeTable(w io.Writer, rs []ScenarioResult) {
+func writeTable(w io.Writer, rs []ScenarioResult, withAlgo bool) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	if withAlgo {
+		fmt.Fprint(tw, "algo\t")
+	}
 	fmt.Fprintln(tw, "scenario\ttrials\trecovered\tfailover p50\tp90\tp99\tmax ms\tconv p50\tp99 ms\tleaderless ms\toverlap ms\tterms\tspurious\tfence ok/rejected\tresult\t")
 	num := func(p Pcts, v float64) string {
 		if p.N == 0 {
@@ -186,11 +193,57 @@ func writeTable(w io.Writer, rs []ScenarioResult) {
 		case len(r.Failures) > 0:
 			result = "FAIL"
 		}
+		if withAlgo {
+			fmt.Fprintf(tw, "%s\t", r.Algo)
+		}
 		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%.0f\t%.1f\t%d\t%d\t%d/%d\t%s\t\n",
 			r.Name, r.Trials, r.Recovered,
 			num(r.Failover, r.Failover.P50), num(r.Failover, r.Failover.P90), num(r.Failover, r.Failover.P99), num(r.Failover, r.Failover.Max),
 			num(r.Convergence, r.Convergence.P50), num(r.Convergence, r.Convergence.P99),
 			r.LeaderlessMs, r.OverlapMs, r.Terms, r.SpuriousChanges, r.Fencing.Accepted, r.Fencing.Rejected, result)
+	}
+	tw.Flush()
+}
+
+// writeSideBySide prints one row per scenario with each algorithm's
+// failover percentiles, overlap and result next to each other.
+func writeSideBySide(w io.Writer, rs []ScenarioResult, algos []string) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprint(tw, "scenario\t")
+	for _, a := range algos {
+		fmt.Fprintf(tw, "%s p50\tp99 ms\toverlap ms\tviolations\tresult\t", a)
+	}
+	fmt.Fprintln(tw)
+	var names []string
+	by := map[string]ScenarioResult{}
+	for _, r := range rs {
+		if !slices.Contains(names, r.Name) {
+			names = append(names, r.Name)
+		}
+		by[r.Name+"/"+r.Algo] = r
+	}
+	for _, n := range names {
+		fmt.Fprintf(tw, "%s\t", n)
+		for _, a := range algos {
+			r, ok := by[n+"/"+a]
+			if !ok {
+				fmt.Fprint(tw, "skipped\t\t\t\t\t")
+				continue
+			}
+			p50, p99 := "-", "-"
+			if r.Failover.N > 0 {
+				p50, p99 = fmt.Sprintf("%.0f", r.Failover.P50), fmt.Sprintf("%.0f", r.Failover.P99)
+			}
+			result := "ok"
+			switch {
+			case len(r.Violations) > 0:
+				result = "VIOLATION"
+			case len(r.Failures) > 0:
+				result = "FAIL"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%.1f\t%d\t%s\t", p50, p99, r.OverlapMs, len(r.Violations), result)
+		}
+		fmt.Fprintln(tw)
 	}
 	tw.Flush()
 }
@@ -222,7 +275,7 @@ func writeEvents(path string, sr *scenarioRun) error {
 		}
 	}
 	for _, e := range evs {
-		e.Scenario = sr.sc.Name
+		e.Scenario = sr.label
 		if err := enc.Encode(e); err != nil {
 			return err
 		}
@@ -277,7 +330,7 @@ func writeSVG(path string, runs []*scenarioRun, nodes int, tick time.Duration) e
 			status = "FAIL"
 		}
 		fmt.Fprintf(&b, `<text x="10" y="%.0f" font-size="13" font-weight="bold">%s</text><text x="%.0f" y="%.0f" fill="#555">%s — %.1f s, %d trials, %s</text>`+"\n",
-			y0+16, html.EscapeString(sr.sc.Name), left, y0+16, html.EscapeString(sr.sc.Fault), float64(t1-t0)/1e9, len(sr.trials), status)
+			y0+16, html.EscapeString(sr.label), left, y0+16, html.EscapeString(sr.sc.Fault), float64(t1-t0)/1e9, len(sr.trials), status)
 		for s := 1; s <= nodes; s++ {
 			fmt.Fprintf(&b, `<text x="110" y="%.0f">n%d</text><rect x="%.0f" y="%.0f" width="%.0f" height="%.0f" fill="#f7f7f7"/>`+"\n",
 				laneY(s)+laneH-4, s, left, laneY(s)+1, width-left-right, laneH-2)
@@ -377,7 +430,7 @@ func writeOutputs(out string, res *Results, runs []*scenarioRun, cfg *Config) er
 		return err
 	}
 	for _, sr := range runs {
-		if err := writeEvents(filepath.Join(evDir, sr.sc.Name+".jsonl"), sr); err != nil {
+		if err := writeEvents(filepath.Join(evDir, sr.label+".jsonl"), sr); err != nil {
 			return err
 		}
 	}

@@ -18,12 +18,18 @@ import (
 
 // Scenario is one kind of fault and what must hold under it.
 type Scenario struct {
-	Name   string
-	Fault  string // what is done, for the README and -h
-	Checks string // the invariant checked, beyond the always-on safety checks
-	Trials int    // default number of trials
-	Strict bool   // always run in strict mode (ClusterSize = nodes)
-	Run    func(t *Trial)
+	Name    string
+	Fault   string   // what is done, for the README and -h
+	Checks  string   // the invariant checked, beyond the always-on safety checks
+	Trials  int      // default number of trials
+	Strict  bool     // always run in strict mode (ClusterSize = nodes)
+	Algos   []string // the algorithms it applies to; empty: all
+	SkipWhy string   // why the others are skipped
+	// Optional scenarios are not part of "all" (so not of make chaos and
+	// chaos-quick); run them by name with -scenarios.
+	Optional bool
+	NodeArgs []string // extra flags for the node processes of this scenario
+	Run      func(t *Trial)
 }
 
 // scenarios is the full list, in the order they run.
@@ -247,9 +253,31 @@ var scenarios = []Scenario{
 				t.quietFrom(mono())
 			}
 		}},
-	{Name: "minority", Trials: 3, Strict: true,
-		Fault:  "strict mode: blackhole nodes/2+1 nodes (the leader among them) for 3*PeerTimeout, then heal",
-		Checks: "the connected minority never leads; the cut leader stops within LeaseTimeout; one leader after the heal",
+	{Name: "amnesia", Trials: 3, Algos: []string{algoQuasiRaft},
+		SkipWhy: "a lock has no votes to forget",
+		Fault:   "SIGKILL the leader; the moment a follower's term rises (it was asked to vote), SIGKILL that follower and restart it at once with the same ID",
+		Checks:  "one leader per term (the safety checks); the restarted node neither stands nor leads within PeerTimeout of its restart (rule 8), so it cannot vote twice in the term it forgot; a new leader with a higher term",
+		Run:     amnesia},
+	{Name: "lease-lapse", Trials: 3, Optional: true,
+		Fault:    "SIGSTOP the leader for (LeaseTimeout+PeerTimeout)/2, then SIGCONT; each node's OnStartedLeading takes 50 ms to return after its context ends (a job winding down)",
+		Checks:   "safety only: the lease lapses and may be regained in the same term, but a node never runs two OnStartedLeading at once",
+		NodeArgs: []string{"-cb-linger", "50ms"},
+		Run: func(t *Trial) {
+			l := t.R.OldSlot
+			ep := t.episode("lease-lapse", false, l)
+			fi := t.fault("SIGSTOP", l)
+			t.signal(l, syscall.SIGSTOP)
+			t.sleep((t.cfg.Lease + t.cfg.PeerTimeout) / 2)
+			t.signal(l, syscall.SIGCONT)
+			t.endFault(fi)
+			if t.waitStable(ep, "after SIGCONT") {
+				t.quietFrom(mono())
+			}
+		}},
+	{Name: "minority", Trials: 3, Strict: true, Algos: []string{algoQuasiRaft},
+		SkipWhy: "a lock has no quorum: whoever reaches Redis takes it, so 'the minority never leads' does not apply",
+		Fault:   "strict mode: blackhole nodes/2+1 nodes (the leader among them) for 3*PeerTimeout, then heal",
+		Checks:  "the connected minority never leads; the cut leader stops within LeaseTimeout; one leader after the heal",
 		Run: func(t *Trial) {
 			l := t.R.OldSlot
 			cutSlots := append([]int{l}, t.pick(t.cfg.Nodes/2, t.followers())...)
@@ -277,6 +305,54 @@ var scenarios = []Scenario{
 				t.quietFrom(mono())
 			}
 		}},
+}
+
+// amnesia is the script of the amnesia scenario (issue 5, rule 8).
+func amnesia(t *Trial) {
+	l := t.R.OldSlot
+	ep := t.episode("amnesia", true, l)
+	fi := t.fault("SIGKILL", l)
+	t.signal(l, syscall.SIGKILL)
+	// Wait for a follower whose term rises above the old one: a vote
+	// request (or its own campaign) reached it. Status is polled every
+	// few ms by the nodes, so this is within a few ms of the vote.
+	followers := t.followers()
+	deadline := time.Now().Add(t.cfg.PeerTimeout + t.cfg.Jitter + t.cfg.Lease + time.Second)
+	victim, id := 0, ""
+	for victim == 0 && time.Now().Before(deadline) {
+		for _, f := range followers {
+			if fid, term := t.rec.termOf(f); term > t.R.OldTerm {
+				victim, id = f, fid
+				break
+			}
+		}
+		if victim == 0 {
+			t.sleep(time.Millisecond)
+		}
+	}
+	if victim == 0 {
+		t.failf("amnesia: no follower's term rose above %d within %v of the crash; killed a random follower instead",
+			t.R.OldTerm, time.Until(deadline).Round(time.Millisecond))
+		victim = t.pick(1, followers)[0]
+		id, _ = t.rec.termOf(victim)
+	}
+	af := t.fault("SIGKILL + restart with the same ID", victim)
+	killed := mono()
+	t.signal(victim, syscall.SIGKILL)
+	t.waitExit(victim, 2*time.Second)
+	if _, err := t.h.StartNodeID(victim, t.clusterSize, id); err != nil {
+		t.abort(err)
+	}
+	t.R.Amnesia = append(t.R.Amnesia, Amnesia{Slot: victim, ID: id, Killed: killed, Restarted: mono(), OldTerm: t.R.OldTerm})
+	t.endFault(af)
+	t.waitExit(l, 2*time.Second)
+	if !t.waitStable(ep, "after the leader crash and the voter's restart") {
+		return
+	}
+	t.endFault(fi)
+	t.quietFrom(mono())
+	t.restart(l)
+	t.waitStable(nil, "after the crashed leader restarted")
 }
 
 // partitionLeader is the script of partition, partition-in and partition-out.
@@ -316,6 +392,7 @@ type Trial struct {
 	rng         *rand.Rand
 	rec         *Recorder
 	clusterSize int
+	algo        string
 	R           *TrialRecord
 }
 
@@ -336,6 +413,7 @@ type TrialRecord struct {
 	NoLead      []CutWindow // slots that must not lead at all in the window
 	Paused      []int       // slots SIGSTOPped in this trial
 	Handover    bool        // the old leader's callback must return before the new one's begins
+	Amnesia     []Amnesia   // nodes restarted with the same ID right after they were asked to vote
 	Failures    []string
 	Aborted     bool // the script stopped early
 	Unrecovered bool // a wait for a stable leader timed out
@@ -355,6 +433,15 @@ type Episode struct {
 	Recovered    bool
 	RecoveredAt  int64
 	faultIndex   int
+}
+
+// Amnesia is a node killed right after its term rose and restarted at once
+// with the same ID: it remembers nothing of its vote.
+type Amnesia struct {
+	Slot              int
+	ID                string
+	Killed, Restarted int64
+	OldTerm           uint64
 }
 
 // Window is an interval on CLOCK_MONOTONIC.
