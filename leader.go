@@ -557,9 +557,10 @@ const (
 	evMessage eventKind = iota + 1
 	evSubscribed
 	evDisconnected
-	evTerm        // INCR of the term key answered (or failed)
-	evNumSub      // PUBSUB NUMSUB of a leader's channel answered
-	evLeaderEnded // the leader callback returned, for a handover
+	evTerm             // INCR of the term key answered (or failed)
+	evNumSub           // PUBSUB NUMSUB of a leader's channel answered
+	evLeaderEnded      // the leader callback returned, for a handover
+	evCallbackReturned // OnStartedLeading returned; nothing to do but tick
 )
 
 // event is what the Redis goroutines tell the loop.
@@ -891,7 +892,18 @@ func (r *run) onMessage(m *message, now time.Time) {
 			}
 		}
 	case msgPreVote:
+		if s.role == Candidate && s.preVote && m.From < e.cfg.ID && m.Term >= s.roundTerm {
+			// Two pre-candidates at once: the lower ID goes on, so that
+			// many followers timing out together (a crash in a large
+			// group) do not split the vote round after round.
+			r.becomeFollower(now, "yielded to "+m.From)
+		}
 		grant := m.Term > s.term && r.mayVote(m, now)
+		if grant && s.role == Follower {
+			// As a vote does, a granted pre-vote gives that candidate its
+			// round before this node campaigns itself.
+			s.electionAt = now.Add(r.roundTimeout() + randDuration(e.cfg.ElectionJitter))
+		}
 		r.publishTo(r.nodeChannel(m.From), message{Type: msgPreVoteReply, Term: m.Term, Seq: s.term, To: m.From, Flags: grantFlag(grant)}, nil)
 	case msgPreVoteReply:
 		if m.Seq > s.term && s.role != Leader {
@@ -1201,7 +1213,7 @@ func (r *run) ack(p *peer, seq uint64, now time.Time) {
 			break
 		}
 	}
-	if !s.active && s.activeAt(now) {
+	if !s.active && s.activeAt(now) && r.callbackReturned() {
 		r.startLeading(now)
 	}
 }
@@ -1326,7 +1338,9 @@ func (r *run) tick(now time.Time) {
 		}
 		if !s.active {
 			if s.activeAt(now) {
-				r.startLeading(now)
+				if r.callbackReturned() {
+					r.startLeading(now)
+				}
 			} else if now.Sub(s.inactiveSince()) >= 2*e.cfg.HeartbeatInterval {
 				// Followers that still hear us (we may only be deaf) need
 				// not wait out PeerTimeout for a leader without a lease: say
@@ -1439,7 +1453,12 @@ func (r *run) startLeading(now time.Time) {
 	term := s.term
 	e.log.Info("leading", "term", term, "after", now.Sub(s.electedAt))
 	r.wg.Go(func() {
-		defer close(done)
+		defer func() {
+			close(done)
+			// Wake the loop: after a lapsed lease came back, it starts
+			// the callback again only once this call has returned.
+			r.send(event{kind: evCallbackReturned})
+		}()
 		if f := e.cfg.OnStartedLeading; f != nil {
 			f(ctx, term)
 		}
