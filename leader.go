@@ -537,8 +537,9 @@ type run struct {
 
 	// The running leader callback, if any.
 	lead struct {
-		cancel context.CancelFunc
-		done   chan struct{} // closed when OnStartedLeading returned
+		cancel  context.CancelFunc
+		done    chan struct{} // closed when OnStartedLeading returned
+		stopped chan struct{} // closed when OnStoppedLeading ran after it
 	}
 	resignWaiters []chan error // replies owed once a handover is published
 	lastTick      time.Time    // when the loop last ran tick, to notice stalls
@@ -560,7 +561,7 @@ const (
 	evTerm             // INCR of the term key answered (or failed)
 	evNumSub           // PUBSUB NUMSUB of a leader's channel answered
 	evLeaderEnded      // the leader callback returned, for a handover
-	evCallbackReturned // OnStartedLeading returned; nothing to do but tick
+	evCallbackReturned // OnStoppedLeading ran; nothing to do but tick
 )
 
 // event is what the Redis goroutines tell the loop.
@@ -1453,25 +1454,22 @@ func (r *run) startLeading(now time.Time) {
 	term := s.term
 	e.log.Info("leading", "term", term, "after", now.Sub(s.electedAt))
 	r.wg.Go(func() {
-		defer func() {
-			close(done)
-			// Wake the loop: after a lapsed lease came back, it starts
-			// the callback again only once this call has returned.
-			r.send(event{kind: evCallbackReturned})
-		}()
+		defer close(done)
 		if f := e.cfg.OnStartedLeading; f != nil {
 			f(ctx, term)
 		}
 	})
 }
 
-// callbackReturned reports whether no leader callback is still running.
+// callbackReturned reports whether the last leadership is over: its
+// OnStartedLeading returned and its OnStoppedLeading ran. Only then may a
+// new OnStartedLeading begin, so the callbacks pair up in order.
 func (r *run) callbackReturned() bool {
-	if r.lead.done == nil {
+	if r.lead.stopped == nil {
 		return true
 	}
 	select {
-	case <-r.lead.done:
+	case <-r.lead.stopped:
 		return true
 	default:
 		return false
@@ -1485,12 +1483,16 @@ func (r *run) stopLeading() {
 	s.active = false
 	s.stepDowns++
 	r.lead.cancel()
-	done := r.lead.done
+	done, stopped := r.lead.done, make(chan struct{})
+	r.lead.stopped = stopped
 	r.callback(func() {
 		<-done
 		if f := r.e.cfg.OnStoppedLeading; f != nil {
 			f()
 		}
+		close(stopped)
+		// Wake the loop: a lease that came back waits for this.
+		r.send(event{kind: evCallbackReturned})
 	})
 }
 

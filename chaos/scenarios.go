@@ -258,7 +258,7 @@ var scenarios = []Scenario{
 		Fault:   "SIGKILL the leader; the moment a follower's term rises (it was asked to vote), SIGKILL that follower and restart it at once with the same ID",
 		Checks:  "one leader per term (the safety checks); the restarted node neither stands nor leads within PeerTimeout of its restart (rule 8), so it cannot vote twice in the term it forgot; a new leader with a higher term",
 		Run:     amnesia},
-	{Name: "lease-lapse", Trials: 3, Optional: true,
+	{Name: "lease-lapse", Trials: 3,
 		Fault:    "SIGSTOP the leader for (LeaseTimeout+PeerTimeout)/2, then SIGCONT; each node's OnStartedLeading takes 50 ms to return after its context ends (a job winding down)",
 		Checks:   "safety only: the lease lapses and may be regained in the same term, but a node never runs two OnStartedLeading at once",
 		NodeArgs: []string{"-cb-linger", "50ms"},
