@@ -1950,7 +1950,9 @@ type pipeline struct {
 func (r *run) startPipeline(c redis.Conn) *pipeline {
 	e := r.e
 	pc := &pipeline{c: c, pending: make(chan job, cap(r.out)), failed: make(chan struct{})}
-	timeout := max(2*e.cfg.HeartbeatInterval, 50*time.Millisecond)
+	// Writes never wait for replies, so the reply timeout only decides when
+	// a silent connection is dead: as for the subscriber, PeerTimeout.
+	timeout := e.cfg.PeerTimeout
 	pc.reader.Go(func() {
 		dead := false
 		for j := range pc.pending {

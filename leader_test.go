@@ -32,6 +32,7 @@ package leader
 //	New rejects bad configs, naming the field    TestNewRejectsBadConfig
 //	no goroutine left after Run                  TestNoGoroutinesLeftAfterRun, goleak in TestMain
 //	never two leaders at once                    the monitor, checked at the end of every cluster test
+//	Sentinel-style failover to a promoted replica TestReplicaPromoted
 
 import (
 	"bytes"
@@ -54,6 +55,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -2562,6 +2564,61 @@ func TestPasswordRedisThroughDial(t *testing.T) {
 	defer mu.Unlock()
 	assert.Positive(t, good)
 	assert.Positive(t, bad)
+}
+
+// TestReplicaPromoted stands in for Redis Sentinel: each node's Dial asks
+// for the current primary (a Sentinel-aware Dial would ask the sentinels,
+// SENTINEL get-master-addr-by-name), the primary dies, a real replica is
+// promoted (REPLICAOF NO ONE), and the group goes on on it: one leader,
+// terms that never go back (the term key was replicated), and never two
+// leaders at once (the monitor).
+func TestReplicaPromoted(t *testing.T) {
+	primary := startRedis(t)
+	replica := startRedis(t, "--replicaof", "127.0.0.1", strconv.Itoa(primary.port))
+	var current atomic.Value
+	current.Store(primary.Addr)
+	c := newClusterOn(t, primary, "g")
+	viaSentinel := func(cfg *Config) {
+		cfg.Addr = ""
+		cfg.Dial = func(ctx context.Context) (redis.Conn, error) {
+			return redis.DialContext(ctx, "tcp", current.Load().(string))
+		}
+	}
+	nodes := c.startN(3, "n", viaSentinel)
+	old, term := c.waitStable(calm, nodes...)
+	replicated := func() bool {
+		conn, err := redis.Dial("tcp", replica.Addr)
+		if err != nil {
+			return false
+		}
+		defer conn.Close()
+		v, err := redis.Uint64(conn.Do("GET", "leader:{g}:term"))
+		return err == nil && v >= term
+	}
+	require.True(t, poll(waitLong, replicated), "the replica never got the term key")
+
+	primary.stop()
+	conn, err := redis.Dial("tcp", replica.Addr)
+	require.NoError(t, err)
+	_, err = conn.Do("REPLICAOF", "NO", "ONE")
+	conn.Close()
+	require.NoError(t, err)
+	current.Store(replica.Addr)
+
+	moved := func() bool {
+		for _, n := range nodes {
+			if st := n.e.Status(); st.Reconnects == 0 || !st.Connected {
+				return false
+			}
+		}
+		return true
+	}
+	require.True(t, poll(waitLong, moved), "the nodes did not reconnect to the promoted replica")
+	ldr, newTerm := c.waitStable(calm, nodes...)
+	t.Logf("before the failover %s led term %d; on the promoted replica %s leads term %d", old.id, term, ldr.id, newTerm)
+	// The old leader may well keep its term: its followers reconnect to the
+	// new primary and ack it again, a new lease as safe as the first.
+	require.GreaterOrEqual(t, newTerm, term, "terms went back after the promotion")
 }
 
 // TestRedisRestart kills redis-server (its data is lost, the term key
