@@ -121,7 +121,8 @@ func startRedis(t testing.TB, extra ...string) *redisServer {
 	}
 	var lastErr error
 	for range 5 { // a free port can be taken between finding and using it
-		r := &redisServer{t: t, bin: bin, port: freePort(t), extra: extra}
+		// --dir: a replica writes the RDB it receives; keep it out of the tree.
+		r := &redisServer{t: t, bin: bin, port: freePort(t), extra: append([]string{"--dir", t.TempDir()}, extra...)}
 		r.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(r.port))
 		if lastErr = r.start(); lastErr == nil {
 			t.Cleanup(r.stop)
