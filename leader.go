@@ -149,7 +149,9 @@ type Config struct {
 	// active leader of term (its fencing token). ctx is cancelled the moment
 	// the lease is lost, on Resign, and when Run's context ends. It should
 	// return promptly after that: Resign waits for it before handing over,
-	// and Run does not return before it has.
+	// and Run does not return before it has. If a lapsed lease comes back
+	// (a short pause, a slow quorum) it runs again for the same term, but
+	// never while an earlier call runs or before its OnStoppedLeading.
 	OnStartedLeading func(ctx context.Context, term uint64)
 
 	// OnStoppedLeading is called after OnStartedLeading has returned, once for
