@@ -405,6 +405,7 @@ func harnessMain(args []string) int {
 			Algos: cfg.Algos, ExitOn: cfg.ExitOn}}
 	var bad, ignored []string
 	for _, sr := range runs {
+		sr.res.FloorMs = floorMs(sr.res.Name, cfg)
 		res.Scenarios = append(res.Scenarios, sr.res)
 		var mine []string
 		for _, v := range sr.res.Violations {

@@ -51,7 +51,8 @@ type ScenarioResult struct {
 	LeaderlessMs    float64       `json:"leaderless_ms"` // mean per measured fault
 	LeaderlessMaxMs float64       `json:"leaderless_max_ms"`
 	OverlapMs       float64       `json:"overlap_ms"`
-	Terms           uint64        `json:"terms"` // terms used by all trials together
+	FloorMs         float64       `json:"floor_ms,omitempty"` // the failover no safe timeout detector can beat; 0: none given
+	Terms           uint64        `json:"terms"`              // terms used by all trials together
 	Elections       uint64        `json:"elections"`
 	LeaderChanges   int           `json:"leader_changes"`
 	SpuriousChanges int           `json:"spurious_changes"`
@@ -205,13 +206,34 @@ func writeTable(w io.Writer, rs []ScenarioResult, withAlgo bool) {
 	tw.Flush()
 }
 
-// writeSideBySide prints one row per scenario with each algorithm's
-// failover percentiles, overlap and result next to each other.
+// floorMs is the failover, from the fault, that no safe lease-based elector
+// can beat in a scenario, at the run's timings (0: none stated):
+// a crash cannot be acted on before the old lease ends, a pause or partition
+// not before PeerTimeout of silence, a deaf leader not before its lease and
+// the two heartbeats it waits for acks; a handover needs a tick of the job.
+func floorMs(name string, cfg *Config) float64 {
+	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+	switch name {
+	case "crash", "amnesia":
+		return ms(cfg.Lease)
+	case "pause", "partition", "partition-out":
+		return ms(cfg.PeerTimeout)
+	case "partition-in":
+		return ms(cfg.Lease + 2*cfg.Heartbeat)
+	case "resign":
+		return ms(cfg.Tick)
+	}
+	return 0
+}
+
+// writeSideBySide prints one row per scenario with its floor, then each
+// algorithm's failover percentiles, p99 against the floor, overlap and
+// result next to each other.
 func writeSideBySide(w io.Writer, rs []ScenarioResult, algos []string) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprint(tw, "scenario\t")
+	fmt.Fprint(tw, "scenario\tfloor ms\t")
 	for _, a := range algos {
-		fmt.Fprintf(tw, "%s p50\tp99 ms\toverlap ms\tviolations\tresult\t", a)
+		fmt.Fprintf(tw, "%s p50\tp99 ms\tp99/floor\toverlap ms\tviolations\tresult\t", a)
 	}
 	fmt.Fprintln(tw)
 	var names []string
@@ -223,16 +245,29 @@ func writeSideBySide(w io.Writer, rs []ScenarioResult, algos []string) {
 		by[r.Name+"/"+r.Algo] = r
 	}
 	for _, n := range names {
-		fmt.Fprintf(tw, "%s\t", n)
+		floor := 0.0
+		for _, a := range algos {
+			if r, ok := by[n+"/"+a]; ok && r.FloorMs > 0 {
+				floor = r.FloorMs
+			}
+		}
+		if floor > 0 {
+			fmt.Fprintf(tw, "%s\t%.0f\t", n, floor)
+		} else {
+			fmt.Fprintf(tw, "%s\t-\t", n)
+		}
 		for _, a := range algos {
 			r, ok := by[n+"/"+a]
 			if !ok {
-				fmt.Fprint(tw, "skipped\t\t\t\t\t")
+				fmt.Fprint(tw, "skipped\t\t\t\t\t\t")
 				continue
 			}
-			p50, p99 := "-", "-"
+			p50, p99, ratio := "-", "-", "-"
 			if r.Failover.N > 0 {
 				p50, p99 = fmt.Sprintf("%.0f", r.Failover.P50), fmt.Sprintf("%.0f", r.Failover.P99)
+				if floor > 0 {
+					ratio = fmt.Sprintf("%.2f", r.Failover.P99/floor)
+				}
 			}
 			result := "ok"
 			switch {
@@ -241,7 +276,7 @@ func writeSideBySide(w io.Writer, rs []ScenarioResult, algos []string) {
 			case len(r.Failures) > 0:
 				result = "FAIL"
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%.1f\t%d\t%s\t", p50, p99, r.OverlapMs, len(r.Violations), result)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%.1f\t%d\t%s\t", p50, p99, ratio, r.OverlapMs, len(r.Violations), result)
 		}
 		fmt.Fprintln(tw)
 	}
