@@ -362,14 +362,8 @@ func (p *proxy) cut(up, down bool) time.Time {
 func (p *proxy) Kill() time.Time {
 	p.mu.Lock()
 	p.refuse = true
-	conns := make([]net.Conn, 0, len(p.conns))
-	for c := range p.conns {
-		conns = append(conns, c)
-	}
 	p.mu.Unlock()
-	for _, c := range conns {
-		c.Close()
-	}
+	p.closeConns()
 	return time.Now()
 }
 
@@ -378,6 +372,14 @@ func (p *proxy) Kill() time.Time {
 func (p *proxy) Heal() {
 	p.mu.Lock()
 	p.cutUp, p.cutDown, p.refuse = false, false, false
+	p.mu.Unlock()
+	p.closeConns()
+}
+
+// closeConns closes every connection the proxy holds (outside its lock:
+// the forwarders take it as they end).
+func (p *proxy) closeConns() {
+	p.mu.Lock()
 	conns := make([]net.Conn, 0, len(p.conns))
 	for c := range p.conns {
 		conns = append(conns, c)

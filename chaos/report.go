@@ -187,13 +187,7 @@ func writeTable(w io.Writer, rs []ScenarioResult, withAlgo bool) {
 		return fmt.Sprintf("%.0f", v)
 	}
 	for _, r := range rs {
-		result := "ok"
-		switch {
-		case len(r.Violations) > 0:
-			result = "VIOLATION"
-		case len(r.Failures) > 0:
-			result = "FAIL"
-		}
+		result := verdict(r.Violations, r.Failures)
 		if withAlgo {
 			fmt.Fprintf(tw, "%s\t", r.Algo)
 		}
@@ -224,6 +218,17 @@ func floorMs(name string, cfg *Config) float64 {
 		return ms(cfg.Tick)
 	}
 	return 0
+}
+
+// verdict is a row's result column: a violation outranks a failure.
+func verdict(violations, failures []string) string {
+	switch {
+	case len(violations) > 0:
+		return "VIOLATION"
+	case len(failures) > 0:
+		return "FAIL"
+	}
+	return "ok"
 }
 
 // writeSideBySide prints one row per scenario with its floor, then each
@@ -269,13 +274,7 @@ func writeSideBySide(w io.Writer, rs []ScenarioResult, algos []string) {
 					ratio = fmt.Sprintf("%.2f", r.Failover.P99/floor)
 				}
 			}
-			result := "ok"
-			switch {
-			case len(r.Violations) > 0:
-				result = "VIOLATION"
-			case len(r.Failures) > 0:
-				result = "FAIL"
-			}
+			result := verdict(r.Violations, r.Failures)
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%.1f\t%d\t%s\t", p50, p99, ratio, r.OverlapMs, len(r.Violations), result)
 		}
 		fmt.Fprintln(tw)

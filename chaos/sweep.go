@@ -420,13 +420,7 @@ func writeSweepTable(w io.Writer, res *SweepResults) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "nodes\tpublished/s\treceived/s\tredis cpu %\tnode cpu % med\tmax\tharness %\tnode RSS MB med\tfailover p50\tp99 ms\tcrashes ok\tterms/crash\telections/crash\tspurious\tcalm elections\tmachine busy %\trunnable\tstalls\tnote\t")
 	for _, p := range res.Points {
-		note := "ok"
-		switch {
-		case len(p.Violations) > 0:
-			note = "VIOLATION"
-		case len(p.Failures) > 0:
-			note = "FAIL"
-		}
+		note := verdict(p.Violations, p.Failures)
 		if p.Saturated {
 			note += ", saturated"
 		}
