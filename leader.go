@@ -379,7 +379,7 @@ func New(cfg Config) (*Elector, error) {
 		done:    make(chan struct{}),
 		base:    time.Now(),
 	}
-	e.self = e.channel + ":node:" + cfg.ID // see run.nodeChannel
+	e.self = e.nodeChannel(cfg.ID)
 	e.termKey = e.channel + ":term"
 	e.st.peers = make(map[string]*peer)
 	return e, nil
@@ -907,7 +907,7 @@ func (r *run) onMessage(m *message, now time.Time) {
 			// round before this node campaigns itself.
 			s.electionAt = now.Add(r.roundTimeout() + randDuration(e.cfg.ElectionJitter))
 		}
-		r.publishTo(r.nodeChannel(m.From), message{Type: msgPreVoteReply, Term: m.Term, Seq: s.term, To: m.From, Flags: grantFlag(grant)}, nil)
+		r.publishTo(r.e.nodeChannel(m.From), message{Type: msgPreVoteReply, Term: m.Term, Seq: s.term, To: m.From, Flags: grantFlag(grant)}, nil)
 	case msgPreVoteReply:
 		if m.Seq > s.term && s.role != Leader {
 			s.term, s.votedFor = m.Seq, "" // catch up; no leader known in it
@@ -978,7 +978,7 @@ func (r *run) onLeaderHeartbeat(m *message, now time.Time) {
 	// The ack goes to the leader's own channel: only the leader reads it,
 	// so a round costs 2N deliveries instead of N².
 	if s.leaderChanOf != m.From {
-		s.leaderChan, s.leaderChanOf = r.nodeChannel(m.From), m.From
+		s.leaderChan, s.leaderChanOf = r.e.nodeChannel(m.From), m.From
 	}
 	r.publishTo(s.leaderChan, message{Type: msgHeartbeat, Term: s.term, Seq: m.Seq, To: m.From}, nil)
 }
@@ -1030,7 +1030,7 @@ func (r *run) onVoteRequest(m *message, now time.Time) {
 			s.electionAt = now.Add(r.roundTimeout() + randDuration(e.cfg.ElectionJitter))
 		}
 	}
-	r.publishTo(r.nodeChannel(m.From), message{Type: msgVote, Term: m.Term, Seq: s.term, To: m.From, Flags: grantFlag(grant), Ago: r.agoMicros(now)}, nil)
+	r.publishTo(r.e.nodeChannel(m.From), message{Type: msgVote, Term: m.Term, Seq: s.term, To: m.From, Flags: grantFlag(grant), Ago: r.agoMicros(now)}, nil)
 }
 
 // agoMicros is how long ago this node heard a leader heartbeat, the bound a
@@ -1374,7 +1374,7 @@ func (r *run) tick(now time.Time) {
 		if s.leader != "" && silent >= e.cfg.HeartbeatInterval*3/2 && !s.numsubBusy &&
 			now.Sub(s.numsubAt) >= e.cfg.HeartbeatInterval && s.goneLeader == "" {
 			s.numsubBusy, s.numsubAt = true, now
-			r.enqueue(job{kind: jobNumSub, key: r.nodeChannel(s.leader), id: s.leader})
+			r.enqueue(job{kind: jobNumSub, key: r.e.nodeChannel(s.leader), id: s.leader})
 		}
 		if e.cfg.Observer || s.joinUntil.IsZero() || now.Before(s.joinUntil) || !r.selfLive(now) {
 			return
@@ -1859,7 +1859,7 @@ func (r *run) publishTo(channel string, m message, done func(error)) {
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 128); return &b }}
 
 // nodeChannel is the channel only node id subscribes to.
-func (r *run) nodeChannel(id string) string { return r.e.channel + ":node:" + id }
+func (e *Elector) nodeChannel(id string) string { return e.channel + ":node:" + id }
 
 // enqueue hands j to the publisher without blocking the state machine:
 // when the queue is full (Redis is stuck) the job is dropped, which the
