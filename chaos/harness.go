@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -505,6 +506,48 @@ func (h *Harness) RedisDown() { h.redis.stop() }
 
 // RedisUp starts redis-server again on the same port.
 func (h *Harness) RedisUp() error { return h.redis.start() }
+
+// Flood publishes n junk messages of 16 to 79 random bytes on channel over
+// its own connection straight to redis-server (no proxy), pipelined 1000 at
+// a time: as fast as one client can. It returns how long that took.
+func (h *Harness) Flood(ctx context.Context, channel string, n int, rng *rand.Rand) (time.Duration, error) {
+	c, err := redis.Dial("tcp", h.redis.addr(), redis.DialConnectTimeout(time.Second),
+		redis.DialReadTimeout(5*time.Second), redis.DialWriteTimeout(5*time.Second))
+	if err != nil {
+		return 0, fmt.Errorf("flood: %w", err)
+	}
+	defer c.Close()
+	junk := make([][]byte, 64)
+	for i := range junk {
+		junk[i] = make([]byte, 16+i)
+		for k := range junk[i] {
+			junk[i][k] = byte(rng.UintN(256))
+		}
+	}
+	const batch = 1000
+	start := time.Now()
+	for sent := 0; sent < n; {
+		if err := ctx.Err(); err != nil {
+			return 0, err
+		}
+		k := min(batch, n-sent)
+		for i := range k {
+			if err := c.Send("PUBLISH", channel, junk[(sent+i)%len(junk)]); err != nil {
+				return 0, fmt.Errorf("flood: %w", err)
+			}
+		}
+		if err := c.Flush(); err != nil {
+			return 0, fmt.Errorf("flood: %w", err)
+		}
+		for range k {
+			if _, err := c.Receive(); err != nil {
+				return 0, fmt.Errorf("flood: %w", err)
+			}
+		}
+		sent += k
+	}
+	return time.Since(start), nil
+}
 
 // ---- the recorder ----
 

@@ -596,14 +596,14 @@ func analyzeTrial(tr *TrialRecord, evs []Event, segs []*Segment, stalls []Stall,
 		}
 	}
 
-	// Terms and elections, from the status reports.
-	first := map[string]uint64{} // id -> elections at its last report before the trial, else its first in it
-	before := map[string]uint64{}
+	// Terms, elections, step-downs and drops, from the status reports.
+	first := map[string]Event{} // id -> its last report before the trial, else its first in it
+	before := map[string]Event{}
 	last := map[string]Event{}
 	maxTerm := tr.OldTerm
 	for _, e := range evs {
 		if e.Ev == evStatus && e.T < tr.Start {
-			before[e.ID] = e.Elections
+			before[e.ID] = e
 		}
 		if e.T < tr.Start || e.T > tr.End {
 			continue
@@ -618,17 +618,31 @@ func analyzeTrial(tr *TrialRecord, evs []Event, segs []*Segment, stalls []Stall,
 			if b, ok := before[e.ID]; ok {
 				first[e.ID] = b
 			} else {
-				first[e.ID] = e.Elections
+				first[e.ID] = e
 			}
 		}
 		last[e.ID] = e
 	}
+	var stepDowns uint64
+	var underDropped []string
 	for id, e := range last {
-		res.Elections += e.Elections - min(first[id], e.Elections)
+		f := first[id]
+		res.Elections += e.Elections - min(f.Elections, e.Elections)
+		stepDowns += e.StepDowns - min(f.StepDowns, e.StepDowns)
+		if d := e.Dropped - min(f.Dropped, e.Dropped); tr.Dropped > 0 && d < tr.Dropped && alive(evs, id, tr.End) {
+			underDropped = append(underDropped, fmt.Sprintf("%s %d", id, d))
+		}
 	}
 	res.TermsUsed = maxTerm - tr.OldTerm
 	if tr.NoElections && res.Elections > 0 {
 		res.Failures = append(res.Failures, fmt.Sprintf("%d elections where none may happen", res.Elections))
+	}
+	if tr.NoStepDowns && stepDowns > 0 {
+		res.Failures = append(res.Failures, fmt.Sprintf("%d step-downs (a lease lapsed) where none may happen", stepDowns))
+	}
+	if len(underDropped) > 0 {
+		slices.Sort(underDropped)
+		res.Failures = append(res.Failures, fmt.Sprintf("nodes that counted fewer than %d dropped messages: %s", tr.Dropped, strings.Join(underDropped, ", ")))
 	}
 	if tr.SameTerm {
 		ids := make([]string, 0, len(last))

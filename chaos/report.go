@@ -115,6 +115,9 @@ func summarizeScenario(sr *scenarioRun, algo string) {
 		OverlapMs: ms(an.OverlapNs), ZombieTicks: an.Zombies, Fencing: an.Fence, StepDownMaxMs: -1,
 		Violations: []string{}, Failures: []string{}, Notes: []string{}, TrialDetails: an.Trials,
 		DurationS: math.Round(float64(sr.end-sr.start)/1e8) / 10}
+	for _, tr := range sr.trials {
+		r.Notes = append(r.Notes, tr.Notes...)
+	}
 	r.Stalls = len(an.Stalls)
 	for _, st := range an.Stalls {
 		r.MaxStallMs = max(r.MaxStallMs, ms(st.To-st.From))

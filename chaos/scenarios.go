@@ -32,6 +32,9 @@ type Scenario struct {
 	Run      func(t *Trial)
 }
 
+// floodSize is how many junk messages the flood scenario publishes.
+const floodSize = 100_000
+
 // scenarios is the full list, in the order they run.
 var scenarios = []Scenario{
 	{Name: "calm", Trials: 3,
@@ -253,6 +256,27 @@ var scenarios = []Scenario{
 				t.quietFrom(mono())
 			}
 		}},
+	{Name: "flood", Trials: 3, Algos: []string{algoQuasiRaft},
+		SkipWhy: "a lock reads no channel",
+		Fault:   "another client publishes 100,000 junk messages of 16-79 random bytes on the group's channel, pipelined, straight to redis-server, as fast as it can",
+		Checks:  "no leader change, no term change, no election, no step-down (the leader's lease never lapses); every node counts at least 100,000 dropped messages",
+		Run: func(t *Trial) {
+			all := t.allSlots()
+			ep := t.episode("flood", false, all...)
+			t.quietFrom(mono())
+			t.R.SameTerm, t.R.NoElections, t.R.NoStepDowns = true, true, true
+			t.R.Dropped = floodSize
+			fi := t.fault(fmt.Sprintf("flood of %d", floodSize), all...)
+			took, err := t.h.Flood(t.ctx, "leader:{"+t.rec.group+"}", floodSize, t.rng)
+			t.endFault(fi)
+			if err != nil {
+				t.abort(err)
+			}
+			t.R.Notes = append(t.R.Notes, fmt.Sprintf("trial %d: %d junk messages published in %v (%.0f/s)",
+				t.R.Trial, floodSize, took.Round(time.Millisecond), floodSize/took.Seconds()))
+			t.sleep(t.cfg.PeerTimeout) // the nodes drain what is queued, and report
+			t.waitStable(ep, "after the flood")
+		}},
 	{Name: "amnesia", Trials: 3, Algos: []string{algoQuasiRaft},
 		SkipWhy: "a lock has no votes to forget",
 		Fault:   "SIGKILL the leader; the moment a follower's term rises (it was asked to vote), SIGKILL that follower and restart it at once with the same ID",
@@ -409,6 +433,9 @@ type TrialRecord struct {
 	Quiet       []Window    // no leader change may start in these
 	SameTerm    bool        // every node must end at OldTerm
 	NoElections bool        // no election may start at all
+	NoStepDowns bool        // no node may stop leading (no lease may lapse)
+	Dropped     uint64      // every node alive at the end must count at least this many dropped messages
+	Notes       []string    // worth knowing, not a failure (e.g. how fast a flood went)
 	Cuts        []CutWindow // slots cut off from Redis: they must not lead after From+LeaseTimeout
 	NoLead      []CutWindow // slots that must not lead at all in the window
 	Paused      []int       // slots SIGSTOPped in this trial
