@@ -49,6 +49,7 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"io"
 	"log/slog"
 	mrand "math/rand/v2"
 	"os"
@@ -2098,7 +2099,7 @@ func (r *run) receive(c redis.Conn, rd *reader) (subscribed bool) {
 		}
 	}()
 	if err := psc.Subscribe(e.channel, e.self); err != nil {
-		r.noteRedisError("subscribe", err)
+		r.noteRedisError("subscribe", handshakeHint(err))
 		return false
 	}
 	pinger.Go(func() {
@@ -2161,12 +2162,25 @@ func (r *run) dial() (redis.Conn, error) {
 	e := r.e
 	ctx, cancel := context.WithTimeout(r.ctx, max(e.cfg.PeerTimeout, time.Second))
 	defer cancel()
+	var c redis.Conn
+	var err error
 	if e.cfg.Dial != nil {
-		return e.cfg.Dial(ctx)
+		c, err = e.cfg.Dial(ctx)
+	} else {
+		c, err = redis.DialContext(ctx, "tcp", e.cfg.Addr,
+			redis.DialReadTimeout(e.cfg.PeerTimeout),
+			redis.DialWriteTimeout(e.cfg.PeerTimeout))
 	}
-	return redis.DialContext(ctx, "tcp", e.cfg.Addr,
-		redis.DialReadTimeout(e.cfg.PeerTimeout),
-		redis.DialWriteTimeout(e.cfg.PeerTimeout))
+	return c, handshakeHint(err)
+}
+
+// handshakeHint explains an EOF on a fresh connection: a bare "EOF" is what
+// a plaintext client gets from a TLS-only port, which says nothing.
+func handshakeHint(err error) error {
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return fmt.Errorf("%w (the server closed a new connection: a TLS port dialled without TLS, or not Redis?)", err)
+	}
+	return err
 }
 
 // noteRedisError logs a Redis failure and keeps it for Status.

@@ -33,23 +33,33 @@ package leader
 //	no goroutine left after Run                  TestNoGoroutinesLeftAfterRun, goleak in TestMain
 //	never two leaders at once                    the monitor, checked at the end of every cluster test
 //	Sentinel-style failover to a promoted replica TestReplicaPromoted
+//	password, TLS and a least-privilege ACL user  TestPasswordRedisThroughDial, TestTLSAndACLUser
 
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/hmac"
+	crand "crypto/rand"
 	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"hash"
 	"io"
 	"log"
 	"log/slog"
+	"math/big"
 	mrand "math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"runtime"
 	"runtime/debug"
 	"slices"
@@ -2646,6 +2656,129 @@ func TestPasswordRedisThroughDial(t *testing.T) {
 	defer mu.Unlock()
 	assert.Positive(t, good)
 	assert.Positive(t, bad)
+}
+
+// electorACL is the least an Elector of group g needs as a Redis ACL user
+// (the README gives the same line): PUBLISH and SUBSCRIBE on the group's
+// channels, PING, PUBSUB NUMSUB (the crash fast path), and EVAL of the term
+// script, which INCRs and SETs the term key.
+const electorACL = "~leader:{g}:term &leader:{g}* +publish +subscribe +ping +pubsub|numsub +eval +incr +set"
+
+// TestTLSAndACLUser runs a group over TLS as an ACL user that may do only
+// what electorACL grants, on a redis-server whose default user is off: it
+// elects, fails over after the leader's connections drop (the crash fast
+// path, so PUBSUB NUMSUB and a new term), and Redis denied nothing (its ACL
+// LOG is empty). A node without TLS and one with the wrong password get a
+// clear error and never lead.
+func TestTLSAndACLUser(t *testing.T) {
+	certFile, keyFile, roots := selfSignedCert(t)
+	tlsPort := freePort(t)
+	args := []string{"--tls-port", strconv.Itoa(tlsPort),
+		"--tls-cert-file", certFile, "--tls-key-file", keyFile, "--tls-ca-cert-file", certFile,
+		"--tls-auth-clients", "no",
+		"--user", "admin", "on", ">adminpw", "~*", "&*", "+@all",
+		"--user", "default", "off",
+		"--user", "elector", "on", ">pw"}
+	r := startRedis(t, append(args, strings.Fields(electorACL)...)...)
+	overTLS := *r // the nodes' proxies lead to the TLS port
+	overTLS.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(tlsPort))
+	c := newClusterOn(t, &overTLS, "g")
+	dial := func(useTLS bool, pw string) func(*Config) {
+		return func(cfg *Config) {
+			addr := cfg.Addr // this node's proxy
+			cfg.Addr = ""
+			cfg.Dial = func(ctx context.Context) (redis.Conn, error) {
+				return redis.DialContext(ctx, "tcp", addr,
+					redis.DialUseTLS(useTLS), redis.DialTLSConfig(&tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}),
+					redis.DialUsername("elector"), redis.DialPassword(pw),
+					redis.DialReadTimeout(cfg.PeerTimeout), redis.DialWriteTimeout(cfg.PeerTimeout))
+			}
+		}
+	}
+	nodes := c.startN(3, "n", dial(true, "pw"))
+	plain := c.start("plain", dial(false, "pw"))
+	wrong := c.start("wrongpw", dial(true, "nope"))
+	ldr, term := c.waitStable(calm, nodes...)
+
+	ldr.proxy.Kill() // its connections close: Redis drops its subscriptions at once
+	rest := without(nodes, ldr)
+	next, nextTerm := c.waitLeader(rest...)
+	require.Greater(t, nextTerm, term)
+	t.Logf("over TLS as ACL user: %s led term %d; after its connections dropped %s leads term %d", ldr.id, term, next.id, nextTerm)
+	ldr.proxy.Heal()
+	c.waitStable(calm, nodes...)
+
+	for _, n := range []*node{plain, wrong} {
+		s := n.e.Status()
+		assert.NotEmpty(t, s.LastRedisError, "%s: no Redis error reported", n.id)
+		assert.Zero(t, s.Term, "%s: took part in an election", n.id)
+		t.Logf("%s: %q", n.id, s.LastRedisError)
+	}
+	assert.Contains(t, wrong.e.Status().LastRedisError, "WRONGPASS")
+	assert.Contains(t, plain.e.Status().LastRedisError, "TLS")
+
+	admin, err := redis.Dial("tcp", r.Addr, redis.DialUsername("admin"), redis.DialPassword("adminpw"))
+	require.NoError(t, err)
+	defer admin.Close()
+	entries, err := redis.Values(admin.Do("ACL", "LOG"))
+	require.NoError(t, err)
+	for _, entry := range entries {
+		fields, err := redis.Values(entry, nil)
+		require.NoError(t, err)
+		var kv []string
+		reason := ""
+		for i := 0; i+1 < len(fields); i += 2 {
+			k, v := fmt.Sprint(asString(fields[i])), fmt.Sprint(asString(fields[i+1]))
+			kv = append(kv, k+"="+v)
+			if k == "reason" {
+				reason = v
+			}
+		}
+		if reason != "auth" { // the wrong password, expected
+			t.Errorf("Redis denied the elector user something: %s", strings.Join(kv, " "))
+		}
+	}
+}
+
+// asString turns a bulk string reply into a string; other replies are kept.
+func asString(v any) any {
+	if b, ok := v.([]byte); ok {
+		return string(b)
+	}
+	return v
+}
+
+// selfSignedCert writes a self-signed certificate for 127.0.0.1 and its key
+// to a temporary directory, and returns their paths and a pool that trusts
+// the certificate.
+func selfSignedCert(t *testing.T) (certFile, keyFile string, roots *x509.CertPool) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), crand.Reader)
+	require.NoError(t, err)
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "redis-server under test"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(24 * time.Hour),
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
+	}
+	der, err := x509.CreateCertificate(crand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	require.NoError(t, err)
+	cert, err := x509.ParseCertificate(der)
+	require.NoError(t, err)
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	require.NoError(t, err)
+	dir := t.TempDir()
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	require.NoError(t, os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600))
+	require.NoError(t, os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600))
+	roots = x509.NewCertPool()
+	roots.AddCert(cert)
+	return certFile, keyFile, roots
 }
 
 // TestReplicaPromoted stands in for Redis Sentinel: each node's Dial asks
