@@ -600,7 +600,8 @@ type state struct {
 	peers        map[string]*peer
 	selfEcho     time.Time // last time one of our own messages came back
 	subscribed   bool
-	joinUntil    time.Time // listening after a (re)subscription or a stall: no voting or standing before
+	joinUntil    time.Time // listening after a (re)subscription: no voting or standing before
+	stallUntil   time.Time // listening after a stall of this process: no standing before
 	size         int       // live nodes; decreases only after a PeerTimeout of listening
 	lastSent     time.Time // last message on the group channel
 	knownLive    int       // live nodes as the leader last counted them
@@ -620,6 +621,7 @@ type state struct {
 	roundEnd  time.Time
 	grants    map[string]time.Duration // voter → how long ago it heard a leader
 	handover  bool                     // campaign as a named successor
+	failed    int                      // rounds of this node that failed since it last saw a leader
 
 	// Leader.
 	seq         uint64
@@ -745,7 +747,7 @@ func (r *run) onEvent(ev event, now time.Time) {
 				// costs nothing: spread the candidates over that slack to
 				// avoid split votes.
 				slack := e.cfg.LeaseTimeout - now.Sub(s.heardLead)
-				s.electionAt = now.Add(randDuration(max(min(e.cfg.ElectionJitter, slack), e.cfg.ElectionJitter/3)))
+				s.electionAt = now.Add(randDuration(max(min(r.jitter(), slack), r.jitter()/3)))
 			}
 			e.log.Debug("leader's connection is gone", "leader", ev.id)
 		}
@@ -906,7 +908,7 @@ func (r *run) onMessage(m *message, now time.Time) {
 		if grant && s.role == Follower {
 			// As a vote does, a granted pre-vote gives that candidate its
 			// round before this node campaigns itself.
-			s.electionAt = now.Add(r.roundTimeout() + randDuration(e.cfg.ElectionJitter))
+			s.electionAt = now.Add(r.roundTimeout() + randDuration(r.jitter()))
 		}
 		r.publishTo(r.e.nodeChannel(m.From), message{Type: msgPreVoteReply, Term: m.Term, Seq: s.term, To: m.From, Flags: grantFlag(grant)}, nil)
 	case msgPreVoteReply:
@@ -943,7 +945,7 @@ func (r *run) onMessage(m *message, now time.Time) {
 		if m.To == e.cfg.ID && !e.cfg.Observer && s.role == Follower {
 			r.campaign(now, true)
 		} else if s.leader == "" {
-			s.electionAt = now.Add(e.cfg.HeartbeatInterval + randDuration(e.cfg.ElectionJitter))
+			s.electionAt = now.Add(e.cfg.HeartbeatInterval + randDuration(r.jitter()))
 		}
 	}
 }
@@ -975,7 +977,7 @@ func (r *run) onLeaderHeartbeat(m *message, now time.Time) {
 	}
 	s.leaderInc, s.leaderSeq, s.heardLead = m.Inc, m.Seq, now
 	s.knownLive, s.knownLiveAt = int(min(m.Live, maxPeers+1)), now
-	s.electionAt, s.goneLeader = time.Time{}, ""
+	s.electionAt, s.goneLeader, s.failed = time.Time{}, "", 0
 	// The ack goes to the leader's own channel: only the leader reads it,
 	// so a round costs 2N deliveries instead of N².
 	if s.leaderChanOf != m.From {
@@ -1020,7 +1022,7 @@ func (r *run) mayVote(m *message, now time.Time) bool {
 }
 
 func (r *run) onVoteRequest(m *message, now time.Time) {
-	e, s := r.e, &r.e.st
+	s := &r.e.st
 	grant := false
 	if m.Term >= s.term && r.mayVote(m, now) {
 		r.stepUp(m.Term, now)
@@ -1028,7 +1030,7 @@ func (r *run) onVoteRequest(m *message, now time.Time) {
 			grant = true
 			s.votedFor, s.votedAt = m.From, now
 			// Give this candidate its round before campaigning ourselves.
-			s.electionAt = now.Add(r.roundTimeout() + randDuration(e.cfg.ElectionJitter))
+			s.electionAt = now.Add(r.roundTimeout() + randDuration(r.jitter()))
 		}
 	}
 	r.publishTo(r.e.nodeChannel(m.From), message{Type: msgVote, Term: m.Term, Seq: s.term, To: m.From, Flags: grantFlag(grant), Ago: r.agoMicros(now)}, nil)
@@ -1143,7 +1145,7 @@ func (r *run) becomeLeader(now time.Time) {
 	s.electedAt, s.notBefore = now, now.Add(max(wait, 0))
 	s.leaseEnd, s.lapsedAt, s.seq, s.selfAcked = time.Time{}, time.Time{}, 0, 0
 	s.resigning, s.successor = false, ""
-	s.electionAt, s.goneLeader = time.Time{}, ""
+	s.electionAt, s.goneLeader, s.failed = time.Time{}, "", 0
 	for _, p := range s.peers {
 		p.acked = 0
 	}
@@ -1171,7 +1173,7 @@ func (r *run) becomeFollower(now time.Time, why string) {
 	s.preVote, s.waitTerm, s.handover, s.resigning = false, false, false, false
 	s.leaseEnd = time.Time{}
 	if s.electionAt.IsZero() && !e.cfg.Observer {
-		s.electionAt = now.Add(r.roundTimeout() + randDuration(e.cfg.ElectionJitter))
+		s.electionAt = now.Add(r.roundTimeout() + randDuration(r.jitter()))
 	}
 }
 
@@ -1294,20 +1296,39 @@ func (e *Elector) stamp(a *atomic.Int64) time.Time {
 	return e.base.Add(time.Duration(a.Load()))
 }
 
+// roundTimeout is how long a candidate waits for its pre-votes or votes,
+// and how long a voter gives the candidate it voted for.
 func (r *run) roundTimeout() time.Duration {
-	return 2 * r.e.cfg.HeartbeatInterval
+	return 2 * r.e.cfg.HeartbeatInterval * time.Duration(min(r.backoff(), 4))
+}
+
+// jitter is the upper bound of the random delay before campaigning.
+func (r *run) jitter() time.Duration {
+	return r.e.cfg.ElectionJitter * time.Duration(r.backoff())
+}
+
+// backoff is 1, and after the second round in a row that elected nobody, 2,
+// 4, then 8: when many nodes collide (a crash in a large group) or votes
+// come back slower than a round (a CPU-starved machine), wider random
+// delays and longer rounds let one candidate through, as Ethernet backs off
+// after collisions. A single split vote, the usual case, changes nothing.
+func (r *run) backoff() int {
+	return 1 << min(max(r.e.st.failed-1, 0), 3)
 }
 
 // noticeStall treats a loop that did not run for over two heartbeat
 // intervals (the process was paused, or starved of CPU) like a node back
-// from an outage: whatever it did not hear meanwhile says nothing about its
-// peers, so it listens for a PeerTimeout again before it trusts its count
-// of live nodes, votes or stands (see rule 8 and state.size).
+// from an outage as far as its own judgement goes: whatever it did not hear
+// meanwhile says nothing about its peers, so for a PeerTimeout it neither
+// stands nor lets its count of live nodes shrink (see state.size). It
+// still votes: it forgot nothing (its term, its vote, when it last heard a
+// leader, all of which only make it refuse more), and a group of starved
+// processes would otherwise have too few voters to elect anyone.
 func (r *run) noticeStall(now time.Time) {
 	e, s := r.e, &r.e.st
 	if !r.lastTick.IsZero() && now.Sub(r.lastTick) > 2*e.cfg.HeartbeatInterval {
 		e.log.Info("stalled; listening again before trusting the live count", "for", now.Sub(r.lastTick))
-		s.joinUntil = now.Add(e.cfg.PeerTimeout)
+		s.stallUntil = now.Add(e.cfg.PeerTimeout)
 	}
 	r.lastTick = now
 }
@@ -1318,7 +1339,7 @@ func (r *run) tick(now time.Time) {
 	// The group size may shrink only after a PeerTimeout of listening: a
 	// node that was paused or disconnected keeps the size it knew, so it
 	// cannot make a majority of itself alone.
-	if live := r.countLive(now); now.Before(s.joinUntil) {
+	if live := r.countLive(now); now.Before(s.joinUntil) || now.Before(s.stallUntil) {
 		s.size = max(s.size, live)
 	} else {
 		s.size = live
@@ -1361,7 +1382,8 @@ func (r *run) tick(now time.Time) {
 		}
 	case Candidate:
 		if !now.Before(s.roundEnd) {
-			e.log.Debug("round failed", "term", s.roundTerm, "grants", len(s.grants))
+			s.failed++
+			e.log.Debug("round failed", "term", s.roundTerm, "grants", len(s.grants), "failed", s.failed)
 			r.becomeFollower(now, "round timed out")
 		}
 	case Follower:
@@ -1377,7 +1399,7 @@ func (r *run) tick(now time.Time) {
 			s.numsubBusy, s.numsubAt = true, now
 			r.enqueue(job{kind: jobNumSub, key: r.e.nodeChannel(s.leader), id: s.leader})
 		}
-		if e.cfg.Observer || s.joinUntil.IsZero() || now.Before(s.joinUntil) || !r.selfLive(now) {
+		if e.cfg.Observer || s.joinUntil.IsZero() || now.Before(s.joinUntil) || now.Before(s.stallUntil) || !r.selfLive(now) {
 			return
 		}
 		gone := s.goneLeader != "" && s.goneLeader == s.leader
@@ -1386,7 +1408,7 @@ func (r *run) tick(now time.Time) {
 		}
 		if s.heardLead.IsZero() || silent >= e.cfg.PeerTimeout || gone {
 			if s.electionAt.IsZero() {
-				s.electionAt = now.Add(randDuration(e.cfg.ElectionJitter))
+				s.electionAt = now.Add(randDuration(r.jitter()))
 			}
 			if !now.Before(s.electionAt) {
 				r.campaign(now, false)
@@ -1421,6 +1443,7 @@ func (r *run) nextWake(now time.Time) time.Time {
 	case Follower:
 		at(s.electionAt)
 		at(s.joinUntil)
+		at(s.stallUntil)
 		if s.leader != "" {
 			at(s.heardLead.Add(e.cfg.HeartbeatInterval * 3 / 2))
 			at(s.heardLead.Add(e.cfg.PeerTimeout))
