@@ -302,6 +302,10 @@ func (h *Harness) StartNodeID(slot, clusterSize int, id string) (*nodeProc, erro
 	}
 	args = append(args, rec.nodeArgs...)
 	cmd := exec.Command(h.bin, args...)
+	if c.NodeNice > 0 {
+		// nice(1) execs the node: the same pid, every thread at that niceness.
+		cmd = exec.Command("nice", append([]string{"-n", strconv.Itoa(c.NodeNice), h.bin}, args...)...)
+	}
 	cmd.SysProcAttr = procAttr()
 	cmd.Env = append(os.Environ(), "GOMAXPROCS=2")
 	dir := filepath.Join(h.logDir, rec.scenario)

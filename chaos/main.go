@@ -68,6 +68,7 @@ type Config struct {
 	Recovery      time.Duration // overrides recoveryTimeout when set (the sweep)
 	Sweep         string        // -sweep: node counts
 	SweepCalm     time.Duration // -sweep-calm
+	NodeNice      int           // -node-nice: niceness of the node processes
 	SweepCrashes  int           // -sweep-crashes
 	Soak          time.Duration // -soak
 	SoakFlapEvery time.Duration
@@ -162,6 +163,7 @@ func parseFlags(args []string) (*Config, error) {
 	fs.DurationVar(&c.SoakFlapEvery, "soak-flap-every", 20*time.Second, "soak: flap the leader's link this often")
 	fs.DurationVar(&c.SoakSample, "soak-sample", 5*time.Second, "soak: sample RSS and goroutines this often")
 	fs.DurationVar(&c.StatusEvery, "status", 100*time.Millisecond, "period of the nodes' status reports")
+	fs.IntVar(&c.NodeNice, "node-nice", 0, "niceness (0-19) of the node processes, so that redis-server and the harness, which stand for other machines, run first (default 10 with -sweep)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: go run . [flags]\n\nScenarios:\n")
 		for _, s := range scenarios {
@@ -226,6 +228,9 @@ func parseFlags(args []string) (*Config, error) {
 		if !set["status"] {
 			c.StatusEvery = time.Second
 		}
+		if !set["node-nice"] {
+			c.NodeNice = 10
+		}
 		c.StallEvery = 40 * time.Millisecond
 		c.Recovery = max(30*time.Second, 20*c.PeerTimeout)
 	}
@@ -237,6 +242,9 @@ func parseFlags(args []string) (*Config, error) {
 	}
 	if c.Tick <= 0 {
 		return nil, fmt.Errorf("-tick must be positive")
+	}
+	if c.NodeNice < 0 || c.NodeNice > 19 {
+		return nil, fmt.Errorf("-node-nice %d: want 0 to 19", c.NodeNice)
 	}
 	// Let the library judge the timings, with its own messages.
 	if _, err := leader.New(leader.Config{Addr: "127.0.0.1:1", HeartbeatInterval: c.Heartbeat,
@@ -343,6 +351,9 @@ func harnessMain(args []string) int {
 	if cfg.Sweep != "" {
 		what = fmt.Sprintf("sweep over %s nodes (calm %v, %d crashes each, tick %v, status every %v, node logs at %s)",
 			cfg.Sweep, cfg.SweepCalm, cfg.SweepCrashes, cfg.Tick, cfg.StatusEvery, cfg.NodeLogLevel)
+	}
+	if cfg.NodeNice > 0 {
+		what += fmt.Sprintf(", nodes at nice %d", cfg.NodeNice)
 	}
 	say("chaos: %s, algo %s, heartbeat %v, lease %v, peer-timeout %v, jitter %v, %s mode, seed %d (repeat with -seed %d)",
 		what, strings.Join(cfg.Algos, ","), cfg.Heartbeat, cfg.Lease, cfg.PeerTimeout, cfg.Jitter, modeName(cfg.Strict), cfg.Seed, cfg.Seed)
