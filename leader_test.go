@@ -3237,6 +3237,71 @@ func decodeWire(b []byte, mac hash.Hash) (message, error) {
 // Fuzzing and benchmarks of the hot path (no Redis needed)
 // ---------------------------------------------------------------------------
 
+// TestElectionBackoff drives the state machine without Redis: rounds that
+// time out one after another make the rounds longer and the random delay
+// before the next campaign wider (from the second failure on, capped), and
+// a heartbeat from a leader puts both back.
+func TestElectionBackoff(t *testing.T) {
+	r := offlineRun(t, Config{ID: "me", ClusterSize: 3}) // strict: no lone win
+	s := &r.e.st
+	hb, jit := defaultHeartbeatInterval, defaultElectionJitter
+	wantRound := []time.Duration{2 * hb, 2 * hb, 4 * hb, 8 * hb, 8 * hb, 8 * hb}
+	wantJitter := []time.Duration{jit, jit, 2 * jit, 4 * jit, 8 * jit, 8 * jit}
+	at := time.Now()
+	for i := range wantRound {
+		var round, delay time.Duration
+		r.locked(func(time.Time) {
+			r.campaign(at, false)
+			require.Equal(t, Candidate, s.role)
+			round = s.roundEnd.Sub(at)
+			at = s.roundEnd
+			r.tick(at) // no pre-votes came: the round fails
+			require.Equal(t, Follower, s.role, "after round %d", i+1)
+			delay = s.electionAt.Sub(at)
+		})
+		r.drain()
+		assert.Equal(t, wantRound[i], round, "round %d", i+1)
+		// After the failure the next round's own length plus a jitter.
+		next := wantRound[min(i+1, len(wantRound)-1)]
+		assert.GreaterOrEqual(t, delay, next, "delay after round %d", i+1)
+		assert.LessOrEqual(t, delay, next+wantJitter[min(i+1, len(wantJitter)-1)], "delay after round %d", i+1)
+	}
+	r.locked(func(time.Time) {
+		r.onMessage(&message{Type: msgHeartbeat, Flags: flagLeader, Term: 9, Seq: 1, Inc: 5, From: "boss", Live: 3}, at)
+		assert.Equal(t, "boss", s.leader)
+		assert.Equal(t, 2*hb, r.roundTimeout(), "a leader's heartbeat resets the backoff")
+		assert.Equal(t, jit, r.jitter(), "a leader's heartbeat resets the backoff")
+	})
+	r.drain()
+}
+
+// TestStalledNodeVotesButWaitsToStand: a node whose own loop stalled (a
+// pause, CPU starvation) still grants a vote, since it forgot nothing, but
+// does not campaign itself until it has listened for a PeerTimeout again.
+func TestStalledNodeVotesButWaitsToStand(t *testing.T) {
+	r := offlineRun(t, Config{ID: "me", ClusterSize: 3})
+	s := &r.e.st
+	at := time.Now()
+	r.locked(func(time.Time) {
+		r.lastTick = at.Add(-time.Second)
+		r.noticeStall(at) // a one-second stall
+		s.electionAt = at // and an election already due
+		r.onMessage(&message{Type: msgVoteRequest, Term: 4, Inc: 7, From: "cand"}, at)
+		assert.Equal(t, "cand", s.votedFor, "a stalled node refused its vote")
+		assert.Equal(t, uint64(4), s.term)
+		s.votedFor, s.electionAt = "", at // free again, election due
+		for d := time.Duration(0); d < defaultPeerTimeout; d += defaultHeartbeatInterval {
+			s.selfEcho = at.Add(d) // its link to Redis works
+			r.tick(at.Add(d))
+			require.Equal(t, Follower, s.role, "campaigned %v after a stall", d)
+		}
+		s.selfEcho = at.Add(defaultPeerTimeout)
+		r.tick(at.Add(defaultPeerTimeout))
+		assert.Equal(t, Candidate, s.role, "did not campaign a PeerTimeout after the stall")
+	})
+	r.drain()
+}
+
 // offlineRun builds the state machine of an Elector without Redis: messages
 // go straight to its handler, and what it publishes piles up in out.
 func offlineRun(tb testing.TB, cfg Config) *run {
