@@ -610,18 +610,20 @@ type state struct {
 	leaderChanOf string    // the leader leaderChan belongs to
 	electionAt   time.Time // when to campaign; zero when not scheduled
 	goneLeader   string    // the leader Redis says is gone (crash fast path)
+	heir         string    // a leader: the follower it names in its heartbeats; a follower: the one its leader named
 	numsubAt     time.Time // last NUMSUB query, to rate-limit them
 	numsubBusy   bool
 
 	// Candidate.
-	round     uint64 // numbers campaigns, so stale answers are ignored
-	preVote   bool   // in the pre-vote phase of round
-	waitTerm  bool   // waiting for the INCR of the term key
-	roundTerm uint64 // the term proposed (pre-vote) or stood for (vote)
-	roundEnd  time.Time
-	grants    map[string]time.Duration // voter → how long ago it heard a leader
-	handover  bool                     // campaign as a named successor
-	failed    int                      // rounds of this node that failed since it last saw a leader
+	round      uint64 // numbers campaigns, so stale answers are ignored
+	preVote    bool   // in the pre-vote phase of round
+	waitTerm   bool   // waiting for the INCR of the term key
+	roundTerm  uint64 // the term proposed (pre-vote) or stood for (vote)
+	roundStart time.Time
+	roundEnd   time.Time
+	grants     map[string]time.Duration // voter → how long ago it heard a leader
+	handover   bool                     // campaign as a named successor
+	failed     int                      // rounds of this node that failed since it last saw a leader
 
 	// Leader.
 	seq         uint64
@@ -747,7 +749,7 @@ func (r *run) onEvent(ev event, now time.Time) {
 				// costs nothing: spread the candidates over that slack to
 				// avoid split votes.
 				slack := e.cfg.LeaseTimeout - now.Sub(s.heardLead)
-				s.electionAt = now.Add(randDuration(max(min(r.jitter(), slack), r.jitter()/3)))
+				s.electionAt = now.Add(r.afterLeaderLost(max(min(r.jitter(), slack), r.jitter()/3), 0))
 			}
 			e.log.Debug("leader's connection is gone", "leader", ev.id)
 		}
@@ -834,6 +836,37 @@ func (r *run) pickSuccessor(now time.Time) string {
 	return best
 }
 
+// nameHeir returns the heir a leader names in its heartbeat: the one it
+// named before while that one still acks (one of the last two heartbeats),
+// else the best successor now. Keeping the same heir keeps followers agreed.
+func (r *run) nameHeir(now time.Time) string {
+	s := &r.e.st
+	if p := s.peers[s.heir]; s.heir != "" && p != nil && p.acked+2 >= s.seq && now.Sub(p.heard) < r.e.cfg.PeerTimeout {
+		return s.heir
+	}
+	s.heir = r.pickSuccessor(now)
+	return s.heir
+}
+
+// afterLeaderLost is how long a follower whose leader is gone waits before
+// campaigning. Left to chance (a random delay within spread), many
+// followers that notice together, as in a large group, split the vote
+// round after round. So the heir its leader named goes first, after guard,
+// and the others hold back a round for it; they campaign only if the heir
+// did not get through (it died too, or cannot reach Redis). Without a
+// known heir, spread alone decides.
+func (r *run) afterLeaderLost(spread, guard time.Duration) time.Duration {
+	s := &r.e.st
+	switch {
+	case s.leader == "" || s.heir == "":
+		return randDuration(spread)
+	case s.heir == r.e.cfg.ID:
+		return guard
+	default:
+		return r.roundTimeout() + randDuration(spread)
+	}
+}
+
 func (r *run) publishResign(now time.Time) {
 	e, s := r.e, &r.e.st
 	waiters := r.resignWaiters
@@ -907,8 +940,9 @@ func (r *run) onMessage(m *message, now time.Time) {
 		grant := m.Term > s.term && r.mayVote(m, now)
 		if grant && s.role == Follower {
 			// As a vote does, a granted pre-vote gives that candidate its
-			// round before this node campaigns itself.
-			s.electionAt = now.Add(r.roundTimeout() + randDuration(r.jitter()))
+			// rounds (the pre-vote's rest and the vote) before this node
+			// campaigns itself.
+			s.electionAt = now.Add(2*r.roundTimeout() + randDuration(r.jitter()))
 		}
 		r.publishTo(r.e.nodeChannel(m.From), message{Type: msgPreVoteReply, Term: m.Term, Seq: s.term, To: m.From, Flags: grantFlag(grant)}, nil)
 	case msgPreVoteReply:
@@ -917,6 +951,7 @@ func (r *run) onMessage(m *message, now time.Time) {
 		}
 		if s.role == Candidate && s.preVote && m.To == e.cfg.ID && m.Term == s.roundTerm && m.Flags&flagGranted != 0 {
 			s.grants[m.From] = 0
+			r.extendRound(now)
 			r.checkPreVote(now)
 		}
 	case msgVoteRequest:
@@ -928,6 +963,7 @@ func (r *run) onMessage(m *message, now time.Time) {
 		}
 		if s.role == Candidate && !s.preVote && !s.waitTerm && m.To == e.cfg.ID && m.Term == s.term && m.Flags&flagGranted != 0 {
 			s.grants[m.From] = agoDuration(m.Ago)
+			r.extendRound(now)
 			r.checkVotes(now)
 		}
 	case msgResign:
@@ -975,7 +1011,7 @@ func (r *run) onLeaderHeartbeat(m *message, now time.Time) {
 		s.leader, s.leaderTerm = m.From, m.Term
 		r.notifyNewLeader(m.From, m.Term)
 	}
-	s.leaderInc, s.leaderSeq, s.heardLead = m.Inc, m.Seq, now
+	s.leaderInc, s.leaderSeq, s.heardLead, s.heir = m.Inc, m.Seq, now, m.To
 	s.knownLive, s.knownLiveAt = int(min(m.Live, maxPeers+1)), now
 	s.electionAt, s.goneLeader, s.failed = time.Time{}, "", 0
 	// The ack goes to the leader's own channel: only the leader reads it,
@@ -1054,7 +1090,7 @@ func (r *run) campaign(now time.Time, handover bool) {
 	s.handover = handover
 	s.electionAt = time.Time{}
 	s.grants = map[string]time.Duration{}
-	s.roundEnd = now.Add(r.roundTimeout())
+	s.roundStart, s.roundEnd = now, now.Add(r.roundTimeout())
 	if handover {
 		r.startVote(now)
 		return
@@ -1073,6 +1109,21 @@ func (r *run) campaign(now time.Time, handover bool) {
 	r.checkPreVote(now)
 }
 
+// extendRound keeps a round that is still gathering grants open for half
+// a round more, up to four rounds from the campaign's start: on a starved
+// machine grants trickle in more slowly than a round lasts, and a round cut
+// short elects nobody and costs a term.
+func (r *run) extendRound(now time.Time) {
+	s := &r.e.st
+	end := now.Add(r.roundTimeout() / 2)
+	if limit := s.roundStart.Add(4 * r.roundTimeout()); end.After(limit) {
+		end = limit
+	}
+	if end.After(s.roundEnd) {
+		s.roundEnd = end
+	}
+}
+
 func (r *run) checkPreVote(now time.Time) {
 	s := &r.e.st
 	if len(s.grants) >= r.quorum(now) {
@@ -1082,10 +1133,14 @@ func (r *run) checkPreVote(now time.Time) {
 
 // startVote takes a new term (rule 11: max of local+1 and INCR of the term
 // key, so terms outlive restarts) and asks for votes.
+//
+// The vote round lasts at least twice as long as the pre-vote took: on a
+// starved machine a quorum's answers take longer than a round, and a round
+// that always ends first elects nobody.
 func (r *run) startVote(now time.Time) {
 	s := &r.e.st
 	s.preVote, s.waitTerm = false, true
-	s.roundEnd = now.Add(r.roundTimeout())
+	s.roundEnd = now.Add(max(r.roundTimeout(), 2*now.Sub(s.roundStart)))
 	r.enqueue(job{kind: jobIncr, key: r.e.termKey, term: s.term, round: s.round})
 }
 
@@ -1144,7 +1199,7 @@ func (r *run) becomeLeader(now time.Time) {
 	s.role, s.leader, s.leaderTerm, s.leaderInc = Leader, e.cfg.ID, s.term, e.inc
 	s.electedAt, s.notBefore = now, now.Add(max(wait, 0))
 	s.leaseEnd, s.lapsedAt, s.seq, s.selfAcked = time.Time{}, time.Time{}, 0, 0
-	s.resigning, s.successor = false, ""
+	s.resigning, s.successor, s.heir = false, "", ""
 	s.electionAt, s.goneLeader, s.failed = time.Time{}, "", 0
 	for _, p := range s.peers {
 		p.acked = 0
@@ -1408,7 +1463,10 @@ func (r *run) tick(now time.Time) {
 		}
 		if s.heardLead.IsZero() || silent >= e.cfg.PeerTimeout || gone {
 			if s.electionAt.IsZero() {
-				s.electionAt = now.Add(randDuration(r.jitter()))
+				// The guard covers the spread of the moments the followers
+				// stop hearing the leader: a vote request from the heir
+				// must not reach one that still does.
+				s.electionAt = now.Add(r.afterLeaderLost(r.jitter(), r.jitter()/5))
 			}
 			if !now.Before(s.electionAt) {
 				r.campaign(now, false)
@@ -1464,6 +1522,7 @@ func (r *run) sendHeartbeat(now time.Time) {
 		s.sentAt[s.seq%uint64(len(s.sentAt))] = now
 		s.nodes = r.countLive(now)
 		m.Flags, m.Seq, m.Live = flagLeader, s.seq, uint64(s.nodes)
+		m.To = r.nameHeir(now)
 	} else if s.leader != "" {
 		m.Seq, m.To = s.leaderSeq, s.leader
 	}
@@ -1620,7 +1679,7 @@ const (
 type msgType uint8
 
 const (
-	msgHeartbeat    msgType = iota + 1 // leader: Seq, Live; follower: To=leader, Seq=ack
+	msgHeartbeat    msgType = iota + 1 // leader: Seq, Live, To=heir; follower: To=leader, Seq=ack
 	msgPreVote                         // Term: proposed; To: gone leader, if any
 	msgPreVoteReply                    // Term: proposed; Seq: voter's term; To: candidate
 	msgVoteRequest                     // Term: stood for; To: gone leader, if any
