@@ -2190,6 +2190,15 @@ func (r *run) receive(c redis.Conn, rd *reader) (subscribed bool) {
 		for {
 			select {
 			case <-t.C:
+				// Ping only a quiet connection: in a healthy group every
+				// node hears something each HeartbeatInterval (a follower
+				// the leader's heartbeat, the leader its acks), which
+				// proves the link as well as a PONG, and a PING per node
+				// per interval would double Redis's work and wake every
+				// node twice as often.
+				if time.Since(e.stamp(&e.recvAt)) < e.cfg.HeartbeatInterval {
+					continue
+				}
 				if psc.Ping("") != nil {
 					return
 				}
