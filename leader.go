@@ -601,6 +601,8 @@ type state struct {
 	selfEcho     time.Time // last time one of our own messages came back
 	subscribed   bool
 	joinUntil    time.Time // listening after a (re)subscription: no voting or standing before
+	startUntil   time.Time // the end of the first listening after Run began
+	voteFloor    uint64    // the highest term seen before startUntil: no vote in it or below
 	stallUntil   time.Time // listening after a stall of this process: no standing before
 	size         int       // live nodes; decreases only after a PeerTimeout of listening
 	lastSent     time.Time // last message on the group channel
@@ -728,6 +730,9 @@ func (r *run) onEvent(ev event, now time.Time) {
 		// be itself alone.
 		s.subscribed = true
 		s.joinUntil = now.Add(e.cfg.PeerTimeout)
+		if s.startUntil.IsZero() {
+			s.startUntil = s.joinUntil
+		}
 		r.sendHeartbeat(now)
 	case evDisconnected:
 		s.subscribed = false
@@ -905,6 +910,13 @@ func (r *run) onMessage(m *message, now time.Time) {
 		}
 		return
 	}
+	if now.Before(s.startUntil) {
+		// Rule 8 against amnesia: this process may be a restart of a node
+		// that voted, with the same ID, in any term still going on now, and
+		// it remembers nothing of it. Listening shows those terms; it never
+		// votes in them, only in later ones.
+		s.voteFloor = max(s.voteFloor, heldTerm(m))
+	}
 	p := s.peers[m.From]
 	if p == nil {
 		if len(s.peers) >= maxPeers {
@@ -1060,7 +1072,7 @@ func (r *run) mayVote(m *message, now time.Time) bool {
 func (r *run) onVoteRequest(m *message, now time.Time) {
 	s := &r.e.st
 	grant := false
-	if m.Term >= s.term && r.mayVote(m, now) {
+	if m.Term >= s.term && m.Term > s.voteFloor && r.mayVote(m, now) {
 		r.stepUp(m.Term, now)
 		if s.votedFor == "" || s.votedFor == m.From {
 			grant = true
@@ -1070,6 +1082,20 @@ func (r *run) onVoteRequest(m *message, now time.Time) {
 		}
 	}
 	r.publishTo(r.e.nodeChannel(m.From), message{Type: msgVote, Term: m.Term, Seq: s.term, To: m.From, Flags: grantFlag(grant), Ago: r.agoMicros(now)}, nil)
+}
+
+// heldTerm is the term that m shows its sender holds, or is being elected
+// in (a vote request, a vote); a pre-vote proposes a term nobody holds yet.
+func heldTerm(m *message) uint64 {
+	switch m.Type {
+	case msgPreVote:
+		return max(m.Term, 1) - 1
+	case msgPreVoteReply:
+		return m.Seq // the voter's term; Term is the one proposed
+	case msgVote:
+		return max(m.Term, m.Seq) // the candidate's term, the voter's
+	}
+	return m.Term
 }
 
 // agoMicros is how long ago this node heard a leader heartbeat, the bound a
@@ -1149,7 +1175,7 @@ func (r *run) onTerm(ev event, now time.Time) {
 	if s.role != Candidate || !s.waitTerm || ev.round != s.round {
 		return
 	}
-	term := s.term + 1
+	term := max(s.term, s.voteFloor) + 1 // never a term it may have voted in before a restart
 	if ev.err == nil && ev.n > 0 && uint64(ev.n) > term {
 		term = uint64(ev.n)
 	}

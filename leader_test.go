@@ -2488,6 +2488,108 @@ func TestReplayWithSecret(t *testing.T) {
 	c.holdFor(calm, "after the replay", stable(ldr, term, nodes...))
 }
 
+// TestRestartedVoterNeverVotesTwice is rule 8 against amnesia. A voter
+// grants candidate X its vote in some term, is stopped and started again at
+// once with the same ID, and so has forgotten that vote. While a rival Y
+// keeps asking for votes in that same term (two candidates can share a
+// term when the term key's INCR fails), the restarted voter refuses it:
+// while it listens after its start, and afterwards too, because it saw
+// that term while it listened and may have voted in it. A vote in the next
+// term it grants, so the refusals are not deafness.
+func TestRestartedVoterNeverVotesTwice(t *testing.T) {
+	c := newCluster(t)
+	voter := func(cfg *Config) { cfg.Observer = true } // votes, never stands
+	pub := redisClient(t, c.redis.Addr)
+	ask := func(from string, term uint64) {
+		b := appendMessage(nil, &message{Type: msgVoteRequest, Term: term, From: from, Inc: 1}, nil)
+		_, err := pub.Do("PUBLISH", c.channel(), b)
+		require.NoError(t, err)
+	}
+	// waitGrant asks every 10ms, in term from, then from+1, and so on,
+	// until v grants cand a vote, and returns the term of that vote. (A
+	// voter that just started never votes in the terms it saw then.)
+	waitGrant := func(votes <-chan message, cand string, from uint64) uint64 {
+		t.Helper()
+		pace := time.NewTicker(5 * time.Millisecond)
+		defer pace.Stop()
+		deadline := time.Now().Add(waitLong)
+		for term := from; time.Now().Before(deadline); {
+			select {
+			case m := <-votes:
+				if m.From == "v" && m.Flags&flagGranted != 0 {
+					return m.Term
+				}
+			case <-pace.C:
+				ask(cand, term)
+				term++
+			}
+		}
+		t.Fatalf("v never granted %s a vote:\n%s", cand, c.dump())
+		return 0
+	}
+
+	v := c.start("v", voter)
+	term := waitGrant(votesTo(t, c, "X"), "X", 1)
+	require.NoError(t, v.stop())
+	v = c.start("v", voter) // at once, same ID, nothing remembered
+
+	ys := votesTo(t, c, "Y")
+	var first time.Time
+	refused, late := 0, 0
+	pace := time.NewTicker(5 * time.Millisecond)
+	defer pace.Stop()
+	for end := time.Now().Add(waitLong); time.Now().Before(end); {
+		select {
+		case <-pace.C:
+			ask("Y", term)
+		case m := <-ys:
+			require.Zero(t, m.Flags&flagGranted, "the restarted voter granted a second vote in term %d (%v after its first reply)", term, time.Since(first))
+			if first.IsZero() {
+				first = time.Now()
+			}
+			if refused++; time.Since(first) > 2*testPeer {
+				late++ // its listening, which began before its first reply, is over
+			}
+		}
+		if late >= 10 {
+			break
+		}
+	}
+	require.GreaterOrEqual(t, late, 10, "too few answers after the restarted voter's listening: %d of %d", late, refused)
+	t.Logf("it voted for X in term %d; restarted, it refused Y in that term %d times, %d of them after it had listened", term, refused, late)
+	assert.Equal(t, term+1, waitGrant(votesTo(t, c, "Z"), "Z", term+1), "the first later term it voted in")
+}
+
+// votesTo subscribes to candidate cand's own channel and streams the votes
+// published there, until the test ends.
+func votesTo(t *testing.T, c *cluster, cand string) <-chan message {
+	t.Helper()
+	conn, err := redis.Dial("tcp", c.redis.Addr)
+	require.NoError(t, err)
+	psc := redis.PubSubConn{Conn: conn}
+	require.NoError(t, psc.Subscribe(c.channel()+":node:"+cand))
+	out := make(chan message, 64)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			switch v := psc.Receive().(type) {
+			case redis.Message:
+				if m, err := decodeWire(v.Data, nil); err == nil && m.Type == msgVote {
+					select {
+					case out <- m:
+					default: // the test reads as fast as it asks; a backlog means it stopped
+					}
+				}
+			case error:
+				return
+			}
+		}
+	}()
+	t.Cleanup(func() { conn.Close(); <-done })
+	return out
+}
+
 // TestSubscriberKilledReconnects has Redis drop every pub/sub client
 // (CLIENT KILL TYPE pubsub): nodes reconnect, Status shows it, one leader.
 func TestSubscriberKilledReconnects(t *testing.T) {
