@@ -320,6 +320,7 @@ type Status struct {
 	State     State
 	Term      uint64
 	Leader    string        // the leader this node follows; "" when none
+	Heir      string        // the node the leader names to stand first if it is lost; "" when none
 	Active    bool          // IsLeader() at the time of the snapshot
 	LeaseLeft time.Duration // time left on the lease; 0 unless Active
 	LivePeers []string      // other nodes heard within PeerTimeout, sorted; a follower hears only the leader while it is healthy
@@ -416,6 +417,7 @@ func (e *Elector) Status() Status {
 		State:          e.st.role,
 		Term:           e.st.term,
 		Leader:         e.st.leader,
+		Heir:           e.st.heir,
 		Active:         e.st.activeAt(now),
 		Connected:      e.linkUp(now),
 		Elections:      e.st.elections,

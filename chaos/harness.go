@@ -666,6 +666,23 @@ func (r *Recorder) termOf(slot int) (string, uint64) {
 	return "", 0
 }
 
+// heirOf returns the slot whose current process slot's last status names
+// as heir, or 0.
+func (r *Recorder) heirOf(slot int) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	l := r.live[slot]
+	if l == nil || l.status.Heir == "" {
+		return 0
+	}
+	for s, o := range r.live {
+		if o.id == l.status.Heir {
+			return s
+		}
+	}
+	return 0
+}
+
 // stableLeader reports the leader if the group is stable at now: one node
 // of expect (any node when expect is nil) has ticked without a break since
 // from = max(its run start, since), for at least minRun, no other node has

@@ -68,6 +68,7 @@ type Event struct {
 
 	Term   uint64 `json:"term,omitempty"`   // start/cbdone/tick: the leader's term; status: the node's term
 	Leader string `json:"leader,omitempty"` // new/status: the leader this node follows
+	Heir   string `json:"heir,omitempty"`   // status: the node its leader names to stand first
 	LTerm  uint64 `json:"lterm,omitempty"`  // new/status: that leader's term
 	Seq    uint64 `json:"seq,omitempty"`    // tick: per-process tick counter; start/cbdone: per-process call number
 
@@ -289,7 +290,7 @@ func nodeMain(args []string) int {
 	go statusLoop(func() Event {
 		s := el.Status()
 		l, lt := el.Leader()
-		return Event{Ev: evStatus, Term: s.Term, Leader: l, LTerm: lt, State: s.State.String(),
+		return Event{Ev: evStatus, Term: s.Term, Leader: l, LTerm: lt, Heir: s.Heir, State: s.State.String(),
 			Active: s.Active, Connected: s.Connected, Elections: s.Elections, StepDowns: s.StepDowns,
 			Reconnects: s.Reconnects, MsgsIn: s.MessagesIn, MsgsOut: s.MessagesOut, Dropped: s.Dropped}
 	}, *statusEvery, out)

@@ -62,6 +62,36 @@ var scenarios = []Scenario{
 			t.restart(l)
 			t.waitStable(nil, "after the crashed node restarted")
 		}},
+	{Name: "crash-heir", Trials: 5, Algos: []string{algoQuasiRaft},
+		SkipWhy: "a lock names no heir",
+		Fault:   "SIGKILL the leader and the follower it names as heir at the same moment; once a new leader is stable, restart both",
+		Checks:  "a new leader with a higher term among the others, who get no head start from an heir (only the jitter spreads them); the restarted nodes do not take leadership back",
+		Run: func(t *Trial) {
+			l := t.R.OldSlot
+			if t.clusterSize > 0 && t.cfg.Nodes-2 < t.clusterSize/2+1 {
+				t.R.Notes = append(t.R.Notes, fmt.Sprintf("trial %d: skipped: %d nodes less two are no strict quorum", t.R.Trial, t.cfg.Nodes))
+				return
+			}
+			heir := t.rec.heirOf(l)
+			if heir == 0 || heir == l {
+				t.failf("the leader's status named no live heir")
+				heir = t.pick(1, t.followers())[0]
+			}
+			ep := t.episode("crash-heir", true, l, heir)
+			fi := t.fault("SIGKILL leader and heir", l, heir)
+			t.signal(l, syscall.SIGKILL)
+			t.signal(heir, syscall.SIGKILL)
+			t.waitExit(l, 2*time.Second)
+			t.waitExit(heir, 2*time.Second)
+			if !t.waitStable(ep, "after SIGKILL of the leader and its heir") {
+				return
+			}
+			t.endFault(fi)
+			t.quietFrom(mono())
+			t.restart(l)
+			t.restart(heir)
+			t.waitStable(nil, "after the crashed nodes restarted")
+		}},
 	{Name: "follower-restart", Trials: 3,
 		Fault:  "SIGKILL a follower, wait PeerTimeout, restart it",
 		Checks: "no leader change and no term change",
