@@ -157,7 +157,7 @@ func parseFlags(args []string) (*Config, error) {
 	fs.StringVar(&c.Algo, "algo", algoQuasiRaft, "election algorithm(s): quasi-raft, lock (the Redis lock baseline), or both (= quasi-raft,lock: side by side)")
 	fs.StringVar(&exitOn, "exit-on", "", "algorithms whose violations and failures make the exit status 1 (default: quasi-raft when it runs, else every algorithm run)")
 	fs.StringVar(&c.Sweep, "sweep", "", "scale sweep instead of the scenarios: comma-separated node counts, e.g. 3,5,9,17,33,65,129")
-	fs.DurationVar(&c.SweepCalm, "sweep-calm", 15*time.Second, "sweep: calm window per node count (messages, CPU, RSS, spurious changes)")
+	fs.DurationVar(&c.SweepCalm, "sweep-calm", 30*time.Second, "sweep: calm window per node count (messages, CPU, RSS, spurious changes)")
 	fs.IntVar(&c.SweepCrashes, "sweep-crashes", 3, "sweep: SIGKILLs of the leader per node count (failover)")
 	fs.DurationVar(&c.Soak, "soak", 0, "soak instead of the scenarios: run this long with latency on every link and a periodic flap of the leader's link, sampling RSS and goroutines")
 	fs.DurationVar(&c.SoakFlapEvery, "soak-flap-every", 20*time.Second, "soak: flap the leader's link this often")
