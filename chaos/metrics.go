@@ -68,6 +68,7 @@ type EpisodeResult struct {
 	FailoverMs    float64 `json:"failover_ms"`    // -1: leadership did not move
 	ConvergenceMs float64 `json:"convergence_ms"` // -1: not measured
 	RecoveryMs    float64 `json:"recovery_ms"`    // fault to stable again; -1: never
+	AfterHealMs   float64 `json:"after_heal_ms"`  // end of the fault to the new leader's first tick, when that came after it; -1: it came before, or never
 	LeaderlessMs  float64 `json:"leaderless_ms"`
 	StepDownMs    float64 `json:"stepdown_ms"` // cut leader's last tick after the cut; -1: n/a
 	OldLeader     string  `json:"old_leader"`
@@ -495,7 +496,7 @@ func analyzeTrial(tr *TrialRecord, evs []Event, segs []*Segment, stalls []Stall,
 
 	expected := map[*Segment]bool{} // the failover segment of each episode
 	for _, ep := range tr.Episodes {
-		er := EpisodeResult{Name: ep.Name, FailoverMs: -1, ConvergenceMs: -1, RecoveryMs: -1, StepDownMs: -1,
+		er := EpisodeResult{Name: ep.Name, FailoverMs: -1, ConvergenceMs: -1, RecoveryMs: -1, AfterHealMs: -1, StepDownMs: -1,
 			OldLeader: ep.OldID, OldTerm: ep.OldTerm}
 		if ep.Recovered {
 			er.RecoveryMs = ms(ep.RecoveredAt - ep.Fault)
@@ -537,6 +538,9 @@ func analyzeTrial(tr *TrialRecord, evs []Event, segs []*Segment, stalls []Stall,
 				expected[nw] = true
 			}
 			er.FailoverMs = ms(nw.FirstT0 - ep.Fault)
+			if ep.Heal > 0 && nw.FirstT0 > ep.Heal {
+				er.AfterHealMs = ms(nw.FirstT0 - ep.Heal)
+			}
 			er.NewLeader, er.NewTerm = nw.ID, nw.Term
 			if c := convergence(evs, ep, nw, tr.End); c >= 0 {
 				er.ConvergenceMs = ms(c)

@@ -48,6 +48,7 @@ type ScenarioResult struct {
 	Failover        Pcts          `json:"failover_ms"`
 	Convergence     Pcts          `json:"convergence_ms"`
 	Recovery        Pcts          `json:"recovery_ms"`
+	AfterHeal       Pcts          `json:"after_heal_ms"` // end of the fault to the new leader, where it came after (e.g. redis-server back up)
 	LeaderlessMs    float64       `json:"leaderless_ms"` // mean per measured fault
 	LeaderlessMaxMs float64       `json:"leaderless_max_ms"`
 	OverlapMs       float64       `json:"overlap_ms"`
@@ -122,7 +123,7 @@ func summarizeScenario(sr *scenarioRun, algo string) {
 	for _, st := range an.Stalls {
 		r.MaxStallMs = max(r.MaxStallMs, ms(st.To-st.From))
 	}
-	var fo, conv, rec, ll []float64
+	var fo, conv, rec, heal, ll []float64
 	for _, t := range an.Trials {
 		if t.Recovered {
 			r.Recovered++
@@ -140,6 +141,9 @@ func summarizeScenario(sr *scenarioRun, algo string) {
 			}
 			if e.RecoveryMs >= 0 {
 				rec = append(rec, e.RecoveryMs)
+			}
+			if e.AfterHealMs >= 0 {
+				heal = append(heal, e.AfterHealMs)
 			}
 			ll = append(ll, e.LeaderlessMs)
 			if e.StepDownMs >= 0 {
@@ -161,7 +165,11 @@ func summarizeScenario(sr *scenarioRun, algo string) {
 	} else if an.Fence.Rejected > 0 {
 		r.Notes = append(r.Notes, fmt.Sprintf("the fence rejected %d writes of a leader whose term had been superseded", an.Fence.Rejected))
 	}
-	r.Failover, r.Convergence, r.Recovery = summarize(fo), summarize(conv), summarize(rec)
+	r.Failover, r.Convergence, r.Recovery, r.AfterHeal = summarize(fo), summarize(conv), summarize(rec), summarize(heal)
+	if r.AfterHeal.N > 0 {
+		r.Notes = append(r.Notes, fmt.Sprintf("%d new leaders began after their fault ended: p50 %.0f ms, max %.0f ms after it (after_heal_ms)",
+			r.AfterHeal.N, r.AfterHeal.P50, r.AfterHeal.Max))
+	}
 	if len(ll) > 0 {
 		sum := 0.0
 		for _, x := range ll {
