@@ -452,6 +452,10 @@ func (e *Elector) Status() Status {
 // group, naming the successor, which campaigns at once. It returns when the
 // handover was published, or with ctx's error. On a node that does not lead
 // it does nothing and returns nil.
+//
+// From inside OnStartedLeading, call it in a new goroutine and return: that
+// callback cannot return while it waits in Resign, so Resign would wait out
+// its bound (PeerTimeout) and hand over while the callback still runs.
 func (e *Elector) Resign(ctx context.Context) error {
 	return e.handover(ctx, "", false)
 }
@@ -645,6 +649,7 @@ type state struct {
 
 	elections, stepDowns uint64
 	lastRedisErr         string
+	dupWarned            time.Time // when the duplicate-ID warning was last logged
 }
 
 // inactiveSince is when a leader that is not active stopped being (or
@@ -903,7 +908,10 @@ func (r *run) onMessage(m *message, now time.Time) {
 	if m.From == e.cfg.ID {
 		if m.Inc != e.inc {
 			e.nDropped.Add(1)
-			e.log.Warn("another process uses this node's ID; IDs must be unique", "id", m.From)
+			if now.Sub(s.dupWarned) >= time.Second { // not once per message
+				s.dupWarned = now
+				e.log.Warn("another process uses this node's ID; IDs must be unique", "id", m.From)
+			}
 			return
 		}
 		s.selfEcho = now
