@@ -28,7 +28,8 @@ import (
 // SweepPoint is one node count's figures (sweep.json).
 type SweepPoint struct {
 	Nodes          int      `json:"nodes"`
-	StartupS       float64  `json:"startup_s"` // start of the processes to the first stable leader
+	StartupS       float64  `json:"startup_s"`    // start of the processes to the first stable leader
+	StartupTerm    uint64   `json:"startup_term"` // that leader's term: how many terms the first election took (a fresh redis-server per N)
 	CalmS          float64  `json:"calm_s"`
 	PublishedPerS  float64  `json:"published_per_s"` // sum over nodes of MessagesOut per second
 	ReceivedPerS   float64  `json:"received_per_s"`  // sum over nodes of MessagesIn (valid messages delivered) per second
@@ -36,6 +37,7 @@ type SweepPoint struct {
 	NodeCPUMedian  float64  `json:"node_cpu_median"` // per node, fraction of one core
 	NodeCPUMax     float64  `json:"node_cpu_max"`    // the busiest node (the leader, usually)
 	NodeRSSMedian  float64  `json:"node_rss_mb_median"`
+	NodeSysMedian  float64  `json:"node_rw_syscalls_per_s_median"` // read- and write-like system calls per second (syscr+syscw of /proc/<pid>/io), median node
 	NodeRSSMax     float64  `json:"node_rss_mb_max"`
 	HarnessCPU     float64  `json:"harness_cpu"`  // this process (event collection), fraction of one core
 	MachineBusy    float64  `json:"machine_busy"` // all cores, 0..1, from /proc/stat
@@ -85,6 +87,31 @@ func procCPU(pid int) (int64, bool) {
 	u, err1 := strconv.ParseInt(f[11], 10, 64) // field 14
 	st, err2 := strconv.ParseInt(f[12], 10, 64)
 	return u + st, err1 == nil && err2 == nil
+}
+
+// procSyscalls returns the read- and write-like system calls pid has made:
+// syscr + syscw of /proc/<pid>/io (reads and writes of sockets and pipes
+// among them; not epoll_wait, futex or nanosleep).
+func procSyscalls(pid int) (int64, bool) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", pid))
+	if err != nil {
+		return 0, false
+	}
+	var n int64
+	found := 0
+	for _, line := range strings.Split(string(b), "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if !ok || (k != "syscr" && k != "syscw") {
+			continue
+		}
+		x, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+		if err != nil {
+			return 0, false
+		}
+		n += x
+		found++
+	}
+	return n, found == 2
 }
 
 // procRSS returns VmRSS of pid in MB.
@@ -159,6 +186,7 @@ const clkTck = 100
 type sample struct {
 	t            int64
 	nodeCPU      map[int]int64 // pid -> ticks
+	nodeSys      map[int]int64 // pid -> read/write syscalls
 	redisCPU     int64
 	selfCPU      int64
 	busy, total  int64
@@ -168,7 +196,7 @@ type sample struct {
 }
 
 func takeSample(h *Harness) sample {
-	s := sample{t: mono(), nodeCPU: map[int]int64{}}
+	s := sample{t: mono(), nodeCPU: map[int]int64{}, nodeSys: map[int]int64{}}
 	for slot := 1; slot <= h.cfg.Nodes; slot++ {
 		p := h.proc(slot)
 		if p == nil {
@@ -176,6 +204,9 @@ func takeSample(h *Harness) sample {
 		}
 		if c, ok := procCPU(p.cmd.Process.Pid); ok {
 			s.nodeCPU[p.cmd.Process.Pid] = c
+		}
+		if n, ok := procSyscalls(p.cmd.Process.Pid); ok {
+			s.nodeSys[p.cmd.Process.Pid] = n
 		}
 	}
 	if h.redis.cmd != nil {
@@ -253,7 +284,13 @@ func sweepScenario(pt *SweepPoint, calm time.Duration) Scenario {
 				pt.MachineBusy = round(float64(b.busy-a.busy)/float64(b.total-a.total), 2)
 			}
 			pt.Load1 = load1()
-			var cpus, rss []float64
+			var cpus, rss, sys []float64
+			for pid, n1 := range b.nodeSys {
+				if n0, ok := a.nodeSys[pid]; ok {
+					sys = append(sys, float64(n1-n0)/dt)
+				}
+			}
+			pt.NodeSysMedian = round(median(sys), 0)
 			for pid, c1 := range b.nodeCPU {
 				if c0, ok := a.nodeCPU[pid]; ok {
 					cpus = append(cpus, float64(c1-c0)/clkTck/dt)
@@ -321,6 +358,7 @@ func sweepMain(ctx context.Context, cfg *Config, say func(string, ...any), out i
 			for _, e := range sr.rec.events {
 				if e.Ev == evProcStart {
 					pt.StartupS = round(float64(sr.trials[0].Start-e.T)/1e9, 1)
+					pt.StartupTerm = sr.trials[0].OldTerm
 					break
 				}
 			}
@@ -418,7 +456,7 @@ func satSuffix(p *SweepPoint) string {
 
 func writeSweepTable(w io.Writer, res *SweepResults) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "nodes\tpublished/s\treceived/s\tredis cpu %\tnode cpu % med\tmax\tharness %\tnode RSS MB med\tfailover p50\tp99 ms\tcrashes ok\tterms/crash\telections/crash\tspurious\tcalm elections\tmachine busy %\trunnable\tstalls\tnote\t")
+	fmt.Fprintln(tw, "nodes\tpublished/s\treceived/s\tredis cpu %\tnode cpu % med\tmax\tharness %\tnode RSS MB med\tnode r/w syscalls/s med\tstartup s\tterm\tfailover p50\tp99 ms\tcrashes ok\tterms/crash\telections/crash\tspurious\tcalm elections\tmachine busy %\trunnable\tstalls\tnote\t")
 	for _, p := range res.Points {
 		note := verdict(p.Violations, p.Failures)
 		if p.Saturated {
@@ -428,9 +466,9 @@ func writeSweepTable(w io.Writer, res *SweepResults) {
 		if p.Failover.N > 0 {
 			fo50, fo99 = fmt.Sprintf("%.0f", p.Failover.P50), fmt.Sprintf("%.0f", p.Failover.P99)
 		}
-		fmt.Fprintf(tw, "%d\t%.0f\t%.0f\t%.1f\t%.2f\t%.1f\t%.1f\t%.1f\t%s\t%s\t%d/%d\t%.1f\t%.1f\t%d\t%d\t%.0f\t%.1f\t%d\t%s\t\n",
+		fmt.Fprintf(tw, "%d\t%.0f\t%.0f\t%.1f\t%.2f\t%.1f\t%.1f\t%.1f\t%.0f\t%.1f\t%d\t%s\t%s\t%d/%d\t%.1f\t%.1f\t%d\t%d\t%.0f\t%.1f\t%d\t%s\t\n",
 			p.Nodes, p.PublishedPerS, p.ReceivedPerS, 100*p.RedisCPU, 100*p.NodeCPUMedian, 100*p.NodeCPUMax, 100*p.HarnessCPU, p.NodeRSSMedian,
-			fo50, fo99, p.Recovered, p.Crashes, p.TermsPerCrash, p.ElectPerCrash, p.Spurious, p.CalmElections, 100*p.MachineBusy, p.Runnable, p.Stalls, note)
+			p.NodeSysMedian, p.StartupS, p.StartupTerm, fo50, fo99, p.Recovered, p.Crashes, p.TermsPerCrash, p.ElectPerCrash, p.Spurious, p.CalmElections, 100*p.MachineBusy, p.Runnable, p.Stalls, note)
 	}
 	tw.Flush()
 }
