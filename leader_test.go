@@ -2120,15 +2120,16 @@ func TestReturningNodeDoesNotDepose(t *testing.T) {
 // ---------------------------------------------------------------------------
 // Bad input
 
-// capture subscribes to channel with a plain redigo client and returns the
-// first n messages published there.
-func capture(t *testing.T, addr, channel string, n int) [][]byte {
+// subscribeTo subscribes to channel with a plain redigo client and streams
+// what is published there, dropping what a buffer of n cannot hold, until
+// stop is called or the test ends.
+func subscribeTo(t *testing.T, addr, channel string, n int) (msgs <-chan []byte, stop func()) {
 	t.Helper()
 	conn, err := redis.Dial("tcp", addr)
 	require.NoError(t, err)
 	psc := redis.PubSubConn{Conn: conn}
 	require.NoError(t, psc.Subscribe(channel))
-	msgs := make(chan []byte, n)
+	out := make(chan []byte, n)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -2136,7 +2137,7 @@ func capture(t *testing.T, addr, channel string, n int) [][]byte {
 			switch v := psc.Receive().(type) {
 			case redis.Message:
 				select {
-				case msgs <- v.Data:
+				case out <- v.Data:
 				default:
 				}
 			case error:
@@ -2144,6 +2145,17 @@ func capture(t *testing.T, addr, channel string, n int) [][]byte {
 			}
 		}
 	}()
+	var once sync.Once
+	stop = func() { once.Do(func() { conn.Close(); <-done }) }
+	t.Cleanup(stop)
+	return out, stop
+}
+
+// capture returns the first n messages published on channel.
+func capture(t *testing.T, addr, channel string, n int) [][]byte {
+	t.Helper()
+	msgs, stop := subscribeTo(t, addr, channel, n)
+	defer stop()
 	var out [][]byte
 	timeout := time.After(waitLong)
 	for len(out) < n {
@@ -2151,13 +2163,9 @@ func capture(t *testing.T, addr, channel string, n int) [][]byte {
 		case m := <-msgs:
 			out = append(out, m)
 		case <-timeout:
-			conn.Close()
-			<-done
 			t.Fatalf("captured %d of %d messages", len(out), n)
 		}
 	}
-	conn.Close()
-	<-done
 	return out
 }
 
@@ -2426,26 +2434,7 @@ func TestReplayWithSecret(t *testing.T) {
 	nodes := c.startN(3, "n", func(cfg *Config) { cfg.Secret = []byte("s") })
 	c.waitLeader(nodes...)
 
-	conn, err := redis.Dial("tcp", c.redis.Addr)
-	require.NoError(t, err)
-	psc := redis.PubSubConn{Conn: conn}
-	require.NoError(t, psc.Subscribe(c.channel()))
-	var mu sync.Mutex
-	var captured [][]byte
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			switch v := psc.Receive().(type) {
-			case redis.Message:
-				mu.Lock()
-				captured = append(captured, v.Data)
-				mu.Unlock()
-			case error:
-				return
-			}
-		}
-	}()
+	captured, stop := subscribeTo(t, c.redis.Addr, c.channel(), 1<<16)
 	ctx, cancel := context.WithTimeout(context.Background(), waitLong)
 	defer cancel()
 	for range 3 { // handovers: resign, vote requests and votes of several terms
@@ -2459,11 +2448,12 @@ func TestReplayWithSecret(t *testing.T) {
 	ldr.proxy.Heal()
 	ldr, term := c.waitLeader(nodes...)
 	c.holdFor(testPeer, "before the replay", stable(ldr, term, nodes...))
-	conn.Close()
-	<-done
-	mu.Lock()
-	msgs := slices.Clone(captured)
-	mu.Unlock()
+	stop()
+	var msgs [][]byte
+	for len(captured) > 0 {
+		msgs = append(msgs, <-captured)
+	}
+	require.Less(t, len(msgs), cap(captured), "the capture buffer filled up")
 	t.Logf("replaying %d captured messages, leader %s in term %d", len(msgs), ldr.id, term)
 	require.NotEmpty(t, msgs)
 
@@ -2508,15 +2498,15 @@ func TestRestartedVoterNeverVotesTwice(t *testing.T) {
 	// waitGrant asks every 10ms, in term from, then from+1, and so on,
 	// until v grants cand a vote, and returns the term of that vote. (A
 	// voter that just started never votes in the terms it saw then.)
-	waitGrant := func(votes <-chan message, cand string, from uint64) uint64 {
+	waitGrant := func(votes <-chan []byte, cand string, from uint64) uint64 {
 		t.Helper()
 		pace := time.NewTicker(5 * time.Millisecond)
 		defer pace.Stop()
 		deadline := time.Now().Add(waitLong)
 		for term := from; time.Now().Before(deadline); {
 			select {
-			case m := <-votes:
-				if m.From == "v" && m.Flags&flagGranted != 0 {
+			case b := <-votes:
+				if m, ok := voteFrom("v", b); ok && m.Flags&flagGranted != 0 {
 					return m.Term
 				}
 			case <-pace.C:
@@ -2542,7 +2532,11 @@ func TestRestartedVoterNeverVotesTwice(t *testing.T) {
 		select {
 		case <-pace.C:
 			ask("Y", term)
-		case m := <-ys:
+		case b := <-ys:
+			m, ok := voteFrom("v", b)
+			if !ok {
+				continue
+			}
 			require.Zero(t, m.Flags&flagGranted, "the restarted voter granted a second vote in term %d (%v after its first reply)", term, time.Since(first))
 			if first.IsZero() {
 				first = time.Now()
@@ -2560,34 +2554,17 @@ func TestRestartedVoterNeverVotesTwice(t *testing.T) {
 	assert.Equal(t, term+1, waitGrant(votesTo(t, c, "Z"), "Z", term+1), "the first later term it voted in")
 }
 
-// votesTo subscribes to candidate cand's own channel and streams the votes
-// published there, until the test ends.
-func votesTo(t *testing.T, c *cluster, cand string) <-chan message {
+// votesTo streams what is published on candidate cand's own channel.
+func votesTo(t *testing.T, c *cluster, cand string) <-chan []byte {
 	t.Helper()
-	conn, err := redis.Dial("tcp", c.redis.Addr)
-	require.NoError(t, err)
-	psc := redis.PubSubConn{Conn: conn}
-	require.NoError(t, psc.Subscribe(c.channel()+":node:"+cand))
-	out := make(chan message, 64)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			switch v := psc.Receive().(type) {
-			case redis.Message:
-				if m, err := decodeWire(v.Data, nil); err == nil && m.Type == msgVote {
-					select {
-					case out <- m:
-					default: // the test reads as fast as it asks; a backlog means it stopped
-					}
-				}
-			case error:
-				return
-			}
-		}
-	}()
-	t.Cleanup(func() { conn.Close(); <-done })
-	return out
+	msgs, _ := subscribeTo(t, c.redis.Addr, c.channel()+":node:"+cand, 64)
+	return msgs
+}
+
+// voteFrom decodes b as a vote from node id.
+func voteFrom(id string, b []byte) (message, bool) {
+	m, err := decodeWire(b, nil)
+	return m, err == nil && m.Type == msgVote && m.From == id
 }
 
 // TestSubscriberKilledReconnects has Redis drop every pub/sub client
