@@ -219,7 +219,7 @@ func writeTable(w io.Writer, rs []ScenarioResult, withAlgo bool) {
 func floorMs(name string, cfg *Config) float64 {
 	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 	switch name {
-	case "crash", "amnesia":
+	case "crash", "crash-heir", "amnesia":
 		return ms(cfg.Lease)
 	case "pause", "partition", "partition-out":
 		return ms(cfg.PeerTimeout)
