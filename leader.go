@@ -107,8 +107,10 @@ type Config struct {
 	Group string
 
 	// ID identifies this node in the group. Default: hostname-pid-random, unique
-	// per process incarnation. A fixed ID is allowed, but two live processes
-	// must never share one.
+	// per process incarnation. A fixed ID (a pod name, say) is allowed, but
+	// two live processes must never share one. A process restarted with the
+	// ID of one that just voted cannot vote twice in a term: it listens for
+	// PeerTimeout first, and never votes in a term it saw meanwhile.
 	ID string
 
 	// HeartbeatInterval is how often the leader heartbeats (and so renews its
