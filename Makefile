@@ -5,7 +5,7 @@
 #   make chaos        the failover benchmark under real faults (the main job)
 #   make chaos-quick  every chaos scenario once, for CI
 #   make chaos-both   every chaos scenario for the library and the Redis lock baseline, side by side
-#   make sweep        scale sweep: 3 to 129 node processes on one Redis (about 3.5 min on 2 cores)
+#   make sweep        scale sweep: 3 to 129 node processes on one Redis (about 4.5 min on 2 cores)
 #   make soak         10 minutes of 5 nodes under latency and periodic flaps: flat memory and goroutines? (SOAK=10m)
 #   make bench        hot-path benchmarks of leader.go
 #   make fuzz         fuzz the decoder and the state machine (FUZZTIME=5m)
