@@ -1482,9 +1482,15 @@ func (r *run) tick(now time.Time) {
 	case Follower:
 		silent := now.Sub(s.heardLead)
 		// While its leader is heard, a follower only acks. Without one, or
-		// when the leader misses a heartbeat, it broadcasts, so the others
-		// learn who is live before anyone campaigns.
-		if (s.leader == "" || silent >= e.cfg.HeartbeatInterval*3/2) && now.Sub(s.lastSent) >= e.cfg.HeartbeatInterval {
+		// once its leader has been silent for PeerTimeout/2, it broadcasts
+		// every PeerTimeout/3, so that the others learn who is live before
+		// anyone campaigns: each live node is heard at least twice in any
+		// PeerTimeout. Not sooner and not more often: each broadcast goes to
+		// every node, N² deliveries a round (in a group of 129, 165,000 a
+		// second at every HeartbeatInterval, enough to starve a small
+		// machine), and after a crash the fast path has usually elected a
+		// new leader before PeerTimeout/2.
+		if (s.leader == "" || silent >= e.cfg.PeerTimeout/2) && now.Sub(s.lastSent) >= e.cfg.PeerTimeout/3 {
 			r.sendHeartbeat(now)
 		}
 		if s.leader != "" && silent >= e.cfg.HeartbeatInterval*3/2 && !s.numsubBusy &&
@@ -1540,8 +1546,10 @@ func (r *run) nextWake(now time.Time) time.Time {
 		at(s.electionAt)
 		at(s.joinUntil)
 		at(s.stallUntil)
+		at(s.lastSent.Add(e.cfg.PeerTimeout / 3))
 		if s.leader != "" {
 			at(s.heardLead.Add(e.cfg.HeartbeatInterval * 3 / 2))
+			at(s.heardLead.Add(e.cfg.PeerTimeout / 2))
 			at(s.heardLead.Add(e.cfg.PeerTimeout))
 			at(s.numsubAt.Add(e.cfg.HeartbeatInterval))
 		}
