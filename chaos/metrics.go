@@ -86,6 +86,7 @@ type TrialResult struct {
 	Spurious   int             `json:"spurious_changes"`
 	TermsUsed  uint64          `json:"terms"`
 	Elections  uint64          `json:"elections"`
+	Received   uint64          `json:"received"` // valid messages the nodes received in the trial (their status reports, so to within one report period)
 	Violations []Violation     `json:"violations"`
 	Failures   []string        `json:"failures"`
 	DurationMs float64         `json:"duration_ms"`
@@ -632,6 +633,7 @@ func analyzeTrial(tr *TrialRecord, evs []Event, segs []*Segment, stalls []Stall,
 	for id, e := range last {
 		f := first[id]
 		res.Elections += e.Elections - min(f.Elections, e.Elections)
+		res.Received += e.MsgsIn - min(f.MsgsIn, e.MsgsIn)
 		stepDowns += e.StepDowns - min(f.StepDowns, e.StepDowns)
 		if d := e.Dropped - min(f.Dropped, e.Dropped); tr.Dropped > 0 && d < tr.Dropped && alive(evs, id, tr.End) {
 			underDropped = append(underDropped, fmt.Sprintf("%s %d", id, d))

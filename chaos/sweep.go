@@ -49,6 +49,7 @@ type SweepPoint struct {
 	CalmElections  uint64   `json:"calm_elections"`
 	TermsPerCrash  float64  `json:"terms_per_crash"`     // how far the term grew per crash (1 = one election)
 	ElectPerCrash  float64  `json:"elections_per_crash"` // elections started (Status().Elections, all nodes) per crash
+	RecvPerCrash   float64  `json:"received_per_crash"`  // messages all nodes received in a crash trial (kill, election, restart: about 2 s)
 	Crashes        int      `json:"crashes"`
 	Recovered      int      `json:"recovered"`
 	Failover       Pcts     `json:"failover_ms"`
@@ -373,6 +374,7 @@ func sweepMain(ctx context.Context, cfg *Config, say func(string, ...any), out i
 			pt.Crashes++
 			pt.TermsPerCrash += float64(tr.TermsUsed)
 			pt.ElectPerCrash += float64(tr.Elections)
+			pt.RecvPerCrash += float64(tr.Received)
 			if tr.Recovered {
 				pt.Recovered++
 			}
@@ -386,6 +388,7 @@ func sweepMain(ctx context.Context, cfg *Config, say func(string, ...any), out i
 		if pt.Crashes > 0 {
 			pt.TermsPerCrash = round(pt.TermsPerCrash/float64(pt.Crashes), 1)
 			pt.ElectPerCrash = round(pt.ElectPerCrash/float64(pt.Crashes), 1)
+			pt.RecvPerCrash = round(pt.RecvPerCrash/float64(pt.Crashes), 0)
 		}
 		pt.Violations = append(pt.Violations, sr.res.Violations...)
 		pt.Failures = append(pt.Failures, sr.res.Failures...)
@@ -456,7 +459,7 @@ func satSuffix(p *SweepPoint) string {
 
 func writeSweepTable(w io.Writer, res *SweepResults) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "nodes\tpublished/s\treceived/s\tredis cpu %\tnode cpu % med\tmax\tharness %\tnode RSS MB med\tnode r/w syscalls/s med\tstartup s\tterm\tfailover p50\tp99 ms\tcrashes ok\tterms/crash\telections/crash\tspurious\tcalm elections\tmachine busy %\trunnable\tstalls\tnote\t")
+	fmt.Fprintln(tw, "nodes\tpublished/s\treceived/s\tredis cpu %\tnode cpu % med\tmax\tharness %\tnode RSS MB med\tnode r/w syscalls/s med\tstartup s\tterm\tfailover p50\tp99 ms\tcrashes ok\tterms/crash\telections/crash\treceived/crash\tspurious\tcalm elections\tmachine busy %\trunnable\tstalls\tnote\t")
 	for _, p := range res.Points {
 		note := verdict(p.Violations, p.Failures)
 		if p.Saturated {
@@ -466,9 +469,9 @@ func writeSweepTable(w io.Writer, res *SweepResults) {
 		if p.Failover.N > 0 {
 			fo50, fo99 = fmt.Sprintf("%.0f", p.Failover.P50), fmt.Sprintf("%.0f", p.Failover.P99)
 		}
-		fmt.Fprintf(tw, "%d\t%.0f\t%.0f\t%.1f\t%.2f\t%.1f\t%.1f\t%.1f\t%.0f\t%.1f\t%d\t%s\t%s\t%d/%d\t%.1f\t%.1f\t%d\t%d\t%.0f\t%.1f\t%d\t%s\t\n",
+		fmt.Fprintf(tw, "%d\t%.0f\t%.0f\t%.1f\t%.2f\t%.1f\t%.1f\t%.1f\t%.0f\t%.1f\t%d\t%s\t%s\t%d/%d\t%.1f\t%.1f\t%.0f\t%d\t%d\t%.0f\t%.1f\t%d\t%s\t\n",
 			p.Nodes, p.PublishedPerS, p.ReceivedPerS, 100*p.RedisCPU, 100*p.NodeCPUMedian, 100*p.NodeCPUMax, 100*p.HarnessCPU, p.NodeRSSMedian,
-			p.NodeSysMedian, p.StartupS, p.StartupTerm, fo50, fo99, p.Recovered, p.Crashes, p.TermsPerCrash, p.ElectPerCrash, p.Spurious, p.CalmElections, 100*p.MachineBusy, p.Runnable, p.Stalls, note)
+			p.NodeSysMedian, p.StartupS, p.StartupTerm, fo50, fo99, p.Recovered, p.Crashes, p.TermsPerCrash, p.ElectPerCrash, p.RecvPerCrash, p.Spurious, p.CalmElections, 100*p.MachineBusy, p.Runnable, p.Stalls, note)
 	}
 	tw.Flush()
 }
