@@ -3430,6 +3430,51 @@ func TestStalledNodeVotesButWaitsToStand(t *testing.T) {
 	r.drain()
 }
 
+// TestHeirStandsFirst drives followers offline: when their leader falls
+// silent for a PeerTimeout, the heir its heartbeats named campaigns within
+// ElectionJitter/5, every other follower holds back a round first, and
+// without a named heir a follower waits a random [0, ElectionJitter]. On
+// the crash fast path (Redis says the leader's process is gone) the heir
+// goes at once and the others still a round later.
+func TestHeirStandsFirst(t *testing.T) {
+	jit, round := defaultElectionJitter, 2*defaultHeartbeatInterval
+	for _, tc := range []struct {
+		self, heir string
+		crash      bool
+		min, max   time.Duration
+	}{
+		{"h", "h", false, 0, jit / 5},
+		{"o", "h", false, round, round + jit},
+		{"o", "", false, 0, jit},
+		{"h", "h", true, 0, 0},
+		{"o", "h", true, round, round + jit},
+	} {
+		r := offlineRun(t, Config{ID: tc.self, ClusterSize: 3})
+		s := &r.e.st
+		at := time.Now()
+		r.locked(func(time.Time) {
+			r.onMessage(&message{Type: msgHeartbeat, Flags: flagLeader, Term: 3, Seq: 1, Live: 3, Inc: 9, From: "boss", To: tc.heir}, at)
+			require.Equal(t, tc.heir, r.e.st.heir)
+			var now time.Time
+			if tc.crash {
+				now = at.Add(2 * defaultHeartbeatInterval)
+				r.onEvent(event{kind: evNumSub, id: "boss", n: 0}, now)
+			} else {
+				now = at.Add(defaultPeerTimeout)
+				s.selfEcho = now // its own link to Redis works
+				r.tick(now)
+			}
+			require.Equal(t, Follower, s.role)
+			require.False(t, s.electionAt.IsZero(), "%+v: no campaign scheduled", tc)
+			delay := s.electionAt.Sub(now)
+			assert.GreaterOrEqual(t, delay, tc.min, "%+v", tc)
+			assert.LessOrEqual(t, delay, tc.max, "%+v", tc)
+		})
+		r.drain()
+		assert.Equal(t, tc.heir, r.e.Status().Heir)
+	}
+}
+
 // offlineRun builds the state machine of an Elector without Redis: messages
 // go straight to its handler, and what it publishes piles up in out.
 func offlineRun(tb testing.TB, cfg Config) *run {
@@ -3467,6 +3512,7 @@ func (r *run) drain() {
 func seedMessages() []message {
 	return []message{
 		{Type: msgHeartbeat, Flags: flagLeader, Term: 7, Seq: 42, Inc: 1, From: "a"},
+		{Type: msgHeartbeat, Flags: flagLeader, Term: 7, Seq: 43, Live: 5, Inc: 1, From: "a", To: "b"}, // names an heir
 		{Type: msgHeartbeat, Term: 7, Seq: 42, Inc: 2, From: "b", To: "a"},
 		{Type: msgPreVote, Term: 8, Inc: 2, From: "b", To: "a", Flags: flagLeaderGone},
 		{Type: msgPreVoteReply, Term: 8, Seq: 7, Inc: 3, From: "c", To: "b", Flags: flagGranted},
