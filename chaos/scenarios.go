@@ -49,18 +49,7 @@ var scenarios = []Scenario{
 		Fault:  "SIGKILL the leader; once a new leader is stable, restart it as a new incarnation",
 		Checks: "a new leader with a higher term; the restarted node does not take leadership back",
 		Run: func(t *Trial) {
-			l := t.R.OldSlot
-			ep := t.episode("crash", true, l)
-			fi := t.fault("SIGKILL", l)
-			t.signal(l, syscall.SIGKILL)
-			t.waitExit(l, 2*time.Second)
-			if !t.waitStable(ep, "after SIGKILL of the leader") {
-				return
-			}
-			t.endFault(fi)
-			t.quietFrom(mono())
-			t.restart(l)
-			t.waitStable(nil, "after the crashed node restarted")
+			crashAndRestart(t, "crash", "SIGKILL", "after SIGKILL of the leader", t.R.OldSlot)
 		}},
 	{Name: "crash-heir", Trials: 5, Algos: []string{algoQuasiRaft},
 		SkipWhy: "a lock names no heir",
@@ -77,20 +66,7 @@ var scenarios = []Scenario{
 				t.failf("the leader's status named no live heir")
 				heir = t.pick(1, t.followers())[0]
 			}
-			ep := t.episode("crash-heir", true, l, heir)
-			fi := t.fault("SIGKILL leader and heir", l, heir)
-			t.signal(l, syscall.SIGKILL)
-			t.signal(heir, syscall.SIGKILL)
-			t.waitExit(l, 2*time.Second)
-			t.waitExit(heir, 2*time.Second)
-			if !t.waitStable(ep, "after SIGKILL of the leader and its heir") {
-				return
-			}
-			t.endFault(fi)
-			t.quietFrom(mono())
-			t.restart(l)
-			t.restart(heir)
-			t.waitStable(nil, "after the crashed nodes restarted")
+			crashAndRestart(t, "crash-heir", "SIGKILL leader and heir", "after SIGKILL of the leader and its heir", l, heir)
 		}},
 	{Name: "follower-restart", Trials: 3,
 		Fault:  "SIGKILL a follower, wait PeerTimeout, restart it",
@@ -359,6 +335,28 @@ var scenarios = []Scenario{
 				t.quietFrom(mono())
 			}
 		}},
+}
+
+// crashAndRestart SIGKILLs slots at once, waits for a stable leader, then
+// restarts them as new incarnations and waits for a stable leader again.
+func crashAndRestart(t *Trial, name, kind, after string, slots ...int) {
+	ep := t.episode(name, true, slots...)
+	fi := t.fault(kind, slots...)
+	for _, s := range slots {
+		t.signal(s, syscall.SIGKILL)
+	}
+	for _, s := range slots {
+		t.waitExit(s, 2*time.Second)
+	}
+	if !t.waitStable(ep, after) {
+		return
+	}
+	t.endFault(fi)
+	t.quietFrom(mono())
+	for _, s := range slots {
+		t.restart(s)
+	}
+	t.waitStable(nil, "after the crashed nodes restarted")
 }
 
 // amnesia is the script of the amnesia scenario (issue 5, rule 8).
