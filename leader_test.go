@@ -2495,7 +2495,7 @@ func TestRestartedVoterNeverVotesTwice(t *testing.T) {
 		_, err := pub.Do("PUBLISH", c.channel(), b)
 		require.NoError(t, err)
 	}
-	// waitGrant asks every 10ms, in term from, then from+1, and so on,
+	// waitGrant asks every 5ms, in term from, then from+1, and so on,
 	// until v grants cand a vote, and returns the term of that vote. (A
 	// voter that just started never votes in the terms it saw then.)
 	waitGrant := func(votes <-chan []byte, cand string, from uint64) uint64 {
@@ -2521,7 +2521,7 @@ func TestRestartedVoterNeverVotesTwice(t *testing.T) {
 	v := c.start("v", voter)
 	term := waitGrant(votesTo(t, c, "X"), "X", 1)
 	require.NoError(t, v.stop())
-	v = c.start("v", voter) // at once, same ID, nothing remembered
+	c.start("v", voter) // at once, same ID, nothing remembered
 
 	ys := votesTo(t, c, "Y")
 	var first time.Time
