@@ -34,6 +34,9 @@ package leader
 //	never two leaders at once                    the monitor, checked at the end of every cluster test
 //	Sentinel-style failover to a promoted replica TestReplicaPromoted
 //	password, TLS and a least-privilege ACL user  TestPasswordRedisThroughDial, TestTLSAndACLUser
+//	a restart with the same ID never votes twice  TestRestartedVoterNeverVotesTwice
+//	the heir stands first; backoff; stalled nodes TestHeirStandsFirst, TestElectionBackoff,
+//	                                             TestStalledNodeVotesButWaitsToStand
 
 import (
 	"bytes"
