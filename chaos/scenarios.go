@@ -54,7 +54,7 @@ var scenarios = []Scenario{
 	{Name: "crash-heir", Trials: 5, Algos: []string{algoQuasiRaft},
 		SkipWhy: "a lock names no heir",
 		Fault:   "SIGKILL the leader and the follower it names as heir at the same moment; once a new leader is stable, restart both",
-		Checks:  "a new leader with a higher term among the others, who get no head start from an heir (only the jitter spreads them); the restarted nodes do not take leadership back",
+		Checks:  "a new leader with a higher term among the others, who get no head start from an heir (the jitter and the pre-vote's lower-ID rule must keep them apart); the restarted nodes do not take leadership back",
 		Run: func(t *Trial) {
 			l := t.R.OldSlot
 			if t.clusterSize > 0 && t.cfg.Nodes-2 < t.clusterSize/2+1 {
