@@ -37,6 +37,7 @@ package leader
 //	a restart with the same ID never votes twice  TestRestartedVoterNeverVotesTwice
 //	the heir stands first; backoff; stalled nodes TestHeirStandsFirst, TestElectionBackoff,
 //	                                             TestStalledNodeVotesButWaitsToStand
+//	a slow Logger: IsLeader prompt, no overlap   TestSlowLoggerNeverOverlaps
 
 import (
 	"bytes"
@@ -3105,6 +3106,109 @@ func testRejoin(t *testing.T, strict bool) {
 				round, first.id, term, nw.id, newTerm, c.dump())
 		}
 	}
+}
+
+// ---------------------------------------------------------------------------
+// Breaks: promises that a slow Logger, an unwritable term key or an
+// untimely reconnect must not break
+
+// logGate makes the first record with message msg, among all the handlers
+// that share the gate, block for hold: a Logger that is slow once (a full
+// pipe, a remote sink that stalls).
+type logGate struct {
+	msg  string
+	hold time.Duration
+
+	mu       sync.Mutex
+	who      string        // the node whose record blocked
+	blocking chan struct{} // closed when that record began to block
+	released chan struct{} // closed when it returned
+}
+
+func newLogGate(msg string, hold time.Duration) *logGate {
+	return &logGate{msg: msg, hold: hold, blocking: make(chan struct{}), released: make(chan struct{})}
+}
+
+func (g *logGate) pass(id string) {
+	g.mu.Lock()
+	first := g.who == ""
+	if first {
+		g.who = id
+	}
+	g.mu.Unlock()
+	if !first {
+		return
+	}
+	close(g.blocking)
+	time.Sleep(g.hold) // the slow Logger: holding the fault for a given time
+	close(g.released)
+}
+
+func (g *logGate) blocked() string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.who
+}
+
+// gatedHandler is a slog.Handler that passes every record through its gate
+// first.
+type gatedHandler struct {
+	slog.Handler
+	gate *logGate
+	id   string
+}
+
+func (h gatedHandler) Handle(ctx context.Context, r slog.Record) error {
+	if r.Message == h.gate.msg {
+		h.gate.pass(h.id)
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h gatedHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return gatedHandler{h.Handler.WithAttrs(as), h.gate, h.id}
+}
+
+func (h gatedHandler) WithGroup(name string) slog.Handler {
+	return gatedHandler{h.Handler.WithGroup(name), h.gate, h.id}
+}
+
+// TestSlowLoggerNeverOverlaps gives every node a Logger that blocks for a
+// second (over six PeerTimeouts) on the first "leading" record of the
+// group: the first leader's Logger stalls as it starts to lead. A slow
+// Logger is the user's code; it must not stall IsLeader (which must answer
+// from the clock at once), nor make a node run OnStartedLeading after its
+// lease is gone, while another node leads (the monitor checks both at the
+// end). Once the Logger returns, one leader must settle.
+func TestSlowLoggerNeverOverlaps(t *testing.T) {
+	c := newCluster(t)
+	gate := newLogGate("leading", time.Second)
+	nodes := c.startN(3, "n", func(cfg *Config) {
+		cfg.Logger = slog.New(gatedHandler{cfg.Logger.Handler(), gate, cfg.ID})
+	})
+	select {
+	case <-gate.blocking:
+	case <-time.After(waitLong):
+		t.Fatalf("no node logged \"leading\" within %v:\n%s", waitLong, c.dump())
+	}
+	var slow *node
+	for _, n := range nodes {
+		if n.id == gate.blocked() {
+			slow = n
+		}
+	}
+	require.NotNil(t, slow)
+	// The Logger blocks now: IsLeader must still answer promptly.
+	asked := time.Now()
+	active := slow.e.IsLeader()
+	took := time.Since(asked)
+	t.Logf("%s's Logger blocks; its IsLeader() answered %v after %v", slow.id, active, took.Round(100*time.Microsecond))
+	assert.Less(t, took, 100*time.Millisecond, "IsLeader blocked while the Logger did: it waits for the lock the Logger is called under")
+	<-gate.released
+	ldr, term := c.waitStable(testPeer, nodes...)
+	t.Logf("after the Logger returned: %s leads in term %d", ldr.id, term)
+	// Let the slow node act on whatever it queued while its Logger blocked.
+	c.holdFor(calm, "after the slow Logger returned", stable(ldr, term, nodes...))
 }
 
 // ---------------------------------------------------------------------------
