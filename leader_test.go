@@ -38,6 +38,7 @@ package leader
 //	the heir stands first; backoff; stalled nodes TestHeirStandsFirst, TestElectionBackoff,
 //	                                             TestStalledNodeVotesButWaitsToStand
 //	a slow Logger: IsLeader prompt, no overlap   TestSlowLoggerNeverOverlaps
+//	term key unwritable (OOM, NOPERM): no lead   TestTermKeyFailureNeverFallsBack
 
 import (
 	"bytes"
@@ -3209,6 +3210,139 @@ func TestSlowLoggerNeverOverlaps(t *testing.T) {
 	t.Logf("after the Logger returned: %s leads in term %d", ldr.id, term)
 	// Let the slow node act on whatever it queued while its Logger blocked.
 	c.holdFor(calm, "after the slow Logger returned", stable(ldr, term, nodes...))
+}
+
+// logsTo returns a mod for cluster.start that logs, as the cluster does, to
+// t.Log and also into buf, so the test can read what a node logged.
+func logsTo(c *cluster, buf *lockedBuffer) func(*Config) {
+	return func(cfg *Config) {
+		cfg.Logger = slog.New(slog.NewTextHandler(io.MultiWriter(c.log, buf), &slog.HandlerOptions{Level: testLogLevel()}))
+	}
+}
+
+// warned reports whether a WARN or ERROR line of log contains every one
+// of words (case-insensitive).
+func warned(log string, words ...string) bool {
+	for _, line := range strings.Split(log, "\n") {
+		if !strings.Contains(line, "level=WARN") && !strings.Contains(line, "level=ERROR") {
+			continue
+		}
+		ok := true
+		for _, w := range words {
+			ok = ok && strings.Contains(strings.ToLower(line), strings.ToLower(w))
+		}
+		if ok {
+			return true
+		}
+	}
+	return false
+}
+
+// noLeaderFor watches nodes for d and reports (once, without stopping the
+// test) the first that holds the leader role or is the active leader.
+func (c *cluster) noLeaderFor(d time.Duration, why string, nodes ...*node) {
+	c.t.Helper()
+	start := time.Now()
+	var bad error
+	poll(d, func() bool {
+		for _, n := range nodes {
+			if s := n.e.Status(); s.Active || s.State == Leader {
+				bad = fmt.Errorf("%s is %v (active %v) in term %d, %v after the start", n.id, s.State, s.Active, s.Term, time.Since(start).Round(time.Millisecond))
+				return true
+			}
+		}
+		return false
+	})
+	if bad == nil {
+		for _, n := range nodes {
+			if spans := c.mon.activeSpans(n); len(spans) > 0 {
+				bad = fmt.Errorf("%s was seen active at %s", n.id, spans[0].from.Format("15:04:05.000000"))
+			}
+		}
+	}
+	if bad != nil {
+		c.t.Errorf("%s: %v\n%s", why, bad, c.dump())
+	}
+}
+
+// TestTermKeyFailureNeverFallsBack: a node takes a new term from the term
+// key, so that terms (fencing tokens) keep growing across restarts of every
+// node. When Redis refuses to write that key, a node cannot know a term
+// that is unique and higher than every term before: it must not stand,
+// must say why, and must lead again, in a term above the key's, once the
+// key can be written.
+func TestTermKeyFailureNeverFallsBack(t *testing.T) {
+	t.Run("OOM", func(t *testing.T) {
+		r := startRedis(t)
+		c := newClusterOn(t, r, "g")
+		admin := redisClient(t, r.Addr)
+		termKey := c.channel() + ":term"
+		const before = 1000 // the terms of an earlier life of the group
+		_, err := admin.Do("SET", termKey, before)
+		require.NoError(t, err)
+		_, err = admin.Do("CONFIG", "SET", "maxmemory-policy", "noeviction")
+		require.NoError(t, err)
+		_, err = admin.Do("CONFIG", "SET", "maxmemory", "1")
+		require.NoError(t, err)
+		_, err = admin.Do("EVAL", nextTermScript, 1, termKey, 0)
+		require.ErrorContains(t, err, "OOM", "EVAL of a writing script at maxmemory with noeviction")
+		_, err = admin.Do("PUBLISH", c.channel()+":probe", "x")
+		require.NoError(t, err, "PUBLISH at maxmemory")
+
+		logs := make([]*lockedBuffer, 3)
+		nodes := make([]*node, 3)
+		for i := range nodes {
+			logs[i] = &lockedBuffer{}
+			nodes[i] = c.start("n"+strconv.Itoa(i), logsTo(c, logs[i]))
+		}
+		c.noLeaderFor(10*testPeer, "the term key cannot be written", nodes...)
+		told := false
+		for i, n := range nodes {
+			s := n.e.Status()
+			if warned(logs[i].String(), "term key") || strings.Contains(s.LastRedisError, "OOM") {
+				told = true
+			}
+			t.Logf("%s: term %d, elections %d, last Redis error %q", n.id, s.Term, s.Elections, s.LastRedisError)
+		}
+		assert.True(t, told, "no node said, in a WARN or ERROR log mentioning the term key or in Status().LastRedisError, that it could not take a term")
+
+		_, err = admin.Do("CONFIG", "SET", "maxmemory", "0")
+		require.NoError(t, err)
+		ldr, term := c.waitLeader(nodes...)
+		t.Logf("with memory back: %s leads in term %d", ldr.id, term)
+		assert.Greater(t, term, uint64(before), "the term key held %d: a lower term is not a fencing token", before)
+	})
+
+	t.Run("NOPERM", func(t *testing.T) {
+		// The user may do everything an Elector does but EVAL.
+		r := startRedis(t, "--user", "noeval", "on", ">pw", "~leader:{g}:term", "&leader:{g}*",
+			"+publish", "+subscribe", "+ping", "+pubsub|numsub")
+		c := newClusterOn(t, r, "g")
+		logs := make([]*lockedBuffer, 3)
+		nodes := make([]*node, 3)
+		for i := range nodes {
+			logs[i] = &lockedBuffer{}
+			nodes[i] = c.start("n"+strconv.Itoa(i), func(cfg *Config) {
+				logsTo(c, logs[i])(cfg)
+				addr := cfg.Addr // this node's proxy
+				cfg.Addr = ""
+				cfg.Dial = func(ctx context.Context) (redis.Conn, error) {
+					return redis.DialContext(ctx, "tcp", addr, redis.DialUsername("noeval"), redis.DialPassword("pw"),
+						redis.DialReadTimeout(cfg.PeerTimeout), redis.DialWriteTimeout(cfg.PeerTimeout))
+				}
+			})
+		}
+		c.noLeaderFor(10*testPeer, "EVAL is denied", nodes...)
+		told := false
+		for i, n := range nodes {
+			s := n.e.Status()
+			if warned(logs[i].String(), "NOPERM") {
+				told = true
+			}
+			t.Logf("%s: term %d, elections %d, last Redis error %q", n.id, s.Term, s.Elections, s.LastRedisError)
+		}
+		assert.True(t, told, "no node logged the NOPERM at WARN or ERROR")
+	})
 }
 
 // ---------------------------------------------------------------------------
