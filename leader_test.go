@@ -39,6 +39,7 @@ package leader
 //	                                             TestStalledNodeVotesButWaitsToStand
 //	a slow Logger: IsLeader prompt, no overlap   TestSlowLoggerNeverOverlaps
 //	term key unwritable (OOM, NOPERM): no lead   TestTermKeyFailureNeverFallsBack
+//	a lone-elected leader's echo after a cut     TestDynamicLoneLeaderNeverRearmsAfterCut
 
 import (
 	"bytes"
@@ -3343,6 +3344,156 @@ func TestTermKeyFailureNeverFallsBack(t *testing.T) {
 		}
 		assert.True(t, told, "no node logged the NOPERM at WARN or ERROR")
 	})
+}
+
+// routedConn is a redis.Conn that dials on its first command: through the
+// proxy at sub when that command is SUBSCRIBE (the Elector's subscriber),
+// through the one at pub otherwise (its publisher). A test can so cut or
+// heal a node's two connections one at a time, as when Redis closes only
+// the subscriber (an output buffer limit, CLIENT KILL TYPE pubsub).
+type routedConn struct {
+	sub, pub string
+	timeout  time.Duration
+
+	c   redis.Conn
+	err error
+}
+
+func (rc *routedConn) conn(cmd string) (redis.Conn, error) {
+	if rc.c == nil && rc.err == nil {
+		addr := rc.pub
+		if strings.EqualFold(cmd, "SUBSCRIBE") {
+			addr = rc.sub
+		}
+		rc.c, rc.err = redis.Dial("tcp", addr, redis.DialConnectTimeout(time.Second),
+			redis.DialReadTimeout(rc.timeout), redis.DialWriteTimeout(rc.timeout))
+	}
+	return rc.c, rc.err
+}
+
+func (rc *routedConn) Send(cmd string, args ...any) error {
+	c, err := rc.conn(cmd)
+	if err != nil {
+		return err
+	}
+	return c.Send(cmd, args...)
+}
+
+func (rc *routedConn) Do(cmd string, args ...any) (any, error) {
+	c, err := rc.conn(cmd)
+	if err != nil {
+		return nil, err
+	}
+	return c.Do(cmd, args...)
+}
+
+func (rc *routedConn) DoWithTimeout(d time.Duration, cmd string, args ...any) (any, error) {
+	c, err := rc.conn(cmd)
+	if err != nil {
+		return nil, err
+	}
+	return redis.DoWithTimeout(c, d, cmd, args...)
+}
+
+func (rc *routedConn) Flush() error {
+	if rc.c == nil {
+		return rc.Err()
+	}
+	return rc.c.Flush()
+}
+
+func (rc *routedConn) Receive() (any, error) {
+	if rc.c == nil {
+		return nil, rc.Err()
+	}
+	return rc.c.Receive()
+}
+
+func (rc *routedConn) ReceiveWithTimeout(d time.Duration) (any, error) {
+	if rc.c == nil {
+		return nil, rc.Err()
+	}
+	return redis.ReceiveWithTimeout(rc.c, d)
+}
+
+func (rc *routedConn) Err() error {
+	switch {
+	case rc.c != nil:
+		return rc.c.Err()
+	case rc.err != nil:
+		return rc.err
+	}
+	return errors.New("routedConn: no command sent yet")
+}
+
+func (rc *routedConn) Close() error {
+	if rc.c == nil {
+		return nil
+	}
+	return rc.c.Close()
+}
+
+// TestDynamicLoneLeaderNeverRearmsAfterCut: in dynamic mode p1 is elected
+// alone (a quorum of 1 of 1), then p2 and p3 join and follow it. Then p1's
+// link goes: Redis closes its subscriber connection, and its publisher's
+// traffic is blackholed. p2 and p3 hear Redis say p1 is gone (the crash
+// fast path), elect one of them in a higher term and wait out p1's lease.
+// p1's publisher comes back first (its heartbeats, of the old term, are
+// stale to the others), then its subscriber, while p1 still holds the
+// leader role it has not yet given up and no longer hears any peer. Its
+// own echo must not make it active again: two leaders at once (the
+// monitor checks). LeaseTimeout is 90% of PeerTimeout, the most New allows.
+func TestDynamicLoneLeaderNeverRearmsAfterCut(t *testing.T) {
+	const lease = 225 * time.Millisecond
+	timing := func(cfg *Config) {
+		cfg.HeartbeatInterval = 50 * time.Millisecond
+		cfg.PeerTimeout = 250 * time.Millisecond
+		cfg.LeaseTimeout = lease // 90% of PeerTimeout
+		cfg.ElectionJitter = 60 * time.Millisecond
+	}
+	r := startRedis(t)
+	subProxy := startProxy(t, r.Addr) // p1's subscriber; its own proxy takes the rest
+	t.Cleanup(subProxy.close)         // after the cluster's shutdown
+	c := newClusterOn(t, r, "g")
+	p1 := c.start("p1", func(cfg *Config) {
+		timing(cfg)
+		pub, timeout := cfg.Addr, cfg.PeerTimeout
+		cfg.Addr = ""
+		cfg.Dial = func(context.Context) (redis.Conn, error) {
+			return &routedConn{sub: subProxy.Addr(), pub: pub, timeout: timeout}, nil
+		}
+	})
+	_, term := c.waitLeader(p1)
+	p2, p3 := c.start("p2", timing), c.start("p3", timing)
+	nodes := []*node{p1, p2, p3}
+	ldr, term := c.waitStable(250*time.Millisecond, nodes...)
+	require.Equal(t, p1, ldr, "the lone leader lost its term when the others joined")
+
+	// Cut just after a heartbeat renewed p1's lease, so that the lease and
+	// the peers p1 heard run out at about the same time.
+	require.True(t, poll(waitLong, func() bool { return p1.e.Status().LeaseLeft > lease-10*time.Millisecond }))
+	cut := p1.proxy.Cut()
+	subProxy.Cut()
+	subProxy.closeConns() // Redis sees p1's subscriber go: NUMSUB of its channel is 0
+	others := []*node{p2, p3}
+	require.True(t, poll(waitLong, func() bool {
+		return p2.e.Status().Term > term && p3.e.Status().Term > term
+	}), "p2 and p3 did not move past term %d:\n%s", term, c.dump())
+	p1.proxy.Heal() // its publisher redials; its heartbeats are of the old term now
+	pubHealed := time.Since(cut)
+	require.True(t, poll(waitLong, func() bool {
+		nw, _ := agreedLeader(others)
+		return nw != nil && len(p1.e.Status().LivePeers) == 0
+	}), "no new leader, or p1 still hears its peers:\n%s", c.dump())
+	s := p1.e.Status()
+	subHealed := time.Since(cut)
+	subProxy.Heal()
+	t.Logf("cut at 0; publisher healed at %v; subscriber healed at %v, p1 then %v in term %d", pubHealed.Round(time.Millisecond), subHealed.Round(time.Millisecond), s.State, s.Term)
+	nw, newTerm := c.waitStable(calm, nodes...)
+	t.Logf("%s leads in term %d (p1 led term %d)", nw.id, newTerm, term)
+	if at, ok := c.mon.seenActiveAfter(p1, cut); ok {
+		t.Logf("p1 was active again %v after the cut", at.Sub(cut).Round(100*time.Microsecond))
+	}
 }
 
 // ---------------------------------------------------------------------------
