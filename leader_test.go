@@ -40,6 +40,7 @@ package leader
 //	a slow Logger: IsLeader prompt, no overlap   TestSlowLoggerNeverOverlaps
 //	term key unwritable (OOM, NOPERM): no lead   TestTermKeyFailureNeverFallsBack
 //	a lone-elected leader's echo after a cut     TestDynamicLoneLeaderNeverRearmsAfterCut
+//	a restarted voter never acks an old leader   TestRestartedVoterNeverAcksOldLeader
 
 import (
 	"bytes"
@@ -3435,8 +3436,8 @@ func (rc *routedConn) Close() error {
 
 // TestDynamicLoneLeaderNeverRearmsAfterCut: in dynamic mode p1 is elected
 // alone (a quorum of 1 of 1), then p2 and p3 join and follow it. Then p1's
-// link goes: Redis closes its subscriber connection, and its publisher's
-// traffic is blackholed. p2 and p3 hear Redis say p1 is gone (the crash
+// link goes: its subscriber connection closes (Redis sees nobody on its
+// channel), and its publisher's traffic is blackholed. p2 and p3 hear Redis say p1 is gone (the crash
 // fast path), elect one of them in a higher term and wait out p1's lease.
 // p1's publisher comes back first (its heartbeats, of the old term, are
 // stale to the others), then its subscriber, while p1 still holds the
@@ -3493,6 +3494,94 @@ func TestDynamicLoneLeaderNeverRearmsAfterCut(t *testing.T) {
 	t.Logf("%s leads in term %d (p1 led term %d)", nw.id, newTerm, term)
 	if at, ok := c.mon.seenActiveAfter(p1, cut); ok {
 		t.Logf("p1 was active again %v after the cut", at.Sub(cut).Round(100*time.Microsecond))
+	}
+}
+
+// TestRestartedVoterNeverAcksOldLeader, strict mode (ClusterSize 3): a
+// leads term T. a's subscriber connection closes (Redis: nobody on its
+// channel) and its publishes are blackholed. The crash fast path elects b
+// (say) in T+1 with c's vote, and b waits out a's lease. Then c restarts
+// with the same ID, just after one of b's heartbeats, and a's subscriber
+// comes back before a has given up the leader role. The new c remembers
+// nothing and is still listening after its start; it must not ack a's
+// term-T heartbeat into a quorum (a's own echo and c's ack make two of
+// three) while b leads T+1 on the vote c's earlier incarnation gave: two
+// leaders at once (the monitor checks). LeaseTimeout is 80% of PeerTimeout.
+func TestRestartedVoterNeverAcksOldLeader(t *testing.T) {
+	const hb, lease, peer = 80 * time.Millisecond, 240 * time.Millisecond, 300 * time.Millisecond
+	mod := func(cfg *Config) {
+		cfg.ClusterSize = 3
+		cfg.HeartbeatInterval, cfg.LeaseTimeout, cfg.PeerTimeout = hb, lease, peer
+		cfg.ElectionJitter = 60 * time.Millisecond
+	}
+	r := startRedis(t)
+	subProxy := startProxy(t, r.Addr) // a's subscriber; its own proxy takes the rest
+	t.Cleanup(subProxy.close)         // after the cluster's shutdown
+	c := newClusterOn(t, r, "g")
+	a := c.start("a", func(cfg *Config) {
+		mod(cfg)
+		pub := cfg.Addr
+		cfg.Addr = ""
+		cfg.Dial = func(context.Context) (redis.Conn, error) {
+			return &routedConn{sub: subProxy.Addr(), pub: pub, timeout: peer}, nil
+		}
+	})
+	nodes := []*node{a, c.start("b", mod), c.start("c", mod)}
+	ldr, term := c.waitStable(peer, nodes...)
+	if ldr != a {
+		ctx, cancel := context.WithTimeout(context.Background(), waitLong)
+		require.NoError(t, ldr.e.TransferTo(ctx, a.id))
+		cancel()
+		ldr, term = c.waitStable(peer, nodes...)
+		require.Equal(t, a, ldr, "TransferTo(a) did not make a the leader")
+	}
+	hbs, _ := subscribeTo(t, r.Addr, c.channel(), 256)
+
+	// Cut just after a heartbeat renewed a's lease.
+	require.True(t, poll(waitLong, func() bool { return a.e.Status().LeaseLeft > lease-10*time.Millisecond }))
+	cut := a.proxy.Cut()
+	subProxy.Cut()
+	subProxy.closeConns() // Redis sees a's subscriber go: the crash fast path
+	at := func() time.Duration { return time.Since(cut).Round(time.Millisecond) }
+	rest := nodes[1:]
+	require.True(t, poll(waitLong, func() bool {
+		return rest[0].e.Status().Term > term && rest[1].e.Status().Term > term
+	}), "b and c did not move past term %d:\n%s", term, c.dump())
+	a.proxy.Heal() // a's publisher redials; its heartbeats are of the old term now
+	pubHealed := at()
+	var nw *node
+	require.True(t, poll(waitLong, func() bool {
+		nw, _ = agreedLeader(rest)
+		return nw != nil
+	}), "no new leader among %v:\n%s", ids(rest), c.dump())
+	voter := without(rest, nw)[0]
+	newActive := at()
+	// Just after the new leader's next heartbeat, the voter restarts with
+	// the same ID and a's subscriber link comes back.
+	for len(hbs) > 0 {
+		<-hbs
+	}
+	deadline := time.After(waitLong)
+	for beat := false; !beat; {
+		select {
+		case b := <-hbs:
+			m, err := decodeWire(b, nil)
+			beat = err == nil && m.Type == msgHeartbeat && m.Flags&flagLeader != 0 && m.From == nw.id
+		case <-deadline:
+			t.Fatalf("no heartbeat from %s:\n%s", nw.id, c.dump())
+		}
+	}
+	beat := at()
+	require.NoError(t, voter.stop())
+	restarted := c.start(voter.id, mod)
+	subProxy.Heal()
+	s := a.e.Status()
+	t.Logf("cut at 0; a's publisher healed at %v; %s active by %v; its heartbeat at %v; %s restarted and a's subscriber healed at %v (a: %v in term %d)",
+		pubHealed, nw.id, newActive, beat, voter.id, at(), s.State, s.Term)
+	ldr, newTerm := c.waitStable(calm, a, nw, restarted)
+	t.Logf("%s leads in term %d (a led term %d)", ldr.id, newTerm, term)
+	if first, ok := c.mon.seenActiveAfter(a, cut); ok {
+		t.Logf("a was active again %v after the cut", first.Sub(cut).Round(100*time.Microsecond))
 	}
 }
 
