@@ -342,21 +342,17 @@ type Status struct {
 // Elector takes part in the election of one group. Create it with New and
 // call Run. Its methods are safe for concurrent use.
 type Elector struct {
-	cfg     Config
-	channel string // the group's channel
-	self    string // this node's own channel, for the crash fast path
-	termKey string // INCR'd per election so terms outlive restarts
-	inc     uint64 // random per incarnation: tells echoes from a duplicate ID
-	log     *slog.Logger
+	cfg Config
+	log *slog.Logger
 
 	running atomic.Bool
-	cmds    chan command  // to the state machine, while Run runs
+	cmds    chan command  // to the loop, while Run runs
 	done    chan struct{} // closed when Run returns
 
-	mu sync.Mutex // guards st; held only briefly, never around user code
-	st state
+	mu sync.Mutex // guards c; held only for a step of c, never around user code or I/O
+	c  core
 
-	// counters, read by Status without the lock
+	// counters of the Redis goroutines, read by Status without the lock
 	nIn, nOut, nDropped, nReconnects, nPubErr atomic.Uint64
 
 	// Set by the Redis goroutines with mark, read with stamp.
@@ -372,20 +368,18 @@ func New(cfg Config) (*Elector, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	var nonce [8]byte
-	_, _ = rand.Read(nonce[:])
+	var seed [24]byte
+	_, _ = rand.Read(seed[:])
 	e := &Elector{
-		cfg:     cfg,
-		channel: "leader:{" + cfg.Group + "}",
-		inc:     binary.LittleEndian.Uint64(nonce[:]) | 1,
-		log:     cfg.Logger.With("node", cfg.ID, "group", cfg.Group),
-		cmds:    make(chan command),
-		done:    make(chan struct{}),
-		base:    time.Now(),
+		cfg:  cfg,
+		log:  cfg.Logger.With("node", cfg.ID, "group", cfg.Group),
+		cmds: make(chan command),
+		done: make(chan struct{}),
+		base: time.Now(),
 	}
-	e.self = e.nodeChannel(cfg.ID)
-	e.termKey = e.channel + ":term"
-	e.st.peers = make(map[string]*peer)
+	inc := binary.LittleEndian.Uint64(seed[:8]) | 1
+	rnd := mrand.New(mrand.NewPCG(binary.LittleEndian.Uint64(seed[8:]), binary.LittleEndian.Uint64(seed[16:])))
+	e.c.init(cfg, inc, rnd)
 	return e, nil
 }
 
@@ -396,10 +390,12 @@ func (e *Elector) ID() string { return e.cfg.ID }
 // inside a lease that it checks against the clock at the time of the call.
 // Call it before each unit of leader-only work.
 func (e *Elector) IsLeader() bool {
-	now := time.Now()
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return e.st.activeAt(now)
+	// The clock is read under the lock, so the lease and the time are one
+	// snapshot: a call that waited for the lock cannot judge a lease that
+	// ended meanwhile by the time it was called.
+	return e.c.st.activeAt(time.Now())
 }
 
 // Leader returns the leader this node follows and its term, the fencing
@@ -407,43 +403,46 @@ func (e *Elector) IsLeader() bool {
 func (e *Elector) Leader() (id string, term uint64) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return e.st.leader, e.st.leaderTerm
+	return e.c.st.leader, e.c.st.leaderTerm
 }
 
 // Status returns a snapshot of the Elector.
 func (e *Elector) Status() Status {
-	now := time.Now()
 	e.mu.Lock()
+	now := time.Now()
+	e.syncLink()
+	c, st := &e.c, &e.c.st
 	s := Status{
 		ID:             e.cfg.ID,
-		State:          e.st.role,
-		Term:           e.st.term,
-		Leader:         e.st.leader,
-		Heir:           e.st.heir,
-		Active:         e.st.activeAt(now),
-		Connected:      e.linkUp(now),
-		Elections:      e.st.elections,
-		StepDowns:      e.st.stepDowns,
-		LastRedisError: e.st.lastRedisErr,
+		State:          st.role,
+		Term:           st.term,
+		Leader:         st.leader,
+		Heir:           st.heir,
+		Active:         st.activeAt(now),
+		Connected:      c.linkUp(now),
+		Elections:      st.elections,
+		StepDowns:      st.stepDowns,
+		LastRedisError: st.lastRedisErr,
 	}
 	if s.Active {
-		s.LeaseLeft = e.st.leaseEnd.Sub(now)
+		s.LeaseLeft = st.leaseEnd.Sub(now)
 	}
-	if e.st.role == Leader {
-		s.Nodes = e.st.nodes
-	} else if now.Sub(e.st.knownLiveAt) < e.cfg.PeerTimeout {
-		s.Nodes = e.st.knownLive
+	if st.role == Leader {
+		s.Nodes = st.nodes
+	} else if now.Sub(st.knownLiveAt) < e.cfg.PeerTimeout {
+		s.Nodes = st.knownLive
 	}
-	for id, p := range e.st.peers {
+	for id, p := range st.peers {
 		if now.Sub(p.heard) < e.cfg.PeerTimeout {
 			s.LivePeers = append(s.LivePeers, id)
 		}
 	}
+	dropped := st.dropped
 	e.mu.Unlock()
 	slices.Sort(s.LivePeers)
 	s.MessagesIn = e.nIn.Load()
 	s.MessagesOut = e.nOut.Load()
-	s.Dropped = e.nDropped.Load()
+	s.Dropped = e.nDropped.Load() + dropped
 	s.Reconnects = e.nReconnects.Load()
 	s.PublishErrors = e.nPubErr.Load()
 	return s
@@ -489,10 +488,6 @@ func (e *Elector) handover(ctx context.Context, to string, strict bool) error {
 	}
 }
 
-// ---------------------------------------------------------------------------
-// Run and the state machine
-// ---------------------------------------------------------------------------
-
 // Run takes part in the election until ctx is cancelled. It connects to
 // Redis, reconnecting with capped backoff for as long as it runs, so it
 // survives Redis outages. When ctx is cancelled a leader hands over
@@ -502,88 +497,131 @@ func (e *Elector) Run(ctx context.Context) error {
 	if !e.running.CompareAndSwap(false, true) {
 		return ErrAlreadyRunning
 	}
-	ictx, stop := context.WithCancel(context.Background())
-	r := &run{
-		e:      e,
-		ctx:    ictx,
-		events: make(chan event, inboxSize),
-		out:    make(chan job, 256),
-		mac:    e.newMAC(),
-	}
-	r.cb.wake = make(chan struct{}, 1)
-	var wg sync.WaitGroup
-	r.wg = &wg
-	wg.Go(r.subscriber)
-	wg.Go(r.publisher)
-	wg.Go(r.dispatcher)
-
-	r.loop(ctx)
-
-	stop()
-	wg.Wait()
-	e.mu.Lock()
-	e.st.subscribed = false
-	e.st.role, e.st.leader, e.st.leaderTerm = Follower, "", 0
-	e.mu.Unlock()
+	e.runShell(ctx)
 	close(e.done)
 	return nil
 }
 
-// run is the part of an Elector that exists while Run runs. Everything in it
-// is used by the loop goroutine alone unless its comment says otherwise.
-type run struct {
-	e      *Elector
-	ctx    context.Context // ends when Run is about to return
-	wg     *sync.WaitGroup
-	events chan event // to the loop, from the Redis goroutines and waiters
-	out    chan job   // to the publisher
-	mac    hash.Hash  // signs outgoing messages; nil without Secret
+// ---------------------------------------------------------------------------
+// The protocol core
+// ---------------------------------------------------------------------------
 
-	// cb is the queue of callbacks for the dispatcher goroutine.
-	cb struct {
-		mu    sync.Mutex // guards queue
-		queue []func()
-		wake  chan struct{}
-	}
+// core is the protocol's state machine, split from all I/O so that it is
+// deterministic: each input (a message, a Redis answer, a command, the
+// passing of time) is a method that takes the time as a value and returns
+// what to do as data (publish this, ask Redis that, start or stop the leader
+// callback, log this record). Inside it there is no clock, no goroutine, no
+// channel, no logging and no Redis; the shell (Run's goroutines) applies the
+// outputs after it has released the lock, and a simulator in the tests drives
+// the same core through millions of random schedules.
+//
+// The rules, and why each exists:
+//
+//  1. Detection. A follower that has not heard its leader for PeerTimeout
+//     treats it as gone and campaigns after a random delay (re-drawn each
+//     time), unless a leader or a better candidate shows up first. Random
+//     delays keep nodes from splitting the vote.
+//  2. Pre-vote. A candidate first asks whether the others would vote for it
+//     in term+1, without raising its term; with a quorum of yes it takes a
+//     new term and asks for real votes. A node that was cut off and comes
+//     back therefore cannot raise the term and depose a healthy leader.
+//  3. Votes. One vote per term per node, granted only by a node that has
+//     not heard a live leader within PeerTimeout (stickiness) and that is
+//     not leading. A majority of votes wins the term. A higher term seen in
+//     any message makes a node step down to follower.
+//  4. Lease. A winner is not active at once: it becomes active (IsLeader,
+//     OnStartedLeading) only when a quorum, its own echo included, has acked
+//     a heartbeat seq s of its term. The lease ends LeaseTimeout after the
+//     moment, on the leader's own clock, when it sent the newest seq a quorum
+//     acked.
+//  5. Why the lease is safe. Every ack was received after its heartbeat was
+//     sent, and an acking node grants no vote until PeerTimeout after that
+//     heartbeat (rule 3). A quorum that elects a rival shares a node with the
+//     quorum that acked, so a rival can win only after the old lease ended,
+//     as long as LeaseTimeout < PeerTimeout with a margin for clock-rate
+//     drift (New demands 10%). Strict mode makes the quorums intersect
+//     always; dynamic mode when all nodes see the same live set.
+//  6. The clock decides. Activity is judged against the lease at the time
+//     of each call (IsLeader) and at the start of every step of the core, so
+//     a process that was paused stops acting before it does anything else.
+//  7. Handover. Resign stops acting at once, lets the callback return, and
+//     then names a successor, which campaigns at once; the others give it a
+//     round before they campaign themselves.
+//  8. Joining. After every (re)subscription a node listens for PeerTimeout
+//     before it votes or stands, to learn the term, the leader and who is
+//     live. A process that has just started may be a restart of a node that
+//     voted with the same ID in a term still going on: it never votes in a
+//     term it saw while it first listened.
+//  9. Stalls. A node whose own loop did not run for two heartbeats (paused,
+//     starved of CPU) does not stand, and does not let its count of live
+//     nodes shrink, until it has listened for PeerTimeout again: what it did
+//     not hear says nothing about its peers. It still votes; it forgot
+//     nothing.
+//  10. Group size (dynamic mode). The count of live nodes shrinks only after
+//     a PeerTimeout of listening, and a leader's quorum never drops below the
+//     size that elected it. Followers also take the leader's own count as a
+//     floor for a PeerTimeout, since they do not hear each other's acks.
+//  11. Terms outlive restarts. A candidate that passed its pre-vote takes
+//     max(local term + 1, INCR of the group's term key), so fencing tokens
+//     keep growing when every node restarts, as long as Redis keeps its data.
+//  12. Crash fast path. When a leader's process dies, the kernel closes its
+//     sockets and Redis drops its subscriptions at once. A follower that
+//     misses a heartbeat asks Redis (PUBSUB NUMSUB of the leader's own
+//     channel); if nobody is subscribed there it campaigns without waiting
+//     for PeerTimeout. Each vote says how long ago the voter heard a leader,
+//     and the winner waits until LeaseTimeout after the most recent of those
+//     before it may act, so an old lease has always ended.
+//  13. Heir. The leader names in its heartbeats the follower to stand first
+//     if it is lost; the others hold back a round. In a large group, many
+//     followers that notice a loss together would otherwise split the vote
+//     round after round. A granted pre-vote also postpones one's own
+//     campaign, and of two pre-candidates the lower ID goes on.
+//  14. Backoff. After the second failed round in a row, rounds get longer and
+//     the random delays wider (2, 4, then 8 times): on a starved machine
+//     answers come slower than a round, and colliding candidates need room.
+//  15. Bad input is dropped and counted; it never panics or changes state.
+type core struct {
+	cfg      Config // with the defaults filled in
+	inc      uint64 // random per incarnation: tells echoes from a duplicate ID
+	channel  string // the group's channel
+	termKey  string // the key rule 11 advances
+	selfChan string // this node's own channel (acks, replies; rule 12)
+	rnd      *mrand.Rand
+	st       state
+	out      []output // what the current step asks for; reused
 
-	// The running leader callback, if any.
-	lead struct {
-		cancel  context.CancelFunc
-		done    chan struct{} // closed when OnStartedLeading returned
-		stopped chan struct{} // closed when OnStoppedLeading ran after it
-	}
-	resignWaiters []chan error // replies owed once a handover is published
-	lastTick      time.Time    // when the loop last ran tick, to notice stalls
+	// Evidence of the link from the shell's Redis goroutines, set by the
+	// shell before each step (see Elector.syncLink).
+	pubOK  time.Time // last answered PUBLISH
+	recvAt time.Time // last thing the subscription delivered
 }
 
-// command asks the loop to hand leadership over.
-type command struct {
-	to     string // successor; "" picks one
-	strict bool   // TransferTo: errors instead of no-ops
-	reply  chan error
-}
-
-type eventKind int
+// outKind says what an output asks the shell to do.
+type outKind uint8
 
 const (
-	evMessage eventKind = iota + 1
-	evSubscribed
-	evDisconnected
-	evTerm             // INCR of the term key answered (or failed)
-	evNumSub           // PUBSUB NUMSUB of a leader's channel answered
-	evLeaderEnded      // the leader callback returned, for a handover
-	evCallbackReturned // OnStoppedLeading ran; nothing to do but tick
+	outPublish      outKind = iota + 1 // PUBLISH msg on channel; notify: answer the handover waiters when done
+	outTermKey                         // EVAL the term script (rule 11) for round, with local term; answer with termAnswer
+	outNumSub                          // PUBSUB NUMSUB of channel, about node id; answer with numSubAnswer
+	outStartLeading                    // start OnStartedLeading for term
+	outStopLeading                     // cancel the leader callback; then OnStoppedLeading, then callbackDone; round > 0: a handover waits, answer leaderEnded(round)
+	outNewLeader                       // OnNewLeader(id, term)
+	outHandedOver                      // answer every handover waiter with nil: nothing is left to hand over
+	outLog                             // log text with attrs at level
 )
 
-// event is what the Redis goroutines tell the loop.
-type event struct {
-	kind  eventKind
-	msg   message
-	at    time.Time
-	n     int64  // evTerm: the INCR result; evNumSub: subscribers
-	id    string // evNumSub: the leader asked about
-	round uint64
-	err   error
+// output is one thing a step of the core asks the shell to do.
+type output struct {
+	kind    outKind
+	channel string
+	msg     message
+	id      string
+	term    uint64
+	round   uint64
+	notify  bool
+	level   slog.Level
+	text    string
+	attrs   []any
 }
 
 // peer is what a node knows of another node.
@@ -593,8 +631,7 @@ type peer struct {
 	acked    uint64 // highest seq of our current leadership it acked
 }
 
-// state is the protocol state. The loop changes it under Elector.mu; the
-// public methods read it under Elector.mu.
+// state is the protocol state, changed only by the core's steps.
 type state struct {
 	role         State
 	term         uint64
@@ -608,18 +645,19 @@ type state struct {
 	peers        map[string]*peer
 	selfEcho     time.Time // last time one of our own messages came back
 	subscribed   bool
-	joinUntil    time.Time // listening after a (re)subscription: no voting or standing before
+	joinUntil    time.Time // listening after a (re)subscription: no voting or standing before (rule 8)
 	startUntil   time.Time // the end of the first listening after Run began
 	voteFloor    uint64    // the highest term seen before startUntil: no vote in it or below
-	stallUntil   time.Time // listening after a stall of this process: no standing before
-	size         int       // live nodes; decreases only after a PeerTimeout of listening
+	stallUntil   time.Time // listening after a stall of this process: no standing before (rule 9)
+	lastTick     time.Time // when tick last ran, to notice stalls
+	size         int       // live nodes; decreases only after a PeerTimeout of listening (rule 10)
 	lastSent     time.Time // last message on the group channel
 	knownLive    int       // live nodes as the leader last counted them
 	knownLiveAt  time.Time // when; the count is a quorum floor for PeerTimeout
 	leaderChan   string    // the leader's own channel, where acks go
 	leaderChanOf string    // the leader leaderChan belongs to
 	electionAt   time.Time // when to campaign; zero when not scheduled
-	goneLeader   string    // the leader Redis says is gone (crash fast path)
+	goneLeader   string    // the leader Redis says is gone (rule 12)
 	heir         string    // a leader: the follower it names in its heartbeats; a follower: the one its leader named
 	numsubAt     time.Time // last NUMSUB query, to rate-limit them
 	numsubBusy   bool
@@ -627,7 +665,7 @@ type state struct {
 	// Candidate.
 	round      uint64 // numbers campaigns, so stale answers are ignored
 	preVote    bool   // in the pre-vote phase of round
-	waitTerm   bool   // waiting for the INCR of the term key
+	waitTerm   bool   // waiting for the term key (rule 11)
 	roundTerm  uint64 // the term proposed (pre-vote) or stood for (vote)
 	roundStart time.Time
 	roundEnd   time.Time
@@ -642,16 +680,45 @@ type state struct {
 	selfAcked   uint64        // highest seq of ours that echoed back
 	sentAt      [64]time.Time // send time of heartbeat seq, at index seq%64
 	electedAt   time.Time
-	notBefore   time.Time // no activity before: the old lease may still hold
+	notBefore   time.Time // no activity before: the old lease may still hold (rule 12)
 	lapsedAt    time.Time // when the lease last ran out
 	leaseEnd    time.Time
 	active      bool // the leader callback was started and not yet stopped
+	cbBusy      bool // a leader callback or its OnStoppedLeading has not finished
 	resigning   bool
 	successor   string
 
 	elections, stepDowns uint64
+	dropped              uint64 // messages the core refused (duplicate ID, full peer table)
 	lastRedisErr         string
 	dupWarned            time.Time // when the duplicate-ID warning was last logged
+}
+
+// init prepares c for a node with cfg (defaults filled in).
+func (c *core) init(cfg Config, inc uint64, rnd *mrand.Rand) {
+	c.cfg, c.inc, c.rnd = cfg, inc, rnd
+	c.channel = "leader:{" + cfg.Group + "}"
+	c.termKey = c.channel + ":term"
+	c.selfChan = c.nodeChannel(cfg.ID)
+	c.st.peers = make(map[string]*peer)
+	c.out = make([]output, 0, 16)
+}
+
+// nodeChannel is the channel only node id subscribes to.
+func (c *core) nodeChannel(id string) string { return c.channel + ":node:" + id }
+
+// begin starts a step at now: it clears the outputs and, before anything
+// else, stops a leader whose lease has ended (rule 6), so that no input
+// handled late is judged against a lease that is already over.
+func (c *core) begin(now time.Time) {
+	c.out = c.out[:0]
+	_ = now
+}
+
+func (c *core) emit(o output) { c.out = append(c.out, o) }
+
+func (c *core) logf(level slog.Level, text string, attrs ...any) {
+	c.emit(output{kind: outLog, level: level, text: text, attrs: attrs})
 }
 
 // inactiveSince is when a leader that is not active stopped being (or
@@ -668,179 +735,147 @@ func (s *state) activeAt(now time.Time) bool {
 	return s.role == Leader && !s.resigning && now.Before(s.leaseEnd) && !now.Before(s.notBefore)
 }
 
-// loop is the state machine: one goroutine, so no protocol step races
-// another. When ctx ends it hands leadership over (bounded by PeerTimeout)
-// and returns.
-func (r *run) loop(ctx context.Context) {
-	e := r.e
-	timer := time.NewTimer(0)
-	defer timer.Stop()
-	done := ctx.Done()
-	var stopped chan error // answers when the shutdown handover is published
-	var deadline <-chan time.Time
-	for {
-		select {
-		case ev := <-r.events:
-			r.locked(func(now time.Time) { r.onEvent(ev, now) })
-		case c := <-e.cmds:
-			r.locked(func(now time.Time) { r.onCommand(c, now) })
-		case <-timer.C:
-		case <-done:
-			done = nil
-			stopped = make(chan error, 1)
-			deadline = time.After(e.cfg.PeerTimeout)
-			r.locked(func(now time.Time) { r.resign("", stopped, now) })
-			continue
-		case <-stopped:
-			r.locked(func(time.Time) { r.finishLeading() })
-			return
-		case <-deadline:
-			r.locked(func(time.Time) { r.finishLeading() })
-			return
-		}
-		var next time.Time
-		r.locked(func(now time.Time) {
-			r.noticeStall(now)
-			r.tick(now)
-			next = r.nextWake(now)
-		})
-		timer.Reset(time.Until(next))
+// subscribed: the subscription to both channels was confirmed.
+func (c *core) subscribed(now time.Time) []output {
+	c.begin(now)
+	s := &c.st
+	// Rule 8, after every (re)subscription: listen for a PeerTimeout to
+	// learn the term, the leader and who is live before voting or
+	// standing. A node back from an outage has forgotten its peers;
+	// without this, in dynamic mode, a majority of what it knows would
+	// be itself alone.
+	s.subscribed = true
+	s.joinUntil = now.Add(c.cfg.PeerTimeout)
+	if s.startUntil.IsZero() {
+		s.startUntil = s.joinUntil
 	}
+	c.sendHeartbeat(now)
+	return c.out
 }
 
-// locked runs f under the lock with the current time.
-func (r *run) locked(f func(now time.Time)) {
-	r.e.mu.Lock()
-	defer r.e.mu.Unlock()
-	f(time.Now())
+// disconnected: the subscription ended, with err if Redis said why.
+func (c *core) disconnected(now time.Time, err error) []output {
+	c.begin(now)
+	c.st.subscribed = false
+	if err != nil {
+		c.st.lastRedisErr = err.Error()
+	}
+	return c.out
 }
 
-// finishLeading stops a leader callback that is still running, at shutdown.
-func (r *run) finishLeading() {
-	if r.e.st.active {
-		r.stopLeading()
-	}
-	for _, w := range r.resignWaiters {
-		w <- ErrNotRunning
-	}
-	r.resignWaiters = nil
+// redisError records a Redis failure the shell saw, for Status.
+func (c *core) redisError(op string, err error) {
+	c.st.lastRedisErr = op + ": " + err.Error()
 }
 
-func (r *run) onEvent(ev event, now time.Time) {
-	e, s := r.e, &r.e.st
-	switch ev.kind {
-	case evMessage:
-		r.onMessage(&ev.msg, ev.at)
-	case evSubscribed:
-		// Rule 8, after every (re)subscription: listen for a PeerTimeout to
-		// learn the term, the leader and who is live before voting or
-		// standing. A node back from an outage has forgotten its peers;
-		// without this, in dynamic mode, a majority of what it knows would
-		// be itself alone.
-		s.subscribed = true
-		s.joinUntil = now.Add(e.cfg.PeerTimeout)
-		if s.startUntil.IsZero() {
-			s.startUntil = s.joinUntil
+// numSubAnswer: Redis counted n subscribers of node id's own channel.
+func (c *core) numSubAnswer(now time.Time, id string, n int64, err error) []output {
+	c.begin(now)
+	s := &c.st
+	s.numsubBusy = false
+	if err == nil && n == 0 && s.role == Follower && id == s.leader && now.Sub(s.heardLead) >= c.cfg.HeartbeatInterval {
+		// Rule 12: the leader's process is gone (its connection closed),
+		// so campaign without waiting for PeerTimeout. The winner still
+		// waits out what the old lease could hold.
+		s.goneLeader = id
+		if !c.cfg.Observer {
+			// The winner waits until LeaseTimeout after the last
+			// heartbeat anyway, so campaigning at any time before then
+			// costs nothing: spread the candidates over that slack to
+			// avoid split votes.
+			slack := c.cfg.LeaseTimeout - now.Sub(s.heardLead)
+			s.electionAt = now.Add(c.afterLeaderLost(max(min(c.jitter(), slack), c.jitter()/3), 0))
 		}
-		r.sendHeartbeat(now)
-	case evDisconnected:
-		s.subscribed = false
-		if ev.err != nil {
-			s.lastRedisErr = ev.err.Error()
-		}
-	case evTerm:
-		r.onTerm(ev, now)
-	case evNumSub:
-		s.numsubBusy = false
-		if ev.err == nil && ev.n == 0 && s.role == Follower && ev.id == s.leader && now.Sub(s.heardLead) >= e.cfg.HeartbeatInterval {
-			// Rule 12: the leader's process is gone (its connection closed),
-			// so campaign without waiting for PeerTimeout. The winner still
-			// waits out what the old lease could hold.
-			s.goneLeader = ev.id
-			if !e.cfg.Observer {
-				// The winner waits until LeaseTimeout after the last
-				// heartbeat anyway, so campaigning at any time before then
-				// costs nothing: spread the candidates over that slack to
-				// avoid split votes.
-				slack := e.cfg.LeaseTimeout - now.Sub(s.heardLead)
-				s.electionAt = now.Add(r.afterLeaderLost(max(min(r.jitter(), slack), r.jitter()/3), 0))
-			}
-			e.log.Debug("leader's connection is gone", "leader", ev.id)
-		}
-	case evLeaderEnded:
-		if s.resigning && ev.round == s.round {
-			r.publishResign(now)
-		}
+		c.logf(slog.LevelDebug, "leader's connection is gone", "leader", id)
 	}
+	return c.out
 }
 
-func (r *run) onCommand(c command, now time.Time) {
-	e, s := r.e, &r.e.st
+// leaderEnded: the callback of the leadership that round resigned has
+// returned (or its bound ran out), so the handover may be published.
+func (c *core) leaderEnded(now time.Time, round uint64) []output {
+	c.begin(now)
+	if c.st.resigning && round == c.st.round {
+		c.publishResign(now)
+	}
+	return c.out
+}
+
+// callbackDone: OnStoppedLeading ran after the last OnStartedLeading
+// returned, so a new one may start.
+func (c *core) callbackDone(now time.Time) []output {
+	c.begin(now)
+	c.st.cbBusy = false
+	return c.out
+}
+
+// command asks the loop to hand leadership over.
+type command struct {
+	to     string // successor; "" picks one
+	strict bool   // TransferTo: errors instead of no-ops
+	reply  chan error
+}
+
+// handover is Resign (to "", not strict) or TransferTo. wait reports that
+// the caller is owed an answer later: when the handover is published
+// (outPublish with notify), or when nothing is left to hand over
+// (outHandedOver). Otherwise err is the answer now.
+func (c *core) handover(now time.Time, to string, strict bool) (out []output, wait bool, err error) {
+	c.begin(now)
+	s := &c.st
 	if s.role != Leader {
-		if c.strict {
-			c.reply <- ErrNotLeader
-		} else {
-			c.reply <- nil
+		if strict {
+			return c.out, false, ErrNotLeader
 		}
-		return
+		return c.out, false, nil
 	}
-	if c.to != "" {
-		p := s.peers[c.to]
-		if c.to == e.cfg.ID || p == nil || p.observer || now.Sub(p.heard) >= e.cfg.PeerTimeout {
-			c.reply <- fmt.Errorf("%w: %q", ErrNotCandidate, c.to)
-			return
+	if to != "" {
+		p := s.peers[to]
+		if to == c.cfg.ID || p == nil || p.observer || now.Sub(p.heard) >= c.cfg.PeerTimeout {
+			return c.out, false, fmt.Errorf("%w: %q", ErrNotCandidate, to)
 		}
 	}
-	r.resign(c.to, c.reply, now)
+	c.resign(to, now)
+	return c.out, true, nil
+}
+
+// finish stops a leader callback that still runs, at shutdown.
+func (c *core) finish(now time.Time) []output {
+	c.begin(now)
+	if c.st.active {
+		c.stopLeading(0)
+	}
+	return c.out
 }
 
 // resign begins a graceful stop (rule 7): stop acting at once, let the
-// callback return, then publish resign naming a successor. reply gets the
-// outcome; a node that does not lead answers nil at once.
-func (r *run) resign(to string, reply chan error, now time.Time) {
-	e, s := r.e, &r.e.st
-	if s.role != Leader {
-		reply <- nil
-		return
-	}
-	r.resignWaiters = append(r.resignWaiters, reply)
+// callback return, then publish resign naming a successor. The caller
+// has checked that this node leads.
+func (c *core) resign(to string, now time.Time) {
+	s := &c.st
 	if s.resigning {
 		return
 	}
 	if to == "" {
-		to = r.pickSuccessor(now)
+		to = c.pickSuccessor(now)
 	}
 	s.resigning, s.successor = true, to
 	s.round++
-	round := s.round
-	e.log.Info("resigning", "term", s.term, "successor", to)
+	c.logf(slog.LevelInfo, "resigning", "term", s.term, "successor", to)
 	if !s.active {
-		r.publishResign(now)
+		c.publishResign(now)
 		return
 	}
-	done := r.lead.done
-	r.stopLeading()
-	r.wg.Go(func() {
-		// Bounded: a callback that ignores its context must not stall the
-		// handover for ever; the lease is already given up either way.
-		t := time.NewTimer(e.cfg.PeerTimeout)
-		defer t.Stop()
-		select {
-		case <-done:
-		case <-t.C:
-			e.log.Warn("leader callback did not return after its context was cancelled")
-		}
-		r.send(event{kind: evLeaderEnded, round: round})
-	})
+	c.stopLeading(s.round)
 }
 
 // pickSuccessor returns the live peer that can stand and acked most
 // recently, or "" if there is none.
-func (r *run) pickSuccessor(now time.Time) string {
-	e, s := r.e, &r.e.st
+func (c *core) pickSuccessor(now time.Time) string {
+	s := &c.st
 	best, bestAck := "", uint64(0)
 	for id, p := range s.peers {
-		if p.observer || now.Sub(p.heard) >= e.cfg.PeerTimeout {
+		if p.observer || now.Sub(p.heard) >= c.cfg.PeerTimeout {
 			continue
 		}
 		if best == "" || p.acked > bestAck || (p.acked == bestAck && id < best) {
@@ -853,12 +888,12 @@ func (r *run) pickSuccessor(now time.Time) string {
 // nameHeir returns the heir a leader names in its heartbeat: the one it
 // named before while that one still acks (one of the last two heartbeats),
 // else the best successor now. Keeping the same heir keeps followers agreed.
-func (r *run) nameHeir(now time.Time) string {
-	s := &r.e.st
-	if p := s.peers[s.heir]; s.heir != "" && p != nil && p.acked+2 >= s.seq && now.Sub(p.heard) < r.e.cfg.PeerTimeout {
+func (c *core) nameHeir(now time.Time) string {
+	s := &c.st
+	if p := s.peers[s.heir]; s.heir != "" && p != nil && p.acked+2 >= s.seq && now.Sub(p.heard) < c.cfg.PeerTimeout {
 		return s.heir
 	}
-	s.heir = r.pickSuccessor(now)
+	s.heir = c.pickSuccessor(now)
 	return s.heir
 }
 
@@ -869,56 +904,49 @@ func (r *run) nameHeir(now time.Time) string {
 // and the others hold back a round for it; they campaign only if the heir
 // did not get through (it died too, or cannot reach Redis). Without a
 // known heir, spread alone decides.
-func (r *run) afterLeaderLost(spread, guard time.Duration) time.Duration {
-	s := &r.e.st
+func (c *core) afterLeaderLost(spread, guard time.Duration) time.Duration {
+	s := &c.st
 	switch {
 	case s.leader == "" || s.heir == "":
-		return randDuration(spread)
-	case s.heir == r.e.cfg.ID:
+		return c.randDuration(spread)
+	case s.heir == c.cfg.ID:
 		return guard
 	default:
-		return r.roundTimeout() + randDuration(spread)
+		return c.roundTimeout() + c.randDuration(spread)
 	}
 }
 
-func (r *run) publishResign(now time.Time) {
-	e, s := r.e, &r.e.st
-	waiters := r.resignWaiters
-	r.resignWaiters = nil
-	r.publish(message{Type: msgResign, Term: s.term, To: s.successor}, now, func(err error) {
-		for _, w := range waiters {
-			w <- err
-		}
-	})
-	r.becomeFollower(now, "resigned")
+func (c *core) publishResign(now time.Time) {
+	s := &c.st
+	c.publishNotify(message{Type: msgResign, Term: s.term, To: s.successor}, now)
+	c.becomeFollower(now, "resigned")
 	s.heardLead = time.Time{}
 	// Give the successor the first go.
-	s.electionAt = now.Add(e.cfg.PeerTimeout + randDuration(e.cfg.ElectionJitter))
+	s.electionAt = now.Add(c.cfg.PeerTimeout + c.randDuration(c.cfg.ElectionJitter))
 }
 
-// send hands an event to the loop; it gives up only when Run is ending.
-func (r *run) send(ev event) {
-	select {
-	case r.events <- ev:
-	case <-r.ctx.Done():
-	}
+// receive applies one valid message, received at at, handled at now.
+func (c *core) receive(now time.Time, m *message, at time.Time) []output {
+	c.begin(now)
+	c.onMessage(m, at)
+	return c.out
 }
 
 // onMessage applies one valid message received at now.
-func (r *run) onMessage(m *message, now time.Time) {
-	e, s := r.e, &r.e.st
-	if m.From == e.cfg.ID {
-		if m.Inc != e.inc {
-			e.nDropped.Add(1)
+func (c *core) onMessage(m *message, now time.Time) {
+	s := &c.st
+	if m.From == c.cfg.ID {
+		if m.Inc != c.inc {
+			s.dropped++
 			if now.Sub(s.dupWarned) >= time.Second { // not once per message
 				s.dupWarned = now
-				e.log.Warn("another process uses this node's ID; IDs must be unique", "id", m.From)
+				c.logf(slog.LevelWarn, "another process uses this node's ID; IDs must be unique", "id", m.From)
 			}
 			return
 		}
 		s.selfEcho = now
 		if m.Type == msgHeartbeat && m.Flags&flagLeader != 0 && s.role == Leader && m.Term == s.term {
-			r.ack(nil, m.Seq, now) // our own echo is our own ack
+			c.ack(nil, m.Seq, now) // our own echo is our own ack
 		}
 		return
 	}
@@ -932,9 +960,9 @@ func (r *run) onMessage(m *message, now time.Time) {
 	p := s.peers[m.From]
 	if p == nil {
 		if len(s.peers) >= maxPeers {
-			r.prunePeers(now)
+			c.prunePeers(now)
 			if len(s.peers) >= maxPeers {
-				e.nDropped.Add(1)
+				s.dropped++
 				return
 			}
 		}
@@ -947,51 +975,51 @@ func (r *run) onMessage(m *message, now time.Time) {
 	switch m.Type {
 	case msgHeartbeat:
 		if m.Flags&flagLeader != 0 {
-			r.onLeaderHeartbeat(m, now)
+			c.onLeaderHeartbeat(m, now)
 		} else {
-			r.stepUp(m.Term, now)
-			if s.role == Leader && m.Term == s.term && m.To == e.cfg.ID {
-				r.ack(p, m.Seq, now)
+			c.stepUp(m.Term, now)
+			if s.role == Leader && m.Term == s.term && m.To == c.cfg.ID {
+				c.ack(p, m.Seq, now)
 			}
 		}
 	case msgPreVote:
-		if s.role == Candidate && s.preVote && m.From < e.cfg.ID && m.Term >= s.roundTerm {
+		if s.role == Candidate && s.preVote && m.From < c.cfg.ID && m.Term >= s.roundTerm {
 			// Two pre-candidates at once: the lower ID goes on, so that
 			// many followers timing out together (a crash in a large
 			// group) do not split the vote round after round.
-			r.becomeFollower(now, "yielded to "+m.From)
+			c.becomeFollower(now, "yielded to "+m.From)
 		}
-		grant := m.Term > s.term && r.mayVote(m, now)
+		grant := m.Term > s.term && c.mayVote(m, now)
 		if grant && s.role == Follower {
 			// As a vote does, a granted pre-vote gives that candidate its
 			// rounds (the pre-vote's rest and the vote) before this node
 			// campaigns itself.
-			s.electionAt = now.Add(2*r.roundTimeout() + randDuration(r.jitter()))
+			s.electionAt = now.Add(2*c.roundTimeout() + c.randDuration(c.jitter()))
 		}
-		r.publishTo(r.e.nodeChannel(m.From), message{Type: msgPreVoteReply, Term: m.Term, Seq: s.term, To: m.From, Flags: grantFlag(grant)}, nil)
+		c.publishTo(c.nodeChannel(m.From), message{Type: msgPreVoteReply, Term: m.Term, Seq: s.term, To: m.From, Flags: grantFlag(grant)})
 	case msgPreVoteReply:
 		if m.Seq > s.term && s.role != Leader {
 			s.term, s.votedFor = m.Seq, "" // catch up; no leader known in it
 		}
-		if s.role == Candidate && s.preVote && m.To == e.cfg.ID && m.Term == s.roundTerm && m.Flags&flagGranted != 0 {
+		if s.role == Candidate && s.preVote && m.To == c.cfg.ID && m.Term == s.roundTerm && m.Flags&flagGranted != 0 {
 			s.grants[m.From] = 0
-			r.extendRound(now)
-			r.checkPreVote(now)
+			c.extendRound(now)
+			c.checkPreVote(now)
 		}
 	case msgVoteRequest:
-		r.onVoteRequest(m, now)
+		c.onVoteRequest(m, now)
 	case msgVote:
 		if m.Seq > s.term {
-			r.stepUp(m.Seq, now)
+			c.stepUp(m.Seq, now)
 			return
 		}
-		if s.role == Candidate && !s.preVote && !s.waitTerm && m.To == e.cfg.ID && m.Term == s.term && m.Flags&flagGranted != 0 {
+		if s.role == Candidate && !s.preVote && !s.waitTerm && m.To == c.cfg.ID && m.Term == s.term && m.Flags&flagGranted != 0 {
 			s.grants[m.From] = agoDuration(m.Ago)
-			r.extendRound(now)
-			r.checkVotes(now)
+			c.extendRound(now)
+			c.checkVotes(now)
 		}
 	case msgResign:
-		r.stepUp(m.Term, now)
+		c.stepUp(m.Term, now)
 		if m.Term != s.term || s.role == Leader {
 			return
 		}
@@ -1002,38 +1030,38 @@ func (r *run) onMessage(m *message, now time.Time) {
 			s.leader, s.heardLead, s.goneLeader = "", time.Time{}, ""
 			s.knownLiveAt = now
 		}
-		if m.To == e.cfg.ID && !e.cfg.Observer && s.role == Follower {
-			r.campaign(now, true)
+		if m.To == c.cfg.ID && !c.cfg.Observer && s.role == Follower {
+			c.campaign(now, true)
 		} else if s.leader == "" {
-			s.electionAt = now.Add(e.cfg.HeartbeatInterval + randDuration(r.jitter()))
+			s.electionAt = now.Add(c.cfg.HeartbeatInterval + c.randDuration(c.jitter()))
 		}
 	}
 }
 
 // onLeaderHeartbeat follows the leader of the newest term and acks.
-func (r *run) onLeaderHeartbeat(m *message, now time.Time) {
-	e, s := r.e, &r.e.st
+func (c *core) onLeaderHeartbeat(m *message, now time.Time) {
+	s := &c.st
 	if m.Term < s.term {
 		return // a stale leader; our own heartbeats carry the newer term
 	}
-	r.stepUp(m.Term, now)
+	c.stepUp(m.Term, now)
 	if s.role == Leader {
 		// Impossible unless two processes share an ID or votes were
 		// forged; both leaders see it, and both stand down so that a
 		// fresh election in a higher term settles it.
-		e.log.Error("another leader in this term: stepping down", "term", m.Term, "other", m.From)
-		r.becomeFollower(now, "another leader in this term")
+		c.logf(slog.LevelError, "another leader in this term: stepping down", "term", m.Term, "other", m.From)
+		c.becomeFollower(now, "another leader in this term")
 		return
 	}
 	if s.leader == m.From && s.leaderTerm == m.Term && s.leaderInc == m.Inc && m.Seq <= s.leaderSeq {
 		return // a replay or a duplicate
 	}
 	if s.role == Candidate {
-		r.becomeFollower(now, "a leader won the term")
+		c.becomeFollower(now, "a leader won the term")
 	}
 	if s.leader != m.From || s.leaderTerm != m.Term {
 		s.leader, s.leaderTerm = m.From, m.Term
-		r.notifyNewLeader(m.From, m.Term)
+		c.emit(output{kind: outNewLeader, id: m.From, term: m.Term})
 	}
 	s.leaderInc, s.leaderSeq, s.heardLead, s.heir = m.Inc, m.Seq, now, m.To
 	s.knownLive, s.knownLiveAt = int(min(m.Live, maxPeers+1)), now
@@ -1041,20 +1069,20 @@ func (r *run) onLeaderHeartbeat(m *message, now time.Time) {
 	// The ack goes to the leader's own channel: only the leader reads it,
 	// so a round costs 2N deliveries instead of N².
 	if s.leaderChanOf != m.From {
-		s.leaderChan, s.leaderChanOf = r.e.nodeChannel(m.From), m.From
+		s.leaderChan, s.leaderChanOf = c.nodeChannel(m.From), m.From
 	}
-	r.publishTo(s.leaderChan, message{Type: msgHeartbeat, Term: s.term, Seq: m.Seq, To: m.From}, nil)
+	c.publishTo(s.leaderChan, message{Type: msgHeartbeat, Term: s.term, Seq: m.Seq, To: m.From})
 }
 
 // stepUp moves to a higher term seen in a message (rule 3).
-func (r *run) stepUp(term uint64, now time.Time) {
-	s := &r.e.st
+func (c *core) stepUp(term uint64, now time.Time) {
+	s := &c.st
 	if term <= s.term {
 		return
 	}
 	s.term, s.votedFor = term, ""
 	if s.role != Follower {
-		r.becomeFollower(now, "saw a higher term")
+		c.becomeFollower(now, "saw a higher term")
 	}
 	if s.leaderTerm < term {
 		s.leader = ""
@@ -1062,38 +1090,38 @@ func (r *run) stepUp(term uint64, now time.Time) {
 }
 
 // mayVote applies the rules that both pre-votes and votes obey: joined,
-// not leading, and no live leader (stickiness, rule 2), unless Redis said
+// not leading, and no live leader (stickiness, rule 3), unless Redis said
 // that leader's process is gone (rule 12).
-func (r *run) mayVote(m *message, now time.Time) bool {
-	e, s := r.e, &r.e.st
+func (c *core) mayVote(m *message, now time.Time) bool {
+	s := &c.st
 	if s.joinUntil.IsZero() || now.Before(s.joinUntil) || s.role == Leader {
 		return false
 	}
-	if s.leader != "" && now.Sub(s.heardLead) < e.cfg.PeerTimeout {
+	if s.leader != "" && now.Sub(s.heardLead) < c.cfg.PeerTimeout {
 		return m.Flags&flagLeaderGone != 0 && m.To == s.leader
 	}
 	// A node that just voted gives that candidate its round: a rival that
 	// started a moment later (with the higher term INCR gave it) would
 	// otherwise take the votes back and cost a term.
-	if s.votedFor != "" && s.votedFor != m.From && now.Sub(s.votedAt) < r.roundTimeout() {
+	if s.votedFor != "" && s.votedFor != m.From && now.Sub(s.votedAt) < c.roundTimeout() {
 		return false
 	}
 	return true
 }
 
-func (r *run) onVoteRequest(m *message, now time.Time) {
-	s := &r.e.st
+func (c *core) onVoteRequest(m *message, now time.Time) {
+	s := &c.st
 	grant := false
-	if m.Term >= s.term && m.Term > s.voteFloor && r.mayVote(m, now) {
-		r.stepUp(m.Term, now)
+	if m.Term >= s.term && m.Term > s.voteFloor && c.mayVote(m, now) {
+		c.stepUp(m.Term, now)
 		if s.votedFor == "" || s.votedFor == m.From {
 			grant = true
 			s.votedFor, s.votedAt = m.From, now
 			// Give this candidate its round before campaigning ourselves.
-			s.electionAt = now.Add(r.roundTimeout() + randDuration(r.jitter()))
+			s.electionAt = now.Add(c.roundTimeout() + c.randDuration(c.jitter()))
 		}
 	}
-	r.publishTo(r.e.nodeChannel(m.From), message{Type: msgVote, Term: m.Term, Seq: s.term, To: m.From, Flags: grantFlag(grant), Ago: r.agoMicros(now)}, nil)
+	c.publishTo(c.nodeChannel(m.From), message{Type: msgVote, Term: m.Term, Seq: s.term, To: m.From, Flags: grantFlag(grant), Ago: c.agoMicros(now)})
 }
 
 // heldTerm is the term that m shows its sender holds, or is being elected
@@ -1112,49 +1140,49 @@ func heldTerm(m *message) uint64 {
 
 // agoMicros is how long ago this node heard a leader heartbeat, the bound a
 // winner uses to wait out an old lease (rule 12).
-func (r *run) agoMicros(now time.Time) uint64 {
-	if r.e.st.heardLead.IsZero() {
+func (c *core) agoMicros(now time.Time) uint64 {
+	if c.st.heardLead.IsZero() {
 		return neverHeard
 	}
-	return uint64(now.Sub(r.e.st.heardLead) / time.Microsecond)
+	return uint64(now.Sub(c.st.heardLead) / time.Microsecond)
 }
 
 // campaign starts a round: a pre-vote, or straight to the vote for a named
 // successor.
-func (r *run) campaign(now time.Time, handover bool) {
-	e, s := r.e, &r.e.st
+func (c *core) campaign(now time.Time, handover bool) {
+	s := &c.st
 	s.role = Candidate
 	s.round++
 	s.handover = handover
 	s.electionAt = time.Time{}
 	s.grants = map[string]time.Duration{}
-	s.roundStart, s.roundEnd = now, now.Add(r.roundTimeout())
+	s.roundStart, s.roundEnd = now, now.Add(c.roundTimeout())
 	if handover {
-		r.startVote(now)
+		c.startVote(now)
 		return
 	}
 	s.preVote, s.waitTerm = true, false
 	s.roundTerm = s.term + 1
-	if r.selfLive(now) {
-		s.grants[e.cfg.ID] = 0
+	if c.linkUp(now) {
+		s.grants[c.cfg.ID] = 0
 	}
 	flags := uint8(0)
 	if s.goneLeader != "" {
 		flags = flagLeaderGone
 	}
-	e.log.Debug("pre-vote", "term", s.roundTerm, "gone", s.goneLeader)
-	r.publish(message{Type: msgPreVote, Term: s.roundTerm, To: s.goneLeader, Flags: flags}, now, nil)
-	r.checkPreVote(now)
+	c.logf(slog.LevelDebug, "pre-vote", "term", s.roundTerm, "gone", s.goneLeader)
+	c.publish(message{Type: msgPreVote, Term: s.roundTerm, To: s.goneLeader, Flags: flags}, now)
+	c.checkPreVote(now)
 }
 
 // extendRound keeps a round that is still gathering grants open for half
 // a round more, up to four rounds from the campaign's start: on a starved
 // machine grants trickle in more slowly than a round lasts, and a round cut
 // short elects nobody and costs a term.
-func (r *run) extendRound(now time.Time) {
-	s := &r.e.st
-	end := now.Add(r.roundTimeout() / 2)
-	if limit := s.roundStart.Add(4 * r.roundTimeout()); end.After(limit) {
+func (c *core) extendRound(now time.Time) {
+	s := &c.st
+	end := now.Add(c.roundTimeout() / 2)
+	if limit := s.roundStart.Add(4 * c.roundTimeout()); end.After(limit) {
 		end = limit
 	}
 	if end.After(s.roundEnd) {
@@ -1162,79 +1190,79 @@ func (r *run) extendRound(now time.Time) {
 	}
 }
 
-func (r *run) checkPreVote(now time.Time) {
-	s := &r.e.st
-	if len(s.grants) >= r.quorum(now) {
-		r.startVote(now)
+func (c *core) checkPreVote(now time.Time) {
+	if len(c.st.grants) >= c.quorum(now) {
+		c.startVote(now)
 	}
 }
 
-// startVote takes a new term (rule 11: max of local+1 and INCR of the term
-// key, so terms outlive restarts) and asks for votes.
+// startVote asks Redis for a new term (rule 11).
 //
 // The vote round lasts at least twice as long as the pre-vote took: on a
 // starved machine a quorum's answers take longer than a round, and a round
 // that always ends first elects nobody.
-func (r *run) startVote(now time.Time) {
-	s := &r.e.st
+func (c *core) startVote(now time.Time) {
+	s := &c.st
 	s.preVote, s.waitTerm = false, true
-	s.roundEnd = now.Add(max(r.roundTimeout(), 2*now.Sub(s.roundStart)))
-	r.enqueue(job{kind: jobIncr, key: r.e.termKey, term: s.term, round: s.round})
+	s.roundEnd = now.Add(max(c.roundTimeout(), 2*now.Sub(s.roundStart)))
+	c.emit(output{kind: outTermKey, round: s.round, term: s.term})
 }
 
-func (r *run) onTerm(ev event, now time.Time) {
-	e, s := r.e, &r.e.st
-	if s.role != Candidate || !s.waitTerm || ev.round != s.round {
-		return
+// termAnswer: the term script of round answered n, or failed with err.
+func (c *core) termAnswer(now time.Time, round uint64, n int64, err error) []output {
+	c.begin(now)
+	s := &c.st
+	if s.role != Candidate || !s.waitTerm || round != s.round {
+		return c.out
 	}
 	term := max(s.term, s.voteFloor) + 1 // never a term it may have voted in before a restart
-	if ev.err == nil && ev.n > 0 && uint64(ev.n) > term {
-		term = uint64(ev.n)
+	if err == nil && n > 0 && uint64(n) > term {
+		term = uint64(n)
 	}
 	s.waitTerm = false
-	s.term, s.votedFor, s.roundTerm = term, e.cfg.ID, term
+	s.term, s.votedFor, s.roundTerm = term, c.cfg.ID, term
 	s.elections++
 	s.grants = map[string]time.Duration{}
-	if r.selfLive(now) || s.handover {
-		s.grants[e.cfg.ID] = agoDuration(r.agoMicros(now))
+	if c.linkUp(now) || s.handover {
+		s.grants[c.cfg.ID] = agoDuration(c.agoMicros(now))
 	}
 	flags := uint8(0)
 	to := ""
 	if s.goneLeader != "" && !s.handover {
 		flags, to = flagLeaderGone, s.goneLeader
 	}
-	e.log.Debug("election", "term", term)
-	r.publish(message{Type: msgVoteRequest, Term: term, To: to, Flags: flags}, now, nil)
-	r.checkVotes(now)
+	c.logf(slog.LevelDebug, "election", "term", term)
+	c.publish(message{Type: msgVoteRequest, Term: term, To: to, Flags: flags}, now)
+	c.checkVotes(now)
+	return c.out
 }
 
-func (r *run) checkVotes(now time.Time) {
-	s := &r.e.st
-	if len(s.grants) >= r.quorum(now) {
-		r.becomeLeader(now)
+func (c *core) checkVotes(now time.Time) {
+	if len(c.st.grants) >= c.quorum(now) {
+		c.becomeLeader(now)
 	}
 }
 
 // becomeLeader takes the term won. The node is not active yet: that needs a
 // quorum of acks (rule 4) and the end of any lease the old leader could
 // still hold (rule 12).
-func (r *run) becomeLeader(now time.Time) {
-	e, s := r.e, &r.e.st
-	s.electedSize = r.groupSize(now) // the candidate's, before the role changes
+func (c *core) becomeLeader(now time.Time) {
+	s := &c.st
+	s.electedSize = c.groupSize(now) // the candidate's, before the role changes
 	// Wait out LeaseTimeout from the most recent leader heartbeat any voter
 	// heard: the old lease cannot outlast that (rule 12). After a normal
 	// timeout every voter heard its leader over PeerTimeout ago: no wait.
 	var wait time.Duration
 	for _, ago := range s.grants {
-		wait = max(wait, e.cfg.LeaseTimeout-ago)
+		wait = max(wait, c.cfg.LeaseTimeout-ago)
 	}
 	if wait > 0 {
 		// The old leader notices its lease end on its own clock and stops
 		// its callback a moment later: keep half the margin New demands
 		// between LeaseTimeout and PeerTimeout.
-		wait += e.cfg.PeerTimeout / 20
+		wait += c.cfg.PeerTimeout / 20
 	}
-	s.role, s.leader, s.leaderTerm, s.leaderInc = Leader, e.cfg.ID, s.term, e.inc
+	s.role, s.leader, s.leaderTerm, s.leaderInc = Leader, c.cfg.ID, s.term, c.inc
 	s.electedAt, s.notBefore = now, now.Add(max(wait, 0))
 	s.leaseEnd, s.lapsedAt, s.seq, s.selfAcked = time.Time{}, time.Time{}, 0, 0
 	s.resigning, s.successor, s.heir = false, "", ""
@@ -1242,39 +1270,36 @@ func (r *run) becomeLeader(now time.Time) {
 	for _, p := range s.peers {
 		p.acked = 0
 	}
-	e.log.Info("won election", "term", s.term, "votes", len(s.grants), "of", s.electedSize, "wait", max(wait, 0))
-	r.notifyNewLeader(e.cfg.ID, s.term)
-	r.sendHeartbeat(now)
+	c.logf(slog.LevelInfo, "won election", "term", s.term, "votes", len(s.grants), "of", s.electedSize, "wait", max(wait, 0))
+	c.emit(output{kind: outNewLeader, id: c.cfg.ID, term: s.term})
+	c.sendHeartbeat(now)
 }
 
 // becomeFollower leaves the leader and candidate roles.
-func (r *run) becomeFollower(now time.Time, why string) {
-	e, s := r.e, &r.e.st
+func (c *core) becomeFollower(now time.Time, why string) {
+	s := &c.st
 	if s.role == Leader {
-		e.log.Info("stepped down", "term", s.term, "why", why)
+		c.logf(slog.LevelInfo, "stepped down", "term", s.term, "why", why)
 		if s.active {
-			r.stopLeading()
+			c.stopLeading(0)
 		}
 		s.leader = ""
 	}
-	for _, w := range r.resignWaiters {
-		w <- nil // no longer leading: nothing left to hand over
-	}
-	r.resignWaiters = nil
+	c.emit(output{kind: outHandedOver}) // no longer leading: nothing left to hand over
 	s.role = Follower
 	s.round++
 	s.preVote, s.waitTerm, s.handover, s.resigning = false, false, false, false
 	s.leaseEnd = time.Time{}
-	if s.electionAt.IsZero() && !e.cfg.Observer {
-		s.electionAt = now.Add(r.roundTimeout() + randDuration(r.jitter()))
+	if s.electionAt.IsZero() && !c.cfg.Observer {
+		s.electionAt = now.Add(c.roundTimeout() + c.randDuration(c.jitter()))
 	}
 }
 
 // ack records that node p (nil: this node) acked heartbeat seq, and extends
 // the lease to sendTime(s*)+LeaseTimeout, where s* is the highest seq a
 // quorum acked (rule 4).
-func (r *run) ack(p *peer, seq uint64, now time.Time) {
-	e, s := r.e, &r.e.st
+func (c *core) ack(p *peer, seq uint64, now time.Time) {
+	s := &c.st
 	if seq == 0 || seq > s.seq || s.seq-seq >= uint64(len(s.sentAt)) {
 		return
 	}
@@ -1286,7 +1311,7 @@ func (r *run) ack(p *peer, seq uint64, now time.Time) {
 	} else {
 		s.selfAcked = max(s.selfAcked, seq)
 	}
-	q := r.quorum(now)
+	q := c.quorum(now)
 	// Count the nodes that acked at least seq, from the newest seq down; the
 	// first seq that a quorum reached is s*.
 	var acked [64]int
@@ -1297,7 +1322,7 @@ func (r *run) ack(p *peer, seq uint64, now time.Time) {
 	}
 	count(s.selfAcked)
 	for _, pp := range s.peers {
-		if now.Sub(pp.heard) < e.cfg.PeerTimeout {
+		if now.Sub(pp.heard) < c.cfg.PeerTimeout {
 			count(pp.acked)
 		}
 	}
@@ -1306,30 +1331,30 @@ func (r *run) ack(p *peer, seq uint64, now time.Time) {
 		total += acked[back]
 		if total >= q {
 			star := s.seq - uint64(back)
-			if end := s.sentAt[star%uint64(len(s.sentAt))].Add(e.cfg.LeaseTimeout); end.After(s.leaseEnd) {
+			if end := s.sentAt[star%uint64(len(s.sentAt))].Add(c.cfg.LeaseTimeout); end.After(s.leaseEnd) {
 				s.leaseEnd = end
 			}
 			break
 		}
 	}
-	if !s.active && s.activeAt(now) && r.callbackReturned() {
-		r.startLeading(now)
+	if !s.active && s.activeAt(now) && !s.cbBusy {
+		c.startLeading(now)
 	}
 }
 
 // quorum is a majority of ClusterSize (strict) or of the live nodes
 // (dynamic), this node included only while its messages echo back.
-func (r *run) quorum(now time.Time) int {
-	if r.e.cfg.ClusterSize > 0 {
-		return r.e.cfg.ClusterSize/2 + 1
+func (c *core) quorum(now time.Time) int {
+	if c.cfg.ClusterSize > 0 {
+		return c.cfg.ClusterSize/2 + 1
 	}
-	return r.groupSize(now)/2 + 1
+	return c.groupSize(now)/2 + 1
 }
 
 // groupSize is the number of nodes a dynamic quorum is a majority of.
-func (r *run) groupSize(now time.Time) int {
-	e, s := r.e, &r.e.st
-	n := max(r.countLive(now), s.size)
+func (c *core) groupSize(now time.Time) int {
+	s := &c.st
+	n := max(c.countLive(now), s.size)
 	if s.role == Leader {
 		// A leader's quorum never drops below the one that elected it:
 		// only a new election shrinks it.
@@ -1338,7 +1363,7 @@ func (r *run) groupSize(now time.Time) int {
 	// Followers do not hear each other's acks, so a follower's own count
 	// can be short of the truth; the leader's last count is a floor for a
 	// PeerTimeout, which is also how long its own entry would have counted.
-	if s.knownLive > n && now.Sub(s.knownLiveAt) < e.cfg.PeerTimeout {
+	if s.knownLive > n && now.Sub(s.knownLiveAt) < c.cfg.PeerTimeout {
 		n = s.knownLive
 	}
 	return n
@@ -1350,89 +1375,78 @@ func (r *run) groupSize(now time.Time) int {
 // (there is one channel) and can vote for no rival; counting it would only
 // make a healthy leader's lease lapse when nodes come back (their publisher
 // reconnects before their subscriber does).
-func (r *run) countLive(now time.Time) int {
-	e, s := r.e, &r.e.st
+func (c *core) countLive(now time.Time) int {
+	s := &c.st
 	n := 0
-	if r.selfLive(now) {
+	if c.linkUp(now) {
 		n++
 	}
 	for _, p := range s.peers {
-		if now.Sub(p.heard) < e.cfg.PeerTimeout && (s.role != Leader || p.acked > 0) {
+		if now.Sub(p.heard) < c.cfg.PeerTimeout && (s.role != Leader || p.acked > 0) {
 			n++
 		}
 	}
 	return n
 }
 
-func (r *run) selfLive(now time.Time) bool { return r.e.linkUp(now) }
-
 // linkUp reports whether this node's link to Redis works both ways: its
 // own broadcast echoed back, or, for a follower that only acks, a PUBLISH
 // was answered and the subscription delivered something, both within
-// PeerTimeout. The caller holds e.mu.
-func (e *Elector) linkUp(now time.Time) bool {
-	s, pt := &e.st, e.cfg.PeerTimeout
+// PeerTimeout.
+func (c *core) linkUp(now time.Time) bool {
+	s, pt := &c.st, c.cfg.PeerTimeout
 	if !s.subscribed {
 		return false
 	}
 	if !s.selfEcho.IsZero() && now.Sub(s.selfEcho) < pt {
 		return true
 	}
-	return now.Sub(e.stamp(&e.pubOK)) < pt && now.Sub(e.stamp(&e.recvAt)) < pt
-}
-
-// mark stores now in a timestamp that another goroutine reads with stamp.
-func (e *Elector) mark(a *atomic.Int64) { a.Store(int64(time.Since(e.base))) }
-
-// stamp reads a timestamp stored with mark (on the monotonic clock).
-func (e *Elector) stamp(a *atomic.Int64) time.Time {
-	return e.base.Add(time.Duration(a.Load()))
+	return now.Sub(c.pubOK) < pt && now.Sub(c.recvAt) < pt
 }
 
 // roundTimeout is how long a candidate waits for its pre-votes or votes,
 // and how long a voter gives the candidate it voted for.
-func (r *run) roundTimeout() time.Duration {
-	return 2 * r.e.cfg.HeartbeatInterval * time.Duration(min(r.backoff(), 4))
+func (c *core) roundTimeout() time.Duration {
+	return 2 * c.cfg.HeartbeatInterval * time.Duration(min(c.backoff(), 4))
 }
 
 // jitter is the upper bound of the random delay before campaigning.
-func (r *run) jitter() time.Duration {
-	return r.e.cfg.ElectionJitter * time.Duration(r.backoff())
+func (c *core) jitter() time.Duration {
+	return c.cfg.ElectionJitter * time.Duration(c.backoff())
 }
 
 // backoff is 1, and after the second round in a row that elected nobody, 2,
-// 4, then 8: when many nodes collide (a crash in a large group) or votes
-// come back slower than a round (a CPU-starved machine), wider random
-// delays and longer rounds let one candidate through, as Ethernet backs off
-// after collisions. A single split vote, the usual case, changes nothing.
-func (r *run) backoff() int {
-	return 1 << min(max(r.e.st.failed-1, 0), 3)
+// 4, then 8 (rule 14). A single split vote, the usual case, changes nothing.
+func (c *core) backoff() int {
+	return 1 << min(max(c.st.failed-1, 0), 3)
 }
 
-// noticeStall treats a loop that did not run for over two heartbeat
-// intervals (the process was paused, or starved of CPU) like a node back
-// from an outage as far as its own judgement goes: whatever it did not hear
-// meanwhile says nothing about its peers, so for a PeerTimeout it neither
-// stands nor lets its count of live nodes shrink (see state.size). It
-// still votes: it forgot nothing (its term, its vote, when it last heard a
-// leader, all of which only make it refuse more), and a group of starved
-// processes would otherwise have too few voters to elect anyone.
-func (r *run) noticeStall(now time.Time) {
-	e, s := r.e, &r.e.st
-	if !r.lastTick.IsZero() && now.Sub(r.lastTick) > 2*e.cfg.HeartbeatInterval {
-		e.log.Info("stalled; listening again before trusting the live count", "for", now.Sub(r.lastTick))
-		s.stallUntil = now.Add(e.cfg.PeerTimeout)
+// noticeStall applies rule 9 to a loop that did not run for over two
+// heartbeat intervals.
+func (c *core) noticeStall(now time.Time) {
+	s := &c.st
+	if !s.lastTick.IsZero() && now.Sub(s.lastTick) > 2*c.cfg.HeartbeatInterval {
+		c.logf(slog.LevelInfo, "stalled; listening again before trusting the live count", "for", now.Sub(s.lastTick))
+		s.stallUntil = now.Add(c.cfg.PeerTimeout)
 	}
-	r.lastTick = now
+	s.lastTick = now
 }
 
-// tick does what is due at now: heartbeats, lease checks, elections.
-func (r *run) tick(now time.Time) {
-	e, s := r.e, &r.e.st
+// tick does what is due at now (heartbeats, lease checks, elections) and
+// returns it, with the time by which tick must run again.
+func (c *core) tick(now time.Time) ([]output, time.Time) {
+	c.begin(now)
+	c.noticeStall(now)
+	c.due(now)
+	return c.out, c.nextWake(now)
+}
+
+func (c *core) due(now time.Time) {
+	s := &c.st
 	// The group size may shrink only after a PeerTimeout of listening: a
 	// node that was paused or disconnected keeps the size it knew, so it
 	// cannot make a majority of itself alone.
-	if live := r.countLive(now); now.Before(s.joinUntil) || now.Before(s.stallUntil) {
+	if live := c.countLive(now); now.Before(s.joinUntil) || now.Before(s.stallUntil) {
 		s.size = max(s.size, live)
 	} else {
 		s.size = live
@@ -1450,34 +1464,34 @@ func (r *run) tick(now time.Time) {
 			// never noticed, and the leader does not change. Without acks
 			// within two heartbeats it steps down, so that followers of a
 			// leader that cannot hear them stop following it.
-			e.log.Info("lease lapsed", "term", s.term, "quorum", r.quorum(now))
-			r.stopLeading()
+			c.logf(slog.LevelInfo, "lease lapsed", "term", s.term, "quorum", c.quorum(now))
+			c.stopLeading(0)
 			s.lapsedAt = now
 		}
 		if !s.active {
 			if s.activeAt(now) {
-				if r.callbackReturned() {
-					r.startLeading(now)
+				if !s.cbBusy {
+					c.startLeading(now)
 				}
-			} else if now.Sub(s.inactiveSince()) >= 2*e.cfg.HeartbeatInterval {
+			} else if now.Sub(s.inactiveSince()) >= 2*c.cfg.HeartbeatInterval {
 				// Followers that still hear us (we may only be deaf) need
 				// not wait out PeerTimeout for a leader without a lease: say
 				// so, as a handover does, once the callback has returned.
-				if r.callbackReturned() {
-					r.publish(message{Type: msgResign, Term: s.term}, now, nil)
+				if !s.cbBusy {
+					c.publish(message{Type: msgResign, Term: s.term}, now)
 				}
-				r.becomeFollower(now, "no quorum acked")
+				c.becomeFollower(now, "no quorum acked")
 				return
 			}
 		}
-		if now.Sub(s.lastSent) >= e.cfg.HeartbeatInterval {
-			r.sendHeartbeat(now)
+		if now.Sub(s.lastSent) >= c.cfg.HeartbeatInterval {
+			c.sendHeartbeat(now)
 		}
 	case Candidate:
 		if !now.Before(s.roundEnd) {
 			s.failed++
-			e.log.Debug("round failed", "term", s.roundTerm, "grants", len(s.grants), "failed", s.failed)
-			r.becomeFollower(now, "round timed out")
+			c.logf(slog.LevelDebug, "round failed", "term", s.roundTerm, "grants", len(s.grants), "failed", s.failed)
+			c.becomeFollower(now, "round timed out")
 		}
 	case Follower:
 		silent := now.Sub(s.heardLead)
@@ -1490,30 +1504,30 @@ func (r *run) tick(now time.Time) {
 		// second at every HeartbeatInterval, enough to starve a small
 		// machine), and after a crash the fast path has usually elected a
 		// new leader before PeerTimeout/2.
-		if (s.leader == "" || silent >= e.cfg.PeerTimeout/2) && now.Sub(s.lastSent) >= e.cfg.PeerTimeout/3 {
-			r.sendHeartbeat(now)
+		if (s.leader == "" || silent >= c.cfg.PeerTimeout/2) && now.Sub(s.lastSent) >= c.cfg.PeerTimeout/3 {
+			c.sendHeartbeat(now)
 		}
-		if s.leader != "" && silent >= e.cfg.HeartbeatInterval*3/2 && !s.numsubBusy &&
-			now.Sub(s.numsubAt) >= e.cfg.HeartbeatInterval && s.goneLeader == "" {
+		if s.leader != "" && silent >= c.cfg.HeartbeatInterval*3/2 && !s.numsubBusy &&
+			now.Sub(s.numsubAt) >= c.cfg.HeartbeatInterval && s.goneLeader == "" {
 			s.numsubBusy, s.numsubAt = true, now
-			r.enqueue(job{kind: jobNumSub, key: r.e.nodeChannel(s.leader), id: s.leader})
+			c.emit(output{kind: outNumSub, channel: c.nodeChannel(s.leader), id: s.leader})
 		}
-		if e.cfg.Observer || s.joinUntil.IsZero() || now.Before(s.joinUntil) || now.Before(s.stallUntil) || !r.selfLive(now) {
+		if c.cfg.Observer || s.joinUntil.IsZero() || now.Before(s.joinUntil) || now.Before(s.stallUntil) || !c.linkUp(now) {
 			return
 		}
 		gone := s.goneLeader != "" && s.goneLeader == s.leader
-		if s.leader != "" && silent < e.cfg.PeerTimeout && !gone {
+		if s.leader != "" && silent < c.cfg.PeerTimeout && !gone {
 			return
 		}
-		if s.heardLead.IsZero() || silent >= e.cfg.PeerTimeout || gone {
+		if s.heardLead.IsZero() || silent >= c.cfg.PeerTimeout || gone {
 			if s.electionAt.IsZero() {
 				// The guard covers the spread of the moments the followers
 				// stop hearing the leader: a vote request from the heir
 				// must not reach one that still does.
-				s.electionAt = now.Add(r.afterLeaderLost(r.jitter(), r.jitter()/5))
+				s.electionAt = now.Add(c.afterLeaderLost(c.jitter(), c.jitter()/5))
 			}
 			if !now.Before(s.electionAt) {
-				r.campaign(now, false)
+				c.campaign(now, false)
 			}
 		}
 	}
@@ -1523,22 +1537,22 @@ func (r *run) tick(now time.Time) {
 // count: a deadline already past that tick did not act on (its other
 // conditions did not hold) is looked at again on the next event, and the
 // loop wakes at least every HeartbeatInterval.
-func (r *run) nextWake(now time.Time) time.Time {
-	e, s := r.e, &r.e.st
-	next := now.Add(e.cfg.HeartbeatInterval)
+func (c *core) nextWake(now time.Time) time.Time {
+	s := &c.st
+	next := now.Add(c.cfg.HeartbeatInterval)
 	at := func(t time.Time) {
 		if t.After(now) && t.Before(next) {
 			next = t
 		}
 	}
-	at(s.lastSent.Add(e.cfg.HeartbeatInterval))
+	at(s.lastSent.Add(c.cfg.HeartbeatInterval))
 	switch s.role {
 	case Leader:
 		if s.active {
 			at(s.leaseEnd)
 		} else {
 			at(s.notBefore)
-			at(s.inactiveSince().Add(2 * e.cfg.HeartbeatInterval))
+			at(s.inactiveSince().Add(2 * c.cfg.HeartbeatInterval))
 		}
 	case Candidate:
 		at(s.roundEnd)
@@ -1546,12 +1560,12 @@ func (r *run) nextWake(now time.Time) time.Time {
 		at(s.electionAt)
 		at(s.joinUntil)
 		at(s.stallUntil)
-		at(s.lastSent.Add(e.cfg.PeerTimeout / 3))
+		at(s.lastSent.Add(c.cfg.PeerTimeout / 3))
 		if s.leader != "" {
-			at(s.heardLead.Add(e.cfg.HeartbeatInterval * 3 / 2))
-			at(s.heardLead.Add(e.cfg.PeerTimeout / 2))
-			at(s.heardLead.Add(e.cfg.PeerTimeout))
-			at(s.numsubAt.Add(e.cfg.HeartbeatInterval))
+			at(s.heardLead.Add(c.cfg.HeartbeatInterval * 3 / 2))
+			at(s.heardLead.Add(c.cfg.PeerTimeout / 2))
+			at(s.heardLead.Add(c.cfg.PeerTimeout))
+			at(s.numsubAt.Add(c.cfg.HeartbeatInterval))
 		}
 	}
 	return next
@@ -1560,136 +1574,73 @@ func (r *run) nextWake(now time.Time) time.Time {
 // sendHeartbeat broadcasts this node's heartbeat: the leader's carries a new
 // seq and its count of live nodes; a follower's carries its ack of the last
 // leader heartbeat.
-func (r *run) sendHeartbeat(now time.Time) {
-	s := &r.e.st
+func (c *core) sendHeartbeat(now time.Time) {
+	s := &c.st
 	m := message{Type: msgHeartbeat, Term: s.term}
 	if s.role == Leader {
 		s.seq++
 		s.sentAt[s.seq%uint64(len(s.sentAt))] = now
-		s.nodes = r.countLive(now)
+		s.nodes = c.countLive(now)
 		m.Flags, m.Seq, m.Live = flagLeader, s.seq, uint64(s.nodes)
-		m.To = r.nameHeir(now)
+		m.To = c.nameHeir(now)
 	} else if s.leader != "" {
 		m.Seq, m.To = s.leaderSeq, s.leader
 	}
-	r.publish(m, now, nil)
+	c.publish(m, now)
 }
 
-// startLeading starts the leader callback in its own goroutine.
-func (r *run) startLeading(now time.Time) {
-	e, s := r.e, &r.e.st
-	s.active = true
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	r.lead.cancel, r.lead.done = cancel, done
-	term := s.term
-	e.log.Info("leading", "term", term, "after", now.Sub(s.electedAt))
-	r.wg.Go(func() {
-		defer close(done)
-		if f := e.cfg.OnStartedLeading; f != nil {
-			f(ctx, term)
-		}
-	})
+// startLeading asks the shell to start the leader callback.
+func (c *core) startLeading(now time.Time) {
+	s := &c.st
+	s.active, s.cbBusy = true, true
+	c.logf(slog.LevelInfo, "leading", "term", s.term, "after", now.Sub(s.electedAt))
+	c.emit(output{kind: outStartLeading, term: s.term})
 }
 
-// callbackReturned reports whether the last leadership is over: its
-// OnStartedLeading returned and its OnStoppedLeading ran. Only then may a
-// new OnStartedLeading begin, so the callbacks pair up in order.
-func (r *run) callbackReturned() bool {
-	if r.lead.stopped == nil {
-		return true
+// stopLeading asks the shell to cancel the leader callback; round > 0 says
+// a handover waits for it to return.
+func (c *core) stopLeading(round uint64) {
+	c.st.active = false
+	c.st.stepDowns++
+	c.emit(output{kind: outStopLeading, round: round})
+}
+
+// publish queues m for the group channel.
+func (c *core) publish(m message, now time.Time) {
+	c.st.lastSent = now
+	c.publishTo(c.channel, m)
+}
+
+// publishNotify is publish, and the handover waiters learn when it is done.
+func (c *core) publishNotify(m message, now time.Time) {
+	c.publish(m, now)
+	c.out[len(c.out)-1].notify = true
+}
+
+// publishTo queues m for one channel.
+func (c *core) publishTo(channel string, m message) {
+	m.From, m.Inc = c.cfg.ID, c.inc
+	if c.cfg.Observer {
+		m.Flags |= flagObserver
 	}
-	select {
-	case <-r.lead.stopped:
-		return true
-	default:
-		return false
-	}
-}
-
-// stopLeading cancels the leader callback and queues OnStoppedLeading for
-// after it returned.
-func (r *run) stopLeading() {
-	s := &r.e.st
-	s.active = false
-	s.stepDowns++
-	r.lead.cancel()
-	done, stopped := r.lead.done, make(chan struct{})
-	r.lead.stopped = stopped
-	r.callback(func() {
-		<-done
-		if f := r.e.cfg.OnStoppedLeading; f != nil {
-			f()
-		}
-		close(stopped)
-		// Wake the loop: a lease that came back waits for this.
-		r.send(event{kind: evCallbackReturned})
-	})
-}
-
-func (r *run) notifyNewLeader(id string, term uint64) {
-	if f := r.e.cfg.OnNewLeader; f != nil {
-		r.callback(func() { f(id, term) })
-	}
-}
-
-// callback queues f for the dispatcher goroutine.
-func (r *run) callback(f func()) {
-	r.cb.mu.Lock()
-	r.cb.queue = append(r.cb.queue, f)
-	r.cb.mu.Unlock()
-	select {
-	case r.cb.wake <- struct{}{}:
-	default:
-	}
-}
-
-// dispatcher runs the queued callbacks in order, outside any lock. At the
-// end of Run it runs what is still queued, so every stop is reported.
-func (r *run) dispatcher() {
-	for {
-		r.cb.mu.Lock()
-		q := r.cb.queue
-		r.cb.queue = nil
-		r.cb.mu.Unlock()
-		for _, f := range q {
-			f()
-		}
-		if len(q) > 0 {
-			continue
-		}
-		select {
-		case <-r.cb.wake:
-		case <-r.ctx.Done():
-			r.cb.mu.Lock()
-			q := r.cb.queue
-			r.cb.queue = nil
-			r.cb.mu.Unlock()
-			if len(q) == 0 {
-				return
-			}
-			for _, f := range q {
-				f()
-			}
-		}
-	}
+	c.emit(output{kind: outPublish, channel: channel, msg: m})
 }
 
 // prunePeers forgets peers not heard for many PeerTimeouts.
-func (r *run) prunePeers(now time.Time) {
-	for id, p := range r.e.st.peers {
-		if now.Sub(p.heard) > 10*r.e.cfg.PeerTimeout {
-			delete(r.e.st.peers, id)
+func (c *core) prunePeers(now time.Time) {
+	for id, p := range c.st.peers {
+		if now.Sub(p.heard) > 10*c.cfg.PeerTimeout {
+			delete(c.st.peers, id)
 		}
 	}
 }
 
 // randDuration is uniform in [0, d].
-func randDuration(d time.Duration) time.Duration {
+func (c *core) randDuration(d time.Duration) time.Duration {
 	if d <= 0 {
 		return 0
 	}
-	return time.Duration(mrand.Int64N(int64(d) + 1))
+	return time.Duration(c.rnd.Int64N(int64(d) + 1))
 }
 
 // agoDuration converts a wire Ago, capped so it cannot overflow.
@@ -1931,8 +1882,367 @@ func (e *Elector) newMAC() hash.Hash {
 }
 
 // ---------------------------------------------------------------------------
-// Redis plumbing
+// The Redis shell
 // ---------------------------------------------------------------------------
+
+// run is the part of an Elector that exists while Run runs: the goroutines
+// that apply the core's outputs. Everything in it is used by the loop
+// goroutine alone unless its comment says otherwise.
+type run struct {
+	e      *Elector
+	ctx    context.Context // ends when Run is about to return
+	wg     *sync.WaitGroup
+	events chan event // to the loop, from the Redis goroutines and waiters
+	out    chan job   // to the publisher
+	mac    hash.Hash  // signs outgoing messages; nil without Secret
+
+	// cb is the queue of user code (callbacks, log records) for the
+	// dispatcher goroutine, so that none of it runs on the loop.
+	cb struct {
+		mu      sync.Mutex // guards queue and logs
+		queue   []func()
+		logs    int // log records in queue
+		dropped uint64
+		wake    chan struct{}
+	}
+
+	// The running leader callback, if any.
+	lead struct {
+		cancel context.CancelFunc
+		done   chan struct{} // closed when OnStartedLeading returned
+	}
+	waiters []chan error // handovers owed an answer
+}
+
+type eventKind int
+
+const (
+	evMessage eventKind = iota + 1
+	evSubscribed
+	evDisconnected
+	evTerm             // the term script answered (or failed)
+	evNumSub           // PUBSUB NUMSUB of a leader's channel answered
+	evLeaderEnded      // the leader callback returned, for a handover
+	evCallbackReturned // OnStoppedLeading ran
+)
+
+// event is what the Redis goroutines tell the loop.
+type event struct {
+	kind  eventKind
+	msg   message
+	at    time.Time
+	n     int64  // evTerm: the script's result; evNumSub: subscribers
+	id    string // evNumSub: the leader asked about
+	round uint64
+	err   error
+}
+
+// maxQueuedLogs bounds the log records waiting for a slow Logger; past it
+// records are dropped (and counted) rather than growing memory.
+const maxQueuedLogs = 4096
+
+// runShell starts the Redis goroutines and the dispatcher, runs the loop
+// until ctx ends and the handover is done, and waits for all of them.
+func (e *Elector) runShell(ctx context.Context) {
+	ictx, stop := context.WithCancel(context.Background())
+	r := &run{
+		e:      e,
+		ctx:    ictx,
+		events: make(chan event, inboxSize),
+		out:    make(chan job, 256),
+		mac:    e.newMAC(),
+	}
+	r.cb.wake = make(chan struct{}, 1)
+	var wg sync.WaitGroup
+	r.wg = &wg
+	wg.Go(r.subscriber)
+	wg.Go(r.publisher)
+	wg.Go(r.dispatcher)
+
+	r.loop(ctx)
+
+	stop()
+	wg.Wait()
+	e.mu.Lock()
+	st := &e.c.st
+	st.subscribed, st.active = false, false
+	st.role, st.leader, st.leaderTerm = Follower, "", 0
+	e.mu.Unlock()
+}
+
+// loop is the only goroutine that steps the core, so no protocol step
+// races another; it applies each step's outputs after the lock is
+// released. When ctx ends it hands leadership over (bounded by PeerTimeout)
+// and returns.
+func (r *run) loop(ctx context.Context) {
+	e := r.e
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	done := ctx.Done()
+	var stopped chan error // answers when the shutdown handover is published
+	var deadline <-chan time.Time
+	for {
+		select {
+		case ev := <-r.events:
+			r.step(func(c *core, now time.Time) []output { return r.onEvent(c, ev, now) })
+		case cmd := <-e.cmds:
+			r.command(cmd.to, cmd.strict, cmd.reply)
+		case <-timer.C:
+		case <-done:
+			done = nil
+			stopped = make(chan error, 1)
+			deadline = time.After(e.cfg.PeerTimeout)
+			r.command("", false, stopped)
+			continue
+		case <-stopped:
+			r.finish()
+			return
+		case <-deadline:
+			r.finish()
+			return
+		}
+		var next time.Time
+		r.step(func(c *core, now time.Time) []output {
+			out, n := c.tick(now)
+			next = n
+			return out
+		})
+		timer.Reset(time.Until(next))
+	}
+}
+
+// step runs f on the core under the lock, with the time read under it,
+// then applies the outputs without the lock.
+func (r *run) step(f func(c *core, now time.Time) []output) {
+	e := r.e
+	e.mu.Lock()
+	e.syncLink()
+	out := f(&e.c, time.Now())
+	e.mu.Unlock()
+	r.apply(out)
+}
+
+// syncLink hands the core the Redis goroutines' evidence of the link. The
+// caller holds e.mu.
+func (e *Elector) syncLink() {
+	e.c.pubOK, e.c.recvAt = e.stamp(&e.pubOK), e.stamp(&e.recvAt)
+}
+
+// mark stores now in a timestamp that another goroutine reads with stamp.
+func (e *Elector) mark(a *atomic.Int64) { a.Store(int64(time.Since(e.base))) }
+
+// stamp reads a timestamp stored with mark (on the monotonic clock).
+func (e *Elector) stamp(a *atomic.Int64) time.Time {
+	return e.base.Add(time.Duration(a.Load()))
+}
+
+func (r *run) onEvent(c *core, ev event, now time.Time) []output {
+	switch ev.kind {
+	case evMessage:
+		return c.receive(now, &ev.msg, ev.at)
+	case evSubscribed:
+		return c.subscribed(now)
+	case evDisconnected:
+		return c.disconnected(now, ev.err)
+	case evTerm:
+		return c.termAnswer(now, ev.round, ev.n, ev.err)
+	case evNumSub:
+		return c.numSubAnswer(now, ev.id, ev.n, ev.err)
+	case evLeaderEnded:
+		return c.leaderEnded(now, ev.round)
+	case evCallbackReturned:
+		return c.callbackDone(now)
+	}
+	return nil
+}
+
+// command asks the core for a handover; reply gets the answer, now or
+// once the handover is published.
+func (r *run) command(to string, strict bool, reply chan error) {
+	e := r.e
+	e.mu.Lock()
+	e.syncLink()
+	out, wait, err := e.c.handover(time.Now(), to, strict)
+	e.mu.Unlock()
+	if wait {
+		r.waiters = append(r.waiters, reply)
+	} else {
+		reply <- err
+	}
+	r.apply(out)
+}
+
+// finish stops a leader callback that is still running, at shutdown.
+func (r *run) finish() {
+	r.step(func(c *core, now time.Time) []output { return c.finish(now) })
+	for _, w := range r.waiters {
+		w <- ErrNotRunning
+	}
+	r.waiters = nil
+}
+
+// apply carries out a step's outputs, in order.
+func (r *run) apply(out []output) {
+	e := r.e
+	for i := range out {
+		o := &out[i]
+		switch o.kind {
+		case outPublish:
+			var done func(error)
+			if o.notify {
+				waiters := r.waiters
+				r.waiters = nil
+				done = func(err error) {
+					for _, w := range waiters {
+						w <- err
+					}
+				}
+			}
+			r.publish(o.channel, &o.msg, done)
+		case outTermKey:
+			r.enqueue(job{kind: jobTerm, key: e.c.termKey, term: o.term, round: o.round})
+		case outNumSub:
+			r.enqueue(job{kind: jobNumSub, key: o.channel, id: o.id})
+		case outStartLeading:
+			r.startLeading(o.term)
+		case outStopLeading:
+			r.stopLeading(o.round)
+		case outNewLeader:
+			if f := e.cfg.OnNewLeader; f != nil {
+				id, term := o.id, o.term
+				r.callback(func() { f(id, term) })
+			}
+		case outHandedOver:
+			for _, w := range r.waiters {
+				w <- nil
+			}
+			r.waiters = nil
+		case outLog:
+			r.logf(o.level, o.text, o.attrs...)
+		}
+	}
+}
+
+// startLeading starts the leader callback in its own goroutine.
+func (r *run) startLeading(term uint64) {
+	e := r.e
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	r.lead.cancel, r.lead.done = cancel, done
+	r.wg.Go(func() {
+		defer close(done)
+		if f := e.cfg.OnStartedLeading; f != nil {
+			f(ctx, term)
+		}
+	})
+}
+
+// stopLeading cancels the leader callback and queues OnStoppedLeading for
+// after it returned; then the core learns that a new leadership may start.
+// With round > 0 a handover waits for the callback, bounded: one that
+// ignores its context must not stall the handover for ever, and the lease
+// is given up either way.
+func (r *run) stopLeading(round uint64) {
+	e := r.e
+	r.lead.cancel()
+	done := r.lead.done
+	r.callback(func() {
+		<-done
+		if f := e.cfg.OnStoppedLeading; f != nil {
+			f()
+		}
+		r.send(event{kind: evCallbackReturned})
+	})
+	if round == 0 {
+		return
+	}
+	r.wg.Go(func() {
+		t := time.NewTimer(e.cfg.PeerTimeout)
+		defer t.Stop()
+		select {
+		case <-done:
+		case <-t.C:
+			r.logf(slog.LevelWarn, "leader callback did not return after its context was cancelled")
+		}
+		r.send(event{kind: evLeaderEnded, round: round})
+	})
+}
+
+// send hands an event to the loop; it gives up only when Run is ending.
+func (r *run) send(ev event) {
+	select {
+	case r.events <- ev:
+	case <-r.ctx.Done():
+	}
+}
+
+// callback queues f for the dispatcher goroutine.
+func (r *run) callback(f func()) {
+	r.cb.mu.Lock()
+	r.cb.queue = append(r.cb.queue, f)
+	r.cb.mu.Unlock()
+	r.wakeDispatcher()
+}
+
+// logf queues a log record for the dispatcher: the user's Logger never
+// runs on the loop or under a lock, so a slow one delays other log records
+// and callbacks, never a heartbeat or a lease decision.
+func (r *run) logf(level slog.Level, text string, attrs ...any) {
+	r.cb.mu.Lock()
+	if r.cb.logs >= maxQueuedLogs {
+		r.cb.dropped++
+		r.cb.mu.Unlock()
+		return
+	}
+	r.cb.logs++
+	log := r.e.log
+	r.cb.queue = append(r.cb.queue, func() {
+		r.cb.mu.Lock()
+		r.cb.logs--
+		r.cb.mu.Unlock()
+		log.Log(context.Background(), level, text, attrs...)
+	})
+	r.cb.mu.Unlock()
+	r.wakeDispatcher()
+}
+
+func (r *run) wakeDispatcher() {
+	select {
+	case r.cb.wake <- struct{}{}:
+	default:
+	}
+}
+
+// dispatcher runs the queued user code in order, outside any lock. At the
+// end of Run it runs what is still queued, so every stop is reported.
+func (r *run) dispatcher() {
+	for {
+		r.cb.mu.Lock()
+		q := r.cb.queue
+		r.cb.queue = nil
+		r.cb.mu.Unlock()
+		for _, f := range q {
+			f()
+		}
+		if len(q) > 0 {
+			continue
+		}
+		select {
+		case <-r.cb.wake:
+		case <-r.ctx.Done():
+			r.cb.mu.Lock()
+			q := r.cb.queue
+			r.cb.queue = nil
+			r.cb.mu.Unlock()
+			if len(q) == 0 {
+				return
+			}
+			for _, f := range q {
+				f()
+			}
+		}
+	}
+}
 
 type jobKind int
 
@@ -1949,7 +2259,7 @@ return t`
 
 const (
 	jobPublish jobKind = iota
-	jobIncr            // the next term from the term key; answers evTerm
+	jobTerm            // the next term from the term key; answers evTerm
 	jobNumSub          // PUBSUB NUMSUB key; answers evNumSub
 )
 
@@ -1960,26 +2270,15 @@ type job struct {
 	key   string  // the channel, or the key of a command
 	id    string
 	round uint64
-	term  uint64      // jobIncr: the local term
+	term  uint64      // jobTerm: the local term
 	done  func(error) // jobPublish: called when published or failed
 }
 
-// publish signs m and queues it for the group channel. done, if set,
-// learns when it was published.
-func (r *run) publish(m message, now time.Time, done func(error)) {
-	r.e.st.lastSent = now
-	r.publishTo(r.e.channel, m, done)
-}
-
-// publishTo signs m and queues it for one channel.
-func (r *run) publishTo(channel string, m message, done func(error)) {
-	e := r.e
-	m.From, m.Inc = e.cfg.ID, e.inc
-	if e.cfg.Observer {
-		m.Flags |= flagObserver
-	}
+// publish signs m and queues it for channel. done, if set, learns when it
+// was published.
+func (r *run) publish(channel string, m *message, done func(error)) {
 	buf := bufPool.Get().(*[]byte)
-	*buf = appendMessage((*buf)[:0], &m, r.mac)
+	*buf = appendMessage((*buf)[:0], m, r.mac)
 	r.enqueue(job{kind: jobPublish, key: channel, buf: buf, done: done})
 }
 
@@ -1987,12 +2286,9 @@ func (r *run) publishTo(channel string, m message, done func(error)) {
 // into its own write buffer, so a message's bytes are free once sent.
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 128); return &b }}
 
-// nodeChannel is the channel only node id subscribes to.
-func (e *Elector) nodeChannel(id string) string { return e.channel + ":node:" + id }
-
-// enqueue hands j to the publisher without blocking the state machine:
-// when the queue is full (Redis is stuck) the job is dropped, which the
-// protocol tolerates as a lost message.
+// enqueue hands j to the publisher without blocking the loop: when the
+// queue is full (Redis is stuck) the job is dropped, which the protocol
+// tolerates as a lost message.
 func (r *run) enqueue(j job) {
 	select {
 	case r.out <- j:
@@ -2011,7 +2307,7 @@ func (r *run) fail(j job, err error) {
 		if j.done != nil {
 			j.done(err)
 		}
-	case jobIncr:
+	case jobTerm:
 		r.wg.Go(func() { r.send(event{kind: evTerm, round: j.round, err: err}) })
 	case jobNumSub:
 		r.wg.Go(func() { r.send(event{kind: evNumSub, id: j.id, err: err}) })
@@ -2112,7 +2408,7 @@ func (pc *pipeline) write(j job) error {
 	switch j.kind {
 	case jobPublish:
 		err = pc.c.Send("PUBLISH", j.key, *j.buf)
-	case jobIncr:
+	case jobTerm:
 		err = pc.c.Send("EVAL", nextTermScript, 1, j.key, j.term)
 	case jobNumSub:
 		err = pc.c.Send("PUBSUB", "NUMSUB", j.key)
@@ -2162,7 +2458,7 @@ func (r *run) reply(j job, v any, err error) {
 		if j.done != nil {
 			j.done(err)
 		}
-	case jobIncr:
+	case jobTerm:
 		n, err := redis.Int64(v, err)
 		r.send(event{kind: evTerm, round: j.round, n: n, err: err})
 	case jobNumSub:
@@ -2226,7 +2522,7 @@ func (r *run) receive(c redis.Conn, rd *reader) (subscribed bool) {
 			r.send(event{kind: evDisconnected, err: c.Err()})
 		}
 	}()
-	if err := psc.Subscribe(e.channel, e.self); err != nil {
+	if err := psc.Subscribe(e.c.channel, e.c.selfChan); err != nil {
 		r.noteRedisError("subscribe", handshakeHint(err))
 		return false
 	}
@@ -2326,9 +2622,9 @@ func (r *run) noteRedisError(op string, err error) {
 	if r.ctx.Err() != nil {
 		return
 	}
-	e.log.Warn("redis error", "op", op, "err", err)
+	r.logf(slog.LevelWarn, "redis error", "op", op, "err", err)
 	e.mu.Lock()
-	e.st.lastRedisErr = op + ": " + err.Error()
+	e.c.redisError(op, err)
 	e.mu.Unlock()
 }
 
@@ -2344,7 +2640,7 @@ func (b *backoff) reset() { b.delay, b.next = 0, time.Time{} }
 
 func (b *backoff) failed() {
 	b.delay = min(max(2*b.delay, 50*time.Millisecond), maxBackoff)
-	b.next = time.Now().Add(b.delay/2 + randDuration(b.delay/2))
+	b.next = time.Now().Add(b.delay/2 + time.Duration(mrand.Int64N(int64(b.delay/2)+1)))
 }
 
 func (b *backoff) ready() bool { return !time.Now().Before(b.next) }

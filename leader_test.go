@@ -3846,69 +3846,61 @@ func decodeWire(b []byte, mac hash.Hash) (message, error) {
 // Fuzzing and benchmarks of the hot path (no Redis needed)
 // ---------------------------------------------------------------------------
 
-// TestElectionBackoff drives the state machine without Redis: rounds that
-// time out one after another make the rounds longer and the random delay
-// before the next campaign wider (from the second failure on, capped), and
-// a heartbeat from a leader puts both back.
+// TestElectionBackoff drives the core without Redis: rounds that time out
+// one after another make the rounds longer and the random delay before the
+// next campaign wider (from the second failure on, capped), and a heartbeat
+// from a leader puts both back.
 func TestElectionBackoff(t *testing.T) {
-	r := offlineRun(t, Config{ID: "me", ClusterSize: 3}) // strict: no lone win
-	s := &r.e.st
+	c := offlineCore(t, Config{ID: "me", ClusterSize: 3}) // strict: no lone win
+	s := &c.st
 	hb, jit := defaultHeartbeatInterval, defaultElectionJitter
 	wantRound := []time.Duration{2 * hb, 2 * hb, 4 * hb, 8 * hb, 8 * hb, 8 * hb}
 	wantJitter := []time.Duration{jit, jit, 2 * jit, 4 * jit, 8 * jit, 8 * jit}
 	at := time.Now()
 	for i := range wantRound {
-		var round, delay time.Duration
-		r.locked(func(time.Time) {
-			r.campaign(at, false)
-			require.Equal(t, Candidate, s.role)
-			round = s.roundEnd.Sub(at)
-			at = s.roundEnd
-			r.tick(at) // no pre-votes came: the round fails
-			require.Equal(t, Follower, s.role, "after round %d", i+1)
-			delay = s.electionAt.Sub(at)
-		})
-		r.drain()
+		c.begin(at)
+		c.campaign(at, false)
+		require.Equal(t, Candidate, s.role)
+		round := s.roundEnd.Sub(at)
+		at = s.roundEnd
+		c.tick(at) // no pre-votes came: the round fails
+		require.Equal(t, Follower, s.role, "after round %d", i+1)
+		delay := s.electionAt.Sub(at)
 		assert.Equal(t, wantRound[i], round, "round %d", i+1)
 		// After the failure the next round's own length plus a jitter.
 		next := wantRound[min(i+1, len(wantRound)-1)]
 		assert.GreaterOrEqual(t, delay, next, "delay after round %d", i+1)
 		assert.LessOrEqual(t, delay, next+wantJitter[min(i+1, len(wantJitter)-1)], "delay after round %d", i+1)
 	}
-	r.locked(func(time.Time) {
-		r.onMessage(&message{Type: msgHeartbeat, Flags: flagLeader, Term: 9, Seq: 1, Inc: 5, From: "boss", Live: 3}, at)
-		assert.Equal(t, "boss", s.leader)
-		assert.Equal(t, 2*hb, r.roundTimeout(), "a leader's heartbeat resets the backoff")
-		assert.Equal(t, jit, r.jitter(), "a leader's heartbeat resets the backoff")
-	})
-	r.drain()
+	c.receive(at, &message{Type: msgHeartbeat, Flags: flagLeader, Term: 9, Seq: 1, Inc: 5, From: "boss", Live: 3}, at)
+	assert.Equal(t, "boss", s.leader)
+	assert.Equal(t, 2*hb, c.roundTimeout(), "a leader's heartbeat resets the backoff")
+	assert.Equal(t, jit, c.jitter(), "a leader's heartbeat resets the backoff")
 }
 
 // TestStalledNodeVotesButWaitsToStand: a node whose own loop stalled (a
 // pause, CPU starvation) still grants a vote, since it forgot nothing, but
 // does not campaign itself until it has listened for a PeerTimeout again.
 func TestStalledNodeVotesButWaitsToStand(t *testing.T) {
-	r := offlineRun(t, Config{ID: "me", ClusterSize: 3})
-	s := &r.e.st
+	c := offlineCore(t, Config{ID: "me", ClusterSize: 3})
+	s := &c.st
 	at := time.Now()
-	r.locked(func(time.Time) {
-		r.lastTick = at.Add(-time.Second)
-		r.noticeStall(at) // a one-second stall
-		s.electionAt = at // and an election already due
-		r.onMessage(&message{Type: msgVoteRequest, Term: 4, Inc: 7, From: "cand"}, at)
-		assert.Equal(t, "cand", s.votedFor, "a stalled node refused its vote")
-		assert.Equal(t, uint64(4), s.term)
-		s.votedFor, s.electionAt = "", at // free again, election due
-		for d := time.Duration(0); d < defaultPeerTimeout; d += defaultHeartbeatInterval {
-			s.selfEcho = at.Add(d) // its link to Redis works
-			r.tick(at.Add(d))
-			require.Equal(t, Follower, s.role, "campaigned %v after a stall", d)
-		}
-		s.selfEcho = at.Add(defaultPeerTimeout)
-		r.tick(at.Add(defaultPeerTimeout))
-		assert.Equal(t, Candidate, s.role, "did not campaign a PeerTimeout after the stall")
-	})
-	r.drain()
+	s.lastTick = at.Add(-time.Second)
+	c.begin(at)
+	c.noticeStall(at) // a one-second stall
+	s.electionAt = at // and an election already due
+	c.receive(at, &message{Type: msgVoteRequest, Term: 4, Inc: 7, From: "cand"}, at)
+	assert.Equal(t, "cand", s.votedFor, "a stalled node refused its vote")
+	assert.Equal(t, uint64(4), s.term)
+	s.votedFor, s.electionAt = "", at // free again, election due
+	for d := time.Duration(0); d < defaultPeerTimeout; d += defaultHeartbeatInterval {
+		s.selfEcho = at.Add(d) // its link to Redis works
+		c.tick(at.Add(d))
+		require.Equal(t, Follower, s.role, "campaigned %v after a stall", d)
+	}
+	s.selfEcho = at.Add(defaultPeerTimeout)
+	c.tick(at.Add(defaultPeerTimeout))
+	assert.Equal(t, Candidate, s.role, "did not campaign a PeerTimeout after the stall")
 }
 
 // TestHeirStandsFirst drives followers offline: when their leader falls
@@ -3930,65 +3922,45 @@ func TestHeirStandsFirst(t *testing.T) {
 		{"h", "h", true, 0, 0},
 		{"o", "h", true, round, round + jit},
 	} {
-		r := offlineRun(t, Config{ID: tc.self, ClusterSize: 3})
-		s := &r.e.st
+		e := offlineElector(t, Config{ID: tc.self, ClusterSize: 3})
+		c := &e.c
+		s := &c.st
 		at := time.Now()
-		r.locked(func(time.Time) {
-			r.onMessage(&message{Type: msgHeartbeat, Flags: flagLeader, Term: 3, Seq: 1, Live: 3, Inc: 9, From: "boss", To: tc.heir}, at)
-			require.Equal(t, tc.heir, r.e.st.heir)
-			var now time.Time
-			if tc.crash {
-				now = at.Add(2 * defaultHeartbeatInterval)
-				r.onEvent(event{kind: evNumSub, id: "boss", n: 0}, now)
-			} else {
-				now = at.Add(defaultPeerTimeout)
-				s.selfEcho = now // its own link to Redis works
-				r.tick(now)
-			}
-			require.Equal(t, Follower, s.role)
-			require.False(t, s.electionAt.IsZero(), "%+v: no campaign scheduled", tc)
-			delay := s.electionAt.Sub(now)
-			assert.GreaterOrEqual(t, delay, tc.min, "%+v", tc)
-			assert.LessOrEqual(t, delay, tc.max, "%+v", tc)
-		})
-		r.drain()
-		assert.Equal(t, tc.heir, r.e.Status().Heir)
+		c.receive(at, &message{Type: msgHeartbeat, Flags: flagLeader, Term: 3, Seq: 1, Live: 3, Inc: 9, From: "boss", To: tc.heir}, at)
+		require.Equal(t, tc.heir, s.heir)
+		var now time.Time
+		if tc.crash {
+			now = at.Add(2 * defaultHeartbeatInterval)
+			c.numSubAnswer(now, "boss", 0, nil)
+		} else {
+			now = at.Add(defaultPeerTimeout)
+			s.selfEcho = now // its own link to Redis works
+			c.tick(now)
+		}
+		require.Equal(t, Follower, s.role)
+		require.False(t, s.electionAt.IsZero(), "%+v: no campaign scheduled", tc)
+		delay := s.electionAt.Sub(now)
+		assert.GreaterOrEqual(t, delay, tc.min, "%+v", tc)
+		assert.LessOrEqual(t, delay, tc.max, "%+v", tc)
+		assert.Equal(t, tc.heir, e.Status().Heir)
 	}
 }
 
-// offlineRun builds the state machine of an Elector without Redis: messages
-// go straight to its handler, and what it publishes piles up in out.
-func offlineRun(tb testing.TB, cfg Config) *run {
+// offlineElector builds an Elector whose core the test drives without
+// Redis: subscribed, its own messages echoing, done listening.
+func offlineElector(tb testing.TB, cfg Config) *Elector {
 	tb.Helper()
 	e, err := New(cfg)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	r := &run{e: e, ctx: context.Background(), wg: &sync.WaitGroup{},
-		events: make(chan event, inboxSize), out: make(chan job, 256), mac: e.newMAC()}
-	r.cb.wake = make(chan struct{}, 1)
 	now := time.Now()
-	e.st.subscribed, e.st.selfEcho, e.st.joinUntil = true, now, now.Add(-time.Second)
-	tb.Cleanup(func() { r.wg.Wait() })
-	return r
+	e.c.st.subscribed, e.c.st.selfEcho, e.c.st.joinUntil = true, now, now.Add(-time.Second)
+	return e
 }
 
-// drain empties the publish and callback queues of an offline run.
-func (r *run) drain() {
-	r.cb.mu.Lock()
-	r.cb.queue = nil
-	r.cb.mu.Unlock()
-	for {
-		select {
-		case j := <-r.out:
-			if j.buf != nil {
-				bufPool.Put(j.buf)
-			}
-		default:
-			return
-		}
-	}
-}
+// offlineCore is the core of an offlineElector.
+func offlineCore(tb testing.TB, cfg Config) *core { return &offlineElector(tb, cfg).c }
 
 func seedMessages() []message {
 	return []message{
@@ -4018,12 +3990,12 @@ func FuzzMessage(f *testing.F) {
 	// under testdata/, so the top level stays the library file and its test.
 	f.Add([]byte("\xa7\x01\x05A00\xd2\x00000000000\x010\x010")) // non-shortest uvarint, unknown flag
 
-	follower := offlineRun(f, Config{ID: "me"})
-	leader := offlineRun(f, Config{ID: "boss"})
-	leader.locked(func(now time.Time) {
-		leader.e.st.term = 7
-		leader.becomeLeader(now)
-	})
+	follower := offlineCore(f, Config{ID: "me"})
+	leader := offlineCore(f, Config{ID: "boss"})
+	now := time.Now()
+	leader.begin(now)
+	leader.st.term = 7
+	leader.becomeLeader(now)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		for _, mac := range []hash.Hash{nil, hmac.New(sha256.New, secret)} {
 			var m message
@@ -4035,9 +4007,9 @@ func FuzzMessage(f *testing.F) {
 					t.Fatalf("round trip: got %x; want %x", got, b)
 				}
 			}
-			for _, r := range []*run{follower, leader} {
-				r.locked(func(now time.Time) { r.onMessage(&m, now) })
-				r.drain()
+			for _, c := range []*core{follower, leader} {
+				now := time.Now()
+				c.receive(now, &m, now)
 			}
 		}
 	})
@@ -4046,7 +4018,7 @@ func FuzzMessage(f *testing.F) {
 // BenchmarkFollowerHeartbeat is one leader heartbeat received by a follower:
 // decode, handle, and the ack it publishes.
 func BenchmarkFollowerHeartbeat(b *testing.B) {
-	r := offlineRun(b, Config{ID: "me"})
+	c := offlineCore(b, Config{ID: "me"})
 	m := message{Type: msgHeartbeat, Flags: flagLeader, Term: 1, Inc: 9, From: "boss"}
 	var buf []byte
 	rd := newReader(nil)
@@ -4058,35 +4030,38 @@ func BenchmarkFollowerHeartbeat(b *testing.B) {
 		if err := rd.decode(buf, &got); err != nil {
 			b.Fatal(err)
 		}
-		r.locked(func(now time.Time) { r.onMessage(&got, now) })
-		r.drain()
+		now := time.Now()
+		for _, o := range c.receive(now, &got, now) {
+			if o.kind == outPublish {
+				buf = appendMessage(buf[:0], &o.msg, nil) // the ack, as the shell encodes it
+			}
+		}
 	}
 }
 
 // BenchmarkLeaderRound is one heartbeat round of a leader with 4 followers:
 // send, then four acks that renew the lease.
 func BenchmarkLeaderRound(b *testing.B) {
-	r := offlineRun(b, Config{ID: "boss"})
+	c := offlineCore(b, Config{ID: "boss"})
 	followers := []string{"f1", "f2", "f3", "f4"}
-	r.locked(func(now time.Time) {
-		for _, id := range followers {
-			r.e.st.peers[id] = &peer{heard: now}
-		}
-		r.e.st.term = 1
-		r.becomeLeader(now)
-	})
-	r.drain()
+	now := time.Now()
+	for _, id := range followers {
+		c.st.peers[id] = &peer{heard: now}
+	}
+	c.begin(now)
+	c.st.term = 1
+	c.becomeLeader(now)
 	b.ReportAllocs()
 	for b.Loop() {
-		r.locked(func(now time.Time) {
-			r.sendHeartbeat(now)
-			seq := r.e.st.seq
-			r.ack(nil, seq, now)
-			for _, id := range followers {
-				m := message{Type: msgHeartbeat, Term: 1, Seq: seq, Inc: 5, From: id, To: "boss"}
-				r.onMessage(&m, now)
-			}
-		})
-		r.drain()
+		now := time.Now()
+		c.begin(now)
+		c.sendHeartbeat(now)
+		seq := c.st.seq
+		c.ack(nil, seq, now)
+		for _, id := range followers {
+			m := message{Type: msgHeartbeat, Term: 1, Seq: seq, Inc: 5, From: id, To: "boss"}
+			c.receive(now, &m, now)
+		}
 	}
 }
+
