@@ -9,6 +9,7 @@
 #   make soak         10 minutes of 5 nodes under latency and periodic flaps: flat memory and goroutines? (SOAK=10m)
 #   make bench        hot-path benchmarks of leader.go
 #   make fuzz         fuzz the decoder and the state machine (FUZZTIME=5m)
+#   make sim          the deterministic simulator: SIM_N random schedules of the real core (default 100000)
 
 GO ?= go
 CHAOS_FLAGS ?=
@@ -16,8 +17,9 @@ CHAOS_FLAGS ?=
 SWEEP ?= 3,5,9,17,33,65,129
 SOAK ?= 10m
 FUZZTIME ?= 5m
+SIM_N ?= 100000
 
-.PHONY: all test lint bench fuzz chaos chaos-quick chaos-both sweep soak redis tidy-check
+.PHONY: all test lint bench fuzz sim chaos chaos-quick chaos-both sweep soak redis tidy-check
 
 all: lint test
 
@@ -49,6 +51,12 @@ bench: redis
 # of the repository is fixed); keep it as an f.Add seed in FuzzMessage.
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzMessage$$' -fuzztime $(FUZZTIME) .
+
+# Without -race: the simulator is deterministic and single-threaded per
+# schedule, and make test already runs its bounded share under -race.
+# A failing seed replays with: go test -run '^TestSim$$' -sim.seed N -v .
+sim:
+	$(GO) test -run '^TestSim$$' -count=1 -v -sim.n $(SIM_N) -sim.time 60m . | grep -v '^=== RUN'
 
 chaos: redis
 	cd chaos && $(GO) run . $(CHAOS_FLAGS)

@@ -55,6 +55,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
+	"flag"
 	"fmt"
 	"hash"
 	"io"
@@ -4065,3 +4066,1289 @@ func BenchmarkLeaderRound(b *testing.B) {
 	}
 }
 
+// ---------------------------------------------------------------------------
+// The simulator
+// ---------------------------------------------------------------------------
+
+// The simulator drives the real core (the same code an Elector steps) of
+// every node through random schedules, deterministically: one seeded PRNG
+// decides delivery delays, faults and the nodes' own random delays, and the
+// clock is simulated, so a failing schedule is a seed that replays exactly.
+// Around the cores it emulates what the shell and Redis do: a subscriber
+// and a publisher connection per node, each with its own ordered delivery,
+// read timeouts, pings and capped redial backoff; Redis's pub/sub (at most
+// once: what a dead connection had in flight is gone), its output-buffer
+// limit for slow subscribers, PUBSUB NUMSUB, the term script, and restarts
+// with or without its data.
+//
+// Each schedule draws its own mix of faults (swarm testing), so rare
+// combinations get tried: crashes; restarts with the same ID at any moment;
+// pauses of any length (SIGSTOP); a starved loop (the state machine's
+// goroutine runs late while the Redis goroutines do not); connections that
+// drop, stall, or are cut one way; clock rates that differ within the
+// margin New allows; a term script that fails (OOM, NOPERM, MOVED, a
+// timeout); Redis restarts; Resign, TransferTo and graceful stops.
+//
+// After every step it checks that (a) no two nodes are active at one
+// instant (IsLeader true, or the leader callback's context not yet
+// cancelled; a frozen process acts on nothing), (b) each term has one
+// leader, (c) a node's term and the fencing tokens handed out never go back
+// (across restarts, unless Redis lost its data while no running node
+// remembered the newest term), and, once every fault has healed and a
+// quorum is connected, (d) a leader is active within PeerTimeout +
+// 4*ElectionJitter + 1s.
+
+var (
+	simSeed  = flag.Uint64("sim.seed", 0, "simulator: replay this one schedule and print its trace")
+	simRuns  = flag.Int("sim.n", 0, "simulator: schedules to run (0: the bounded default of make test)")
+	simTime  = flag.Duration("sim.time", 0, "simulator: stop starting schedules after this long (0: the default)")
+	simBase  = flag.Uint64("sim.base", 0, "simulator: seed of the first schedule (0: a fresh one, printed)")
+	simTrace = flag.Bool("sim.trace", false, "simulator: print the trace of -sim.seed even if it passes")
+)
+
+// simRegressions are schedules that once broke a rule. They run first,
+// every time.
+var simRegressions = []uint64{}
+
+// simDefaultRuns and simDefaultTime bound the share of make test (under
+// -race): at least this many schedules, in at most this long.
+const (
+	simDefaultRuns = 20000
+	simDefaultTime = 110 * time.Second
+)
+
+// TestSim runs the regression schedules and then a bounded number of fresh
+// ones, on every core of the machine. A failure prints the seed and the
+// trace of the steps that led to it; -sim.seed replays one.
+func TestSim(t *testing.T) {
+	if *simSeed != 0 {
+		res := runSim(*simSeed, true)
+		if res.fail != "" || *simTrace {
+			t.Logf("trace of seed %d:\n%s", *simSeed, res.trace)
+		}
+		if res.fail != "" {
+			t.Fatalf("seed %d: %s", *simSeed, res.fail)
+		}
+		t.Logf("seed %d: %s", *simSeed, res.summary)
+		return
+	}
+	runs, budget := simDefaultRuns, simDefaultTime
+	if *simRuns > 0 {
+		runs = *simRuns
+	}
+	if *simTime > 0 {
+		budget = *simTime
+	}
+	if testing.Short() {
+		runs = min(runs, 2000)
+	}
+	base := *simBase
+	if base == 0 {
+		base = mrand.Uint64()>>16 | 1
+	}
+	seeds := make(chan uint64)
+	results := make(chan simResult)
+	start := time.Now()
+	go func() {
+		defer close(seeds)
+		for _, s := range simRegressions {
+			seeds <- s
+		}
+		for i := range runs {
+			if time.Since(start) > budget {
+				return
+			}
+			seeds <- base + uint64(i)
+		}
+	}()
+	var wg sync.WaitGroup
+	for range runtime.GOMAXPROCS(0) {
+		wg.Go(func() {
+			for s := range seeds {
+				results <- runSim(s, false)
+			}
+		})
+	}
+	go func() { wg.Wait(); close(results) }()
+	var n, failed int
+	var simulated time.Duration
+	var first *simResult
+	for res := range results {
+		n++
+		simulated += res.nodeTime
+		if res.fail != "" {
+			failed++
+			if first == nil {
+				first = &res
+			}
+			if failed <= 20 {
+				t.Errorf("seed %d: %s (replay: go test -run '^TestSim$' -sim.seed %d -v .)", res.seed, res.fail, res.seed)
+			}
+		}
+	}
+	wall := time.Since(start)
+	t.Logf("simulator: %d schedules (base seed %d) in %v, %.0f simulated node-seconds per wall second, %d violations",
+		n, base, wall.Round(time.Millisecond), simulated.Seconds()/wall.Seconds(), failed)
+	if first != nil {
+		t.Logf("trace of seed %d:\n%s", first.seed, runSim(first.seed, true).trace)
+	}
+	if n < min(runs, simDefaultRuns) && *simTime == 0 && !testing.Short() {
+		t.Errorf("only %d schedules within %v: the simulator got slower than its budget", n, budget)
+	}
+}
+
+// simResult is the outcome of one schedule.
+type simResult struct {
+	seed     uint64
+	fail     string        // the first violation; "" if none
+	nodeTime time.Duration // simulated time summed over nodes
+	trace    string        // with tracing only
+	summary  string
+}
+
+// simEvent is something that happens at a simulated instant; seq keeps
+// events of one instant in the order they were scheduled.
+type simEvent struct {
+	at  time.Duration
+	seq uint64
+	fn  func()
+}
+
+// simHeap is a binary min-heap of events.
+type simHeap []simEvent
+
+func (h *simHeap) push(ev simEvent) {
+	*h = append(*h, ev)
+	q := *h
+	for i := len(q) - 1; i > 0; {
+		p := (i - 1) / 2
+		if !q[i].before(q[p]) {
+			break
+		}
+		q[i], q[p] = q[p], q[i]
+		i = p
+	}
+}
+
+func (h *simHeap) pop() simEvent {
+	q := *h
+	top := q[0]
+	last := len(q) - 1
+	q[0] = q[last]
+	q[last] = simEvent{}
+	q = q[:last]
+	for i := 0; ; {
+		l, r, m := 2*i+1, 2*i+2, i
+		if l < len(q) && q[l].before(q[m]) {
+			m = l
+		}
+		if r < len(q) && q[r].before(q[m]) {
+			m = r
+		}
+		if m == i {
+			break
+		}
+		q[i], q[m] = q[m], q[i]
+		i = m
+	}
+	*h = q
+	return top
+}
+
+func (a simEvent) before(b simEvent) bool {
+	return a.at < b.at || (a.at == b.at && a.seq < b.seq)
+}
+
+// simParams is one schedule's world: its group, timings and fault mix.
+type simParams struct {
+	n          int
+	strict     bool
+	cfg        Config
+	rateSpread float64       // clock rates are 1 ± up to this
+	latency    time.Duration // one-way base latency of a link
+	jitter     time.Duration
+	faultFor   time.Duration // faults are injected in [0, faultFor)
+	faultEvery time.Duration // mean time between faults
+	weights    [simFaultKinds]float64
+	outBuf     int     // Redis's output-buffer limit, in messages
+	evalFail   float64 // chance a term script fails while term faults are on
+}
+
+// The kinds of faults.
+const (
+	fCrash = iota
+	fPause
+	fStarve
+	fCut
+	fDrop
+	fStall
+	fRedisRestart
+	fTermFault
+	fResign
+	fTransfer
+	fStop
+	fSlowLink
+	simFaultKinds
+)
+
+var simFaultNames = [simFaultKinds]string{"crash", "pause", "starve", "cut", "drop", "stall", "redis-restart", "term-fault", "resign", "transfer", "stop", "slow-link"}
+
+type sim struct {
+	seed  uint64
+	rnd   *mrand.Rand
+	p     simParams
+	now   time.Duration
+	seq   uint64
+	queue simHeap
+	nodes []*simNode
+	redis simRedis
+	ids   int // new IDs handed out
+
+	tracing bool
+	trace   []string
+
+	fail       string
+	leaders    map[uint64]string // term → the leadership that won it
+	maxToken   uint64            // the newest fencing token handed out
+	maxWon     uint64            // the newest term won
+	healed     time.Duration     // when the last fault ended; 0 while faults go on
+	quorumAt   time.Duration     // after healed: when a quorum was first subscribed
+	livenessOK bool
+	termFault  bool // term scripts fail now
+	termErr    string
+}
+
+// simRedis is the simulated Redis server.
+type simRedis struct {
+	up      bool
+	termKey int64
+	subs    map[string][]*simConn // channel → subscribed connections
+}
+
+// simConn is one connection of a node to Redis.
+type simConn struct {
+	n        *simNode
+	pub      bool // the publisher's, else the subscriber's
+	open     bool // the node has not closed it
+	atRedis  bool // Redis has it (its subscriptions count)
+	lastUp   time.Duration
+	lastDown time.Duration
+	inFlight int // messages Redis sent that the node has not read
+	// subscriber
+	confirmed int
+	lastData  time.Time // node-local time the last bytes arrived
+	// publisher
+	pending  []simJob // written, reply not yet read
+	waiting  []simJob // queued while dialling
+	dialing  bool
+	watching bool      // a reply timeout is scheduled
+	since    time.Time // node-local: when the reader began waiting for pending[0]
+}
+
+// simJob is a publisher job: a message, the term script or NUMSUB.
+type simJob struct {
+	kind    outKind
+	channel string
+	msg     message
+	id      string
+	term    uint64
+	round   uint64
+}
+
+// simNode is one process slot: an Elector's core and the emulated shell.
+type simNode struct {
+	s      *sim
+	slot   int
+	id     string
+	inc    uint64
+	gen    int // incarnation; events of an older one are ignored
+	c      *core
+	rate   float64
+	origin time.Time // the local clock reads origin + rate * simulated time
+
+	alive        bool
+	pausedUntil  time.Duration
+	starvedUntil time.Duration
+	inbox        []func(now time.Time) []output // waiting for the loop
+	sock         []func()                       // arrived while the process was frozen
+	timerGen     int
+
+	sub, pub   *simConn
+	subBackoff simBackoff
+	pubBackoff simBackoff
+	cut        [2][2]bool // [pub][down]: a one-way blackhole on that path
+	stallUntil [2]time.Duration
+	slow       time.Duration // extra latency of this node's links
+
+	who           string // id#incarnation, for the checks
+	pubOK, recvAt time.Time
+	cbRunning     bool // the leader callback has not returned
+	ctxLive       bool // the leader callback's context is not cancelled
+	lastTerm      uint64
+}
+
+// simBackoff mirrors the shell's capped exponential backoff.
+type simBackoff struct {
+	delay time.Duration
+	next  time.Time
+}
+
+func (b *simBackoff) failed(now time.Time, rnd *mrand.Rand) {
+	b.delay = min(max(2*b.delay, 50*time.Millisecond), maxBackoff)
+	b.next = now.Add(b.delay/2 + time.Duration(rnd.Int64N(int64(b.delay/2)+1)))
+}
+
+func (b *simBackoff) reset() { b.delay, b.next = 0, time.Time{} }
+
+// runSim runs the schedule of seed.
+func runSim(seed uint64, tracing bool) (res simResult) {
+	s := &sim{seed: seed, rnd: mrand.New(mrand.NewPCG(seed, 0x5eed)), tracing: tracing, leaders: map[uint64]string{}}
+	s.redis = simRedis{up: true, subs: map[string][]*simConn{}}
+	s.p = s.drawParams()
+	res.seed = seed
+	defer func() {
+		res.fail = s.fail
+		res.trace = strings.Join(s.trace, "\n")
+		res.nodeTime = s.now * time.Duration(s.p.n)
+		res.summary = fmt.Sprintf("%d nodes, strict %v, %v simulated, max term %d", s.p.n, s.p.strict, s.now, s.maxWon)
+	}()
+	s.tracef("params: %+v", s.p)
+	for i := range s.p.n {
+		n := &simNode{s: s, slot: i, rate: 1 + s.p.rateSpread*(2*s.rnd.Float64()-1),
+			origin: time.Unix(int64(1e9+s.rnd.IntN(1e6)), 0)}
+		n.id = fmt.Sprintf("n%d", i)
+		s.nodes = append(s.nodes, n)
+		s.at(time.Duration(s.rnd.Int64N(int64(s.p.cfg.PeerTimeout))), n.start)
+	}
+	// Faults, then a heal of everything.
+	for t := s.exp(s.p.faultEvery); t < s.p.faultFor; t += s.exp(s.p.faultEvery) {
+		s.at(t, s.injectFault)
+	}
+	s.at(s.p.faultFor, s.healAll)
+	bound := s.p.cfg.PeerTimeout + 4*s.p.cfg.ElectionJitter + time.Second
+	end := s.p.faultFor + 30*time.Second // a hard stop; liveness ends it sooner
+	for steps := 0; len(s.queue) > 0 && s.fail == ""; steps++ {
+		if steps > 20_000_000 {
+			s.violation("runaway schedule: %d events by %v", steps, s.now)
+			break
+		}
+		ev := s.queue.pop()
+		if ev.at > end {
+			break
+		}
+		s.now = ev.at
+		ev.fn()
+		if s.fail != "" {
+			break
+		}
+		if s.healed > 0 {
+			if s.quorumAt == 0 && s.subscribedCount() >= s.quorumSize() {
+				s.quorumAt = s.now
+			}
+			if s.quorumAt > 0 {
+				if s.anyActive() {
+					s.livenessOK = true
+					break
+				}
+				if s.now > s.quorumAt+bound {
+					s.violation("no leader %v after every fault healed and a quorum connected (bound %v)", s.now-s.quorumAt, bound)
+				}
+			}
+		}
+	}
+	if s.fail == "" && !s.livenessOK {
+		s.violation("no leader by the end of the schedule")
+	}
+	return res
+}
+
+// drawParams draws the schedule's world.
+func (s *sim) drawParams() simParams {
+	r := s.rnd
+	p := simParams{n: 3 + r.IntN(7)}
+	if r.IntN(400) == 0 {
+		p.n = 65
+	}
+	p.strict = r.IntN(2) == 0
+	cfg := Config{Group: "g"}
+	switch r.IntN(4) {
+	case 0: // the test suite's timings
+		cfg.HeartbeatInterval, cfg.LeaseTimeout, cfg.PeerTimeout, cfg.ElectionJitter = testHeartbeat, testLease, testPeer, testJitter
+	case 1: // a lease as long as New allows
+		cfg.LeaseTimeout = 450 * time.Millisecond
+	}
+	cfg = cfg.withDefaults()
+	if p.strict {
+		cfg.ClusterSize = p.n
+	}
+	p.cfg = cfg
+	p.rateSpread = []float64{0, 0.005, 0.02, 0.04}[r.IntN(4)]
+	p.latency = time.Duration(50+r.IntN(2000)) * time.Microsecond
+	p.jitter = time.Duration(r.IntN(3000)) * time.Microsecond
+	p.faultFor = time.Duration(1+r.IntN(5)) * time.Second
+	p.faultEvery = time.Duration(50+r.IntN(600)) * time.Millisecond
+	if p.n > 9 {
+		p.faultFor, p.faultEvery = 3*time.Second, 300*time.Millisecond
+	}
+	for k := range p.weights {
+		if r.IntN(3) > 0 {
+			p.weights[k] = r.Float64()
+		}
+	}
+	p.outBuf = 30 + r.IntN(500)
+	if p.n > 9 {
+		p.outBuf *= 20
+	}
+	p.evalFail = r.Float64()
+	return p
+}
+
+// exp is an exponential delay with the given mean.
+func (s *sim) exp(mean time.Duration) time.Duration {
+	return time.Duration(s.rnd.ExpFloat64() * float64(mean))
+}
+
+// at schedules fn at simulated time t (never in the past).
+func (s *sim) at(t time.Duration, fn func()) {
+	s.seq++
+	s.queue.push(simEvent{at: max(t, s.now), seq: s.seq, fn: fn})
+}
+
+func (s *sim) after(d time.Duration, fn func()) { s.at(s.now+d, fn) }
+
+func (s *sim) tracef(format string, args ...any) {
+	if s.tracing {
+		s.trace = append(s.trace, fmt.Sprintf("%10.3fms ", float64(s.now)/1e6)+fmt.Sprintf(format, args...))
+	}
+}
+
+func (s *sim) violation(format string, args ...any) {
+	if s.fail == "" {
+		s.fail = fmt.Sprintf("at %v: ", s.now) + fmt.Sprintf(format, args...)
+		s.tracef("VIOLATION: %s", s.fail)
+	}
+}
+
+func (s *sim) quorumSize() int { return s.p.n/2 + 1 }
+
+func (s *sim) subscribedCount() int {
+	k := 0
+	for _, n := range s.nodes {
+		if n.alive && n.sub != nil && n.sub.open && n.sub.confirmed >= 2 {
+			k++
+		}
+	}
+	return k
+}
+
+// ---- faults ----
+
+func (s *sim) injectFault() {
+	total := 0.0
+	for _, w := range s.p.weights {
+		total += w
+	}
+	if total == 0 {
+		return
+	}
+	x := s.rnd.Float64() * total
+	kind := 0
+	for kind = range s.p.weights {
+		x -= s.p.weights[kind]
+		if x < 0 {
+			break
+		}
+	}
+	n := s.nodes[s.rnd.IntN(len(s.nodes))]
+	if s.rnd.IntN(2) == 0 {
+		// Faults that hit the leader matter most.
+		for _, m := range s.nodes {
+			if m.alive && m.c.st.role == Leader {
+				n = m
+			}
+		}
+	}
+	pt := s.p.cfg.PeerTimeout
+	d := time.Duration(s.rnd.Int64N(int64(3 * pt)))
+	if s.rnd.IntN(8) == 0 {
+		d = time.Duration(s.rnd.Int64N(int64(10 * pt)))
+	}
+	s.tracef("fault %s on %s for %v", simFaultNames[kind], n.id, d)
+	switch kind {
+	case fCrash:
+		if !n.alive {
+			return
+		}
+		n.crash()
+		// Restart with the same ID (a pod, a fixed ID), or as a new one,
+		// at any moment.
+		same := s.rnd.IntN(4) > 0
+		s.after(time.Duration(s.rnd.Int64N(int64(2*pt))), func() {
+			if n.alive {
+				return
+			}
+			if !same {
+				s.ids++
+				n.id = fmt.Sprintf("n%d.%d", n.slot, s.ids)
+			}
+			n.start()
+		})
+	case fPause:
+		if n.alive {
+			n.pausedUntil = max(n.pausedUntil, s.now+d)
+			g := n.gen
+			s.at(n.pausedUntil, func() { n.resume(g) })
+		}
+	case fStarve:
+		if n.alive {
+			n.starvedUntil = max(n.starvedUntil, s.now+d/3)
+			g := n.gen
+			s.at(n.starvedUntil, func() { n.resume(g) })
+		}
+	case fCut:
+		pub, down := s.rnd.IntN(2), s.rnd.IntN(2)
+		n.cut[pub][down] = true
+		if s.rnd.IntN(3) == 0 { // both ways
+			n.cut[pub][1-down] = true
+		}
+		s.after(d, func() { n.cut[pub][down], n.cut[pub][1-down] = false, false })
+	case fDrop:
+		if s.rnd.IntN(2) == 0 {
+			n.closeConn(n.sub, "dropped")
+		} else {
+			n.closeConn(n.pub, "dropped")
+		}
+	case fStall:
+		k := s.rnd.IntN(2)
+		n.stallUntil[k] = max(n.stallUntil[k], s.now+d/2)
+	case fSlowLink:
+		n.slow = time.Duration(s.rnd.Int64N(int64(pt / 4)))
+		s.after(d, func() { n.slow = 0 })
+	case fRedisRestart:
+		if !s.redis.up {
+			return
+		}
+		keep := s.rnd.IntN(2) == 0
+		s.redisDown(keep)
+		s.after(d/2, func() { s.redis.up = true; s.tracef("redis up") })
+	case fTermFault:
+		s.termFault = true
+		s.termErr = []string{"OOM command not allowed when used memory > 'maxmemory'", "NOPERM this user has no permissions to run the 'eval' command", "MOVED 1234 127.0.0.1:7001", "timeout"}[s.rnd.IntN(4)]
+		s.after(d, func() { s.termFault = false })
+	case fResign, fTransfer, fStop:
+		if !n.alive || n.frozen() {
+			return
+		}
+		to := ""
+		if kind == fTransfer {
+			to = s.nodes[s.rnd.IntN(len(s.nodes))].id
+		}
+		n.input(func(now time.Time) []output {
+			out, _, _ := n.c.handover(now, to, kind == fTransfer)
+			return out
+		})
+		if kind == fStop {
+			// Run's context ended: the handover, then the process exits.
+			g := n.gen
+			s.after(time.Duration(s.rnd.Int64N(int64(pt))), func() {
+				if n.gen == g && n.alive {
+					n.crash()
+					s.after(time.Duration(s.rnd.Int64N(int64(pt))), func() {
+						if !n.alive {
+							n.start()
+						}
+					})
+				}
+			})
+		}
+	}
+}
+
+// healAll ends every fault: all processes run, links and Redis work.
+func (s *sim) healAll() {
+	s.tracef("heal all")
+	s.termFault = false
+	if !s.redis.up {
+		s.redis.up = true
+	}
+	for _, n := range s.nodes {
+		n.cut = [2][2]bool{}
+		n.stallUntil = [2]time.Duration{}
+		n.slow = 0
+		if n.pausedUntil > s.now {
+			n.pausedUntil = s.now
+			g := n.gen
+			s.after(0, func() { n.resume(g) })
+		}
+		if n.starvedUntil > s.now {
+			n.starvedUntil = s.now
+			g := n.gen
+			s.after(0, func() { n.resume(g) })
+		}
+		if !n.alive {
+			n.start()
+		}
+	}
+	s.healed = s.now
+}
+
+// redisDown stops Redis: every connection closes; keep says whether the
+// data (the term key) survives the restart.
+func (s *sim) redisDown(keep bool) {
+	s.tracef("redis down (keep data %v)", keep)
+	s.redis.up = false
+	if !keep {
+		s.redis.termKey = 0
+		s.forgetCheck()
+	}
+	for _, n := range s.nodes {
+		for _, c := range []*simConn{n.sub, n.pub} {
+			if c != nil && c.atRedis {
+				s.redisClose(c)
+			}
+		}
+	}
+}
+
+// redisClose is Redis closing a connection: its subscriptions end, and the
+// node sees the close a latency later (unless the way down is cut).
+func (s *sim) redisClose(c *simConn) {
+	s.unsubscribe(c)
+	c.atRedis = false
+	n := c.n
+	if !n.cut[b2i(c.pub)][1] {
+		g := n.gen
+		s.after(n.latency(c.pub), func() {
+			if n.gen == g && c.open {
+				n.onData(c, func() { n.closeConn(c, "closed by redis") })
+			}
+		})
+	}
+}
+
+func (s *sim) unsubscribe(c *simConn) {
+	// A new slice, never an edit in place: a PUBLISH may be iterating the
+	// old one.
+	for _, ch := range []string{c.n.c.channel, c.n.c.selfChan} {
+		list := s.redis.subs[ch]
+		if i := slices.Index(list, c); i >= 0 {
+			s.redis.subs[ch] = slices.Concat(list[:i], list[i+1:])
+		}
+	}
+}
+
+// forgetCheck resets the term checks when nothing running remembers the
+// newest term: terms only outlive restarts while Redis keeps its data.
+func (s *sim) forgetCheck() {
+	remembered := uint64(max(s.redis.termKey, 0))
+	for _, n := range s.nodes {
+		if n.alive {
+			remembered = max(remembered, n.c.st.term)
+		}
+	}
+	if remembered < s.maxWon {
+		s.tracef("forgotten: nothing running remembers term %d", s.maxWon)
+		s.leaders = map[uint64]string{}
+		s.maxToken, s.maxWon = 0, 0
+	}
+}
+
+// ---- Redis ----
+
+// exec runs a job at Redis and returns the reply for the node.
+func (s *sim) exec(j *simJob) (n int64, err error) {
+	switch j.kind {
+	case outPublish:
+		subs := s.redis.subs[j.channel]
+		for _, c := range subs {
+			s.deliver(c, j.msg)
+		}
+		return int64(len(subs)), nil
+	case outNumSub:
+		return int64(len(s.redis.subs[j.channel])), nil
+	case outTermKey:
+		if s.termFault && s.rnd.Float64() < s.p.evalFail {
+			if s.termErr == "timeout" {
+				if s.rnd.IntN(2) == 0 {
+					s.termScript(j.term)
+				}
+				return 0, errSimTimeout
+			}
+			return 0, redis.Error(s.termErr)
+		}
+		return s.termScript(j.term), nil
+	}
+	return 0, nil
+}
+
+var errSimTimeout = errors.New("i/o timeout")
+
+func (s *sim) termScript(local uint64) int64 {
+	t := s.redis.termKey + 1
+	if want := int64(local) + 1; t < want {
+		t = want
+	}
+	s.redis.termKey = t
+	return t
+}
+
+// deliver sends a published message down a subscriber connection.
+func (s *sim) deliver(c *simConn, m message) {
+	n := c.n
+	if c.inFlight >= s.p.outBuf {
+		// The client reads too slowly: Redis's output-buffer limit.
+		s.tracef("%s: output buffer limit, redis closes the subscriber", n.id)
+		s.redisClose(c)
+		return
+	}
+	c.inFlight++
+	n.down(c, func() {
+		c.inFlight--
+		n.receive(m)
+	}, func() { c.inFlight-- })
+}
+
+// ---- a node ----
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// local is the node's clock now.
+func (n *simNode) local() time.Time { return n.localAt(n.s.now) }
+
+func (n *simNode) localAt(t time.Duration) time.Time {
+	return n.origin.Add(time.Duration(float64(t) * n.rate))
+}
+
+// real is the simulated instant at which the node's clock reads l.
+func (n *simNode) real(l time.Time) time.Duration {
+	return time.Duration(float64(l.Sub(n.origin))/n.rate) + 1
+}
+
+func (n *simNode) frozen() bool { return n.s.now < n.pausedUntil }
+
+func (n *simNode) latency(pub bool) time.Duration {
+	s := n.s
+	d := s.p.latency + n.slow
+	if s.p.jitter > 0 {
+		d += time.Duration(s.rnd.Int64N(int64(s.p.jitter)))
+	}
+	if st := n.stallUntil[b2i(pub)]; st > s.now {
+		d += st - s.now
+	}
+	return d
+}
+
+// start starts a new process in the slot: a new Elector, fresh state.
+func (n *simNode) start() {
+	s := n.s
+	n.gen++
+	cfg := s.p.cfg
+	cfg.ID = n.id
+	n.inc = s.rnd.Uint64() | 1
+	n.c = &core{}
+	n.c.init(cfg, n.inc, mrand.New(mrand.NewPCG(s.rnd.Uint64(), s.rnd.Uint64())))
+	n.alive = true
+	n.pausedUntil, n.starvedUntil = 0, 0
+	n.inbox, n.sock = nil, nil
+	n.sub, n.pub = nil, nil
+	n.subBackoff, n.pubBackoff = simBackoff{}, simBackoff{}
+	n.pubOK, n.recvAt = time.Time{}, time.Time{}
+	n.cbRunning, n.ctxLive = false, false
+	n.lastTerm = 0
+	n.who = fmt.Sprintf("%s#%d", n.id, n.gen)
+	s.tracef("%s: start (gen %d)", n.id, n.gen)
+	n.dialSub()
+	n.step(nil) // the loop's first tick
+}
+
+// crash kills the process: the kernel closes its sockets, and Redis drops
+// its subscriptions a moment later.
+func (n *simNode) crash() {
+	s := n.s
+	s.tracef("%s: crash", n.id)
+	n.alive = false
+	n.gen++
+	n.ctxLive, n.cbRunning = false, false
+	for _, c := range []*simConn{n.sub, n.pub} {
+		if c != nil {
+			c.open = false
+			if c.atRedis {
+				s.after(n.latency(c.pub), func() {
+					s.unsubscribe(c)
+					c.atRedis = false
+				})
+			}
+		}
+	}
+	s.forgetCheck()
+}
+
+// resume ends a pause or a starvation that has run its course.
+func (n *simNode) resume(gen int) {
+	s := n.s
+	if n.gen != gen || !n.alive || n.frozen() || s.now < n.starvedUntil {
+		return
+	}
+	// A read whose deadline passed while the process was frozen may fail
+	// before it returns the bytes that wait: that connection is lost.
+	sock := n.sock
+	n.sock = nil
+	for _, c := range []*simConn{n.sub, n.pub} {
+		if c != nil && c.open && !c.pub && n.local().Sub(c.lastData) >= s.p.cfg.PeerTimeout && s.rnd.IntN(2) == 0 {
+			n.closeConn(c, "read deadline passed while frozen")
+		}
+	}
+	for _, f := range sock {
+		f()
+	}
+	inbox := n.inbox
+	n.inbox = nil
+	if len(inbox) > inboxSize {
+		inbox = inbox[:inboxSize] // the shell drops what does not fit
+	}
+	first := s.rnd.IntN(2) == 0
+	if first {
+		n.step(nil)
+	}
+	for _, f := range inbox {
+		n.step(f)
+	}
+	if !first {
+		n.step(nil)
+	}
+}
+
+// input hands an input to the loop, which may be frozen or starved.
+func (n *simNode) input(f func(now time.Time) []output) {
+	if !n.alive {
+		return
+	}
+	if n.frozen() || n.s.now < n.starvedUntil {
+		n.inbox = append(n.inbox, f)
+		return
+	}
+	n.step(f)
+}
+
+// step is one turn of the shell's loop: the input, then a tick, each
+// applied, then the timer set for the next wake.
+func (n *simNode) step(f func(now time.Time) []output) {
+	s := n.s
+	now := n.local()
+	n.c.pubOK, n.c.recvAt = n.pubOK, n.recvAt
+	if f != nil {
+		n.apply(f(now))
+	}
+	out, next := n.c.tick(now)
+	n.apply(out)
+	n.timerGen++
+	g, tg := n.gen, n.timerGen
+	s.at(max(n.real(next), s.now+time.Microsecond), func() {
+		if n.gen == g && n.timerGen == tg {
+			n.input(nil)
+		}
+	})
+	s.check(n)
+}
+
+// apply carries out a step's outputs, as the shell does; nothing here
+// steps a core at once, so outputs never nest.
+func (n *simNode) apply(out []output) {
+	s := n.s
+	for i := range out {
+		o := &out[i]
+		switch o.kind {
+		case outPublish, outTermKey, outNumSub:
+			j := simJob{kind: o.kind, channel: o.channel, msg: o.msg, id: o.id, term: o.term, round: o.round}
+			if s.tracing && o.kind == outPublish {
+				s.tracef("%s: publish %s", n.id, simMsg(&o.msg, o.channel))
+			}
+			n.job(j)
+		case outStartLeading:
+			n.cbRunning, n.ctxLive = true, true
+			s.tracef("%s: OnStartedLeading term %d", n.id, o.term)
+			if o.term < s.maxToken {
+				s.violation("%s hands out fencing token %d after %d", n.id, o.term, s.maxToken)
+			}
+			s.maxToken = max(s.maxToken, o.term)
+		case outStopLeading:
+			n.ctxLive = false
+			s.tracef("%s: leader context cancelled", n.id)
+			ret := time.Duration(s.rnd.Int64N(int64(2 * time.Millisecond)))
+			if s.rnd.IntN(20) == 0 {
+				ret = time.Duration(s.rnd.Int64N(int64(2 * s.p.cfg.PeerTimeout)))
+			}
+			g, round := n.gen, o.round
+			s.after(ret, func() {
+				if n.gen != g {
+					return
+				}
+				n.cbRunning = false
+				n.input(func(now time.Time) []output { return n.c.callbackDone(now) })
+			})
+			if round > 0 {
+				s.after(min(ret, s.p.cfg.PeerTimeout), func() {
+					if n.gen == g {
+						n.input(func(now time.Time) []output { return n.c.leaderEnded(now, round) })
+					}
+				})
+			}
+		case outLog:
+			if s.tracing {
+				s.tracef("%s: log %s %s %v", n.id, o.level, o.text, o.attrs)
+			}
+		}
+	}
+}
+
+func simMsg(m *message, ch string) string {
+	return fmt.Sprintf("%s{term %d seq %d to %q flags %b ago %d live %d} on %s",
+		[]string{"?", "heartbeat", "prevote", "prevote-reply", "vote-request", "vote", "resign"}[min(int(m.Type), 6)],
+		m.Term, m.Seq, m.To, m.Flags, m.Ago, m.Live, ch)
+}
+
+// receive is the subscriber goroutine reading a message: it stamps it and
+// queues it for the loop.
+func (n *simNode) receive(m message) {
+	at := n.local()
+	if n.s.tracing {
+		n.s.tracef("%s: recv from %s %s", n.id, m.From, simMsg(&m, ""))
+	}
+	n.input(func(now time.Time) []output { return n.c.receive(now, &m, at) })
+}
+
+// down carries bytes from Redis to the node on c, in order; lost runs
+// instead when they never arrive.
+func (n *simNode) down(c *simConn, arrive, lost func()) {
+	s := n.s
+	if n.cut[b2i(c.pub)][1] {
+		lost()
+		return
+	}
+	at := max(s.now+n.latency(c.pub), c.lastDown)
+	c.lastDown = at
+	g := n.gen
+	s.at(at, func() {
+		if n.gen != g || !c.open {
+			lost()
+			return
+		}
+		n.onData(c, arrive)
+	})
+}
+
+// onData is bytes arriving at the node's socket: read at once, or when the
+// frozen process runs again.
+func (n *simNode) onData(c *simConn, read func()) {
+	f := func() {
+		if !c.open {
+			return
+		}
+		c.lastData = n.local()
+		if !c.pub {
+			n.recvAt = c.lastData
+		}
+		read()
+	}
+	if n.frozen() {
+		n.sock = append(n.sock, f)
+		return
+	}
+	f()
+}
+
+// up carries bytes from the node to Redis on c, in order.
+func (n *simNode) up(c *simConn, arrive func()) {
+	s := n.s
+	if n.cut[b2i(c.pub)][0] {
+		return
+	}
+	at := max(s.now+n.latency(c.pub), c.lastUp)
+	c.lastUp = at
+	s.at(at, func() {
+		if s.redis.up && c.atRedis {
+			arrive()
+		}
+	})
+}
+
+// dialSub opens the subscriber connection and subscribes to the group's
+// channel and the node's own.
+func (n *simNode) dialSub() {
+	s := n.s
+	if !n.alive {
+		return
+	}
+	g := n.gen
+	c := &simConn{n: n, open: true, lastData: n.local()}
+	n.sub = c
+	s.after(n.latency(false), func() {
+		if n.gen != g || !c.open {
+			return
+		}
+		if !s.redis.up {
+			n.closeConn(c, "connection refused")
+			return
+		}
+		c.atRedis = true
+		n.up(c, func() {
+			for _, ch := range []string{n.c.channel, n.c.selfChan} {
+				s.redis.subs[ch] = append(s.redis.subs[ch], c)
+				n.down(c, func() {
+					c.confirmed++
+					if c.confirmed == 2 {
+						s.tracef("%s: subscribed", n.id)
+						n.input(func(now time.Time) []output { return n.c.subscribed(now) })
+					}
+				}, func() {})
+			}
+		})
+	})
+	n.watch(c, g)
+}
+
+// watch is the subscriber's read deadline and pinger: a PING when the
+// connection was quiet for a heartbeat, and the connection is dead after
+// PeerTimeout without any bytes.
+func (n *simNode) watch(c *simConn, g int) {
+	s := n.s
+	s.at(n.real(n.local().Add(s.p.cfg.HeartbeatInterval)), func() {
+		if n.gen != g || !c.open {
+			return
+		}
+		if n.frozen() {
+			n.watch(c, g)
+			return
+		}
+		now := n.local()
+		if now.Sub(c.lastData) >= s.p.cfg.PeerTimeout {
+			n.closeConn(c, "read timeout")
+			return
+		}
+		if c.confirmed >= 2 && now.Sub(n.recvAt) >= s.p.cfg.HeartbeatInterval {
+			n.up(c, func() { n.down(c, func() {}, func() {}) }) // PING, PONG
+		}
+		n.watch(c, g)
+	})
+}
+
+// closeConn is the node closing c (a read error, a timeout, EOF). The
+// subscriber reports it and redials; the publisher fails what is pending.
+func (n *simNode) closeConn(c *simConn, why string) {
+	s := n.s
+	if c == nil || !c.open {
+		return
+	}
+	c.open = false
+	s.tracef("%s: %s connection closed: %s", n.id, map[bool]string{false: "subscriber", true: "publisher"}[c.pub], why)
+	if c.atRedis {
+		s.after(n.latency(c.pub), func() {
+			s.unsubscribe(c)
+			c.atRedis = false
+		})
+	}
+	if !c.pub {
+		wasSubscribed := c.confirmed >= 2
+		if wasSubscribed {
+			n.subBackoff.reset()
+			n.input(func(now time.Time) []output { return n.c.disconnected(now, errors.New(why)) })
+		} else {
+			n.subBackoff.failed(n.local(), s.rnd)
+		}
+		g := n.gen
+		s.at(n.real(n.subBackoff.next), func() {
+			if n.gen == g {
+				n.dialSub()
+			}
+		})
+		return
+	}
+	for _, j := range append(c.pending, c.waiting...) {
+		n.failJob(j, errors.New("connection lost"))
+	}
+	c.pending, c.waiting = nil, nil
+}
+
+// job is the publisher taking one job: write it on the connection,
+// dialling first, or fail it while the backoff runs.
+func (n *simNode) job(j simJob) {
+	s := n.s
+	c := n.pub
+	if c != nil && !c.open {
+		n.pub, c = nil, nil
+		n.pubBackoff.failed(n.local(), s.rnd)
+	}
+	if c == nil {
+		if n.local().Before(n.pubBackoff.next) {
+			n.failJob(j, errors.New("redis unavailable"))
+			return
+		}
+		c = &simConn{n: n, pub: true, open: true, dialing: true}
+		n.pub = c
+		g := n.gen
+		s.after(n.latency(true), func() {
+			if n.gen != g || !c.open {
+				return
+			}
+			c.dialing = false
+			if !s.redis.up {
+				n.closeConn(c, "connection refused")
+				return
+			}
+			c.atRedis = true
+			n.pubBackoff.reset()
+			w := c.waiting
+			c.waiting = nil
+			for _, j := range w {
+				n.write(c, j)
+			}
+		})
+	}
+	if c.dialing {
+		c.waiting = append(c.waiting, j)
+		return
+	}
+	n.write(c, j)
+}
+
+// write sends a job's command and queues it for its reply.
+func (n *simNode) write(c *simConn, j simJob) {
+	s := n.s
+	if len(c.pending) == 0 {
+		c.since = n.local()
+		n.watchReplies(c, n.gen)
+	}
+	c.pending = append(c.pending, j)
+	n.up(c, func() {
+		v, err := s.exec(&j)
+		if errors.Is(err, errSimTimeout) {
+			return // no reply: the reader times out
+		}
+		n.down(c, func() { n.reply(c, v, err) }, func() {})
+	})
+}
+
+// watchReplies is the pipeline reader's read timeout: the connection is
+// dead when the oldest pending reply takes PeerTimeout.
+func (n *simNode) watchReplies(c *simConn, g int) {
+	s := n.s
+	if c.watching {
+		return
+	}
+	c.watching = true
+	since := c.since
+	at := n.real(since.Add(s.p.cfg.PeerTimeout))
+	if n.frozen() {
+		at = max(at, n.pausedUntil)
+	}
+	s.at(max(at, s.now+time.Microsecond), func() {
+		c.watching = false
+		if n.gen != g || !c.open || len(c.pending) == 0 {
+			return
+		}
+		if n.frozen() || !c.since.Equal(since) {
+			n.watchReplies(c, g)
+			return
+		}
+		n.closeConn(c, "reply timeout")
+	})
+}
+
+// reply is the pipeline reader matching a reply to the oldest pending job.
+func (n *simNode) reply(c *simConn, v int64, err error) {
+	if len(c.pending) == 0 {
+		return
+	}
+	j := c.pending[0]
+	c.pending = c.pending[1:]
+	c.since = n.local()
+	switch j.kind {
+	case outPublish:
+		if err == nil {
+			n.pubOK = n.local()
+		}
+	case outTermKey:
+		n.input(func(now time.Time) []output { return n.c.termAnswer(now, j.round, v, err) })
+	case outNumSub:
+		n.input(func(now time.Time) []output { return n.c.numSubAnswer(now, j.id, v, err) })
+	}
+}
+
+// failJob answers a job that could not be done.
+func (n *simNode) failJob(j simJob, err error) {
+	g := n.gen
+	switch j.kind {
+	case outTermKey:
+		n.s.after(0, func() {
+			if n.gen == g {
+				n.input(func(now time.Time) []output { return n.c.termAnswer(now, j.round, 0, err) })
+			}
+		})
+	case outNumSub:
+		n.s.after(0, func() {
+			if n.gen == g {
+				n.input(func(now time.Time) []output { return n.c.numSubAnswer(now, j.id, 0, err) })
+			}
+		})
+	}
+}
+
+// ---- the checks ----
+
+// active is the node's activity at the current instant: IsLeader, or a
+// leader callback whose context is not cancelled. A frozen process acts on
+// nothing.
+func (n *simNode) active() bool {
+	if !n.alive || n.frozen() {
+		return false
+	}
+	return n.c.st.activeAt(n.local()) || n.ctxLive
+}
+
+func (s *sim) anyActive() bool {
+	for _, n := range s.nodes {
+		if n.alive && !n.frozen() && n.c.st.activeAt(n.local()) {
+			return true
+		}
+	}
+	return false
+}
+
+// check runs after every step of node n.
+func (s *sim) check(n *simNode) {
+	st := &n.c.st
+	if st.term < n.lastTerm {
+		s.violation("%s's term went back from %d to %d", n.id, n.lastTerm, st.term)
+	}
+	n.lastTerm = st.term
+	if st.role == Leader {
+		if w, ok := s.leaders[st.term]; ok && w != n.who {
+			s.violation("two leaders in term %d: %s and %s", st.term, w, n.who)
+		}
+		s.leaders[st.term] = n.who
+		s.maxWon = max(s.maxWon, st.term)
+		if nb := st.notBefore; nb.After(n.local()) {
+			// Activity may begin there without a step: look then too.
+			s.at(n.real(nb), func() { s.checkOverlap() })
+		}
+	}
+	s.checkOverlap()
+}
+
+func (s *sim) checkOverlap() {
+	var first *simNode
+	for _, m := range s.nodes {
+		if m.active() {
+			if first != nil {
+				s.violation("two active leaders: %s (term %d) and %s (term %d)", first.id, first.c.st.term, m.id, m.c.st.term)
+				return
+			}
+			first = m
+		}
+	}
+}
