@@ -603,7 +603,7 @@ const (
 	outPublish      outKind = iota + 1 // PUBLISH msg on channel; notify: answer the handover waiters when done
 	outTermKey                         // EVAL the term script (rule 11) for round, with local term; answer with termAnswer
 	outNumSub                          // PUBSUB NUMSUB of channel, about node id; answer with numSubAnswer
-	outStartLeading                    // start OnStartedLeading for term
+	outStartLeading                    // start OnStartedLeading for term; at: the lease's end, to cancel its context on time
 	outStopLeading                     // cancel the leader callback; then OnStoppedLeading, then callbackDone; round > 0: a handover waits, answer leaderEnded(round)
 	outNewLeader                       // OnNewLeader(id, term)
 	outHandedOver                      // answer every handover waiter with nil: nothing is left to hand over
@@ -618,6 +618,7 @@ type output struct {
 	id      string
 	term    uint64
 	round   uint64
+	at      time.Time
 	notify  bool
 	level   slog.Level
 	text    string
@@ -712,7 +713,19 @@ func (c *core) nodeChannel(id string) string { return c.channel + ":node:" + id 
 // handled late is judged against a lease that is already over.
 func (c *core) begin(now time.Time) {
 	c.out = c.out[:0]
-	_ = now
+	s := &c.st
+	if s.active && !s.activeAt(now) {
+		// The lease ran out (a pause, a cut, a slow quorum): stop acting
+		// at once, but keep the term and heartbeat once more. A quorum ack
+		// of a later heartbeat is a new lease, as safe as the first by the
+		// same argument; after a short pause the followers never noticed,
+		// and the leader does not change. Without acks within two
+		// heartbeats it steps down, so that followers of a leader that
+		// cannot hear them stop following it.
+		c.logf(slog.LevelInfo, "lease lapsed", "term", s.term, "quorum", c.quorum(now))
+		c.stopLeading(0)
+		s.lapsedAt = now
+	}
 }
 
 func (c *core) emit(o output) { c.out = append(c.out, o) }
@@ -1456,18 +1469,6 @@ func (c *core) due(now time.Time) {
 		if s.resigning {
 			return
 		}
-		if s.active && !s.activeAt(now) {
-			// The lease ran out (a pause, a cut, a slow quorum): stop
-			// acting at once, but keep the term and heartbeat once more. A
-			// quorum ack of a later heartbeat is a new lease, as safe as the
-			// first by the same argument; after a short pause the followers
-			// never noticed, and the leader does not change. Without acks
-			// within two heartbeats it steps down, so that followers of a
-			// leader that cannot hear them stop following it.
-			c.logf(slog.LevelInfo, "lease lapsed", "term", s.term, "quorum", c.quorum(now))
-			c.stopLeading(0)
-			s.lapsedAt = now
-		}
 		if !s.active {
 			if s.activeAt(now) {
 				if !s.cbBusy {
@@ -1594,7 +1595,7 @@ func (c *core) startLeading(now time.Time) {
 	s := &c.st
 	s.active, s.cbBusy = true, true
 	c.logf(slog.LevelInfo, "leading", "term", s.term, "after", now.Sub(s.electedAt))
-	c.emit(output{kind: outStartLeading, term: s.term})
+	c.emit(output{kind: outStartLeading, term: s.term, at: s.leaseEnd})
 }
 
 // stopLeading asks the shell to cancel the leader callback; round > 0 says
@@ -1910,6 +1911,7 @@ type run struct {
 	lead struct {
 		cancel context.CancelFunc
 		done   chan struct{} // closed when OnStartedLeading returned
+		watch  *leaseWatch
 	}
 	waiters []chan error // handovers owed an answer
 }
@@ -2104,7 +2106,7 @@ func (r *run) apply(out []output) {
 		case outNumSub:
 			r.enqueue(job{kind: jobNumSub, key: o.channel, id: o.id})
 		case outStartLeading:
-			r.startLeading(o.term)
+			r.startLeading(o.term, o.at)
 		case outStopLeading:
 			r.stopLeading(o.round)
 		case outNewLeader:
@@ -2123,12 +2125,14 @@ func (r *run) apply(out []output) {
 	}
 }
 
-// startLeading starts the leader callback in its own goroutine.
-func (r *run) startLeading(term uint64) {
+// startLeading starts the leader callback in its own goroutine, with a
+// context that ends with the lease.
+func (r *run) startLeading(term uint64, until time.Time) {
 	e := r.e
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	r.lead.cancel, r.lead.done = cancel, done
+	r.lead.watch = e.watchLease(cancel, until)
 	r.wg.Go(func() {
 		defer close(done)
 		if f := e.cfg.OnStartedLeading; f != nil {
@@ -2144,6 +2148,7 @@ func (r *run) startLeading(term uint64) {
 // is given up either way.
 func (r *run) stopLeading(round uint64) {
 	e := r.e
+	r.lead.watch.stop()
 	r.lead.cancel()
 	done := r.lead.done
 	r.callback(func() {
@@ -2166,6 +2171,52 @@ func (r *run) stopLeading(round uint64) {
 		}
 		r.send(event{kind: evLeaderEnded, round: round})
 	})
+}
+
+// leaseWatch cancels the leader callback's context when the lease ends,
+// on a timer of its own: the loop notices the end too, but a loop that runs
+// late (a starved process, a flood of events) must not leave the callback
+// running past its lease.
+type leaseWatch struct {
+	mu      sync.Mutex // guards t and stopped
+	t       *time.Timer
+	stopped bool
+}
+
+// watchLease calls cancel once the core no longer holds a lease; until is
+// the lease's end when it started. Each time the timer fires it asks the
+// core (under the lock, with the clock read there): still active, it waits
+// for the lease's new end.
+func (e *Elector) watchLease(cancel context.CancelFunc, until time.Time) *leaseWatch {
+	w := &leaseWatch{}
+	var check func()
+	check = func() {
+		e.mu.Lock()
+		st := &e.c.st
+		ok := st.active && st.activeAt(time.Now())
+		next := st.leaseEnd
+		e.mu.Unlock()
+		if !ok {
+			cancel()
+			return
+		}
+		w.mu.Lock()
+		if !w.stopped {
+			w.t = time.AfterFunc(time.Until(next), check)
+		}
+		w.mu.Unlock()
+	}
+	w.mu.Lock()
+	w.t = time.AfterFunc(time.Until(until), check)
+	w.mu.Unlock()
+	return w
+}
+
+func (w *leaseWatch) stop() {
+	w.mu.Lock()
+	w.stopped = true
+	w.t.Stop()
+	w.mu.Unlock()
 }
 
 // send hands an event to the loop; it gives up only when Run is ending.

@@ -4108,7 +4108,9 @@ var (
 
 // simRegressions are schedules that once broke a rule. They run first,
 // every time.
-var simRegressions = []uint64{}
+var simRegressions = []uint64{
+	1389, // a starved loop left the callback's context live past its lease
+}
 
 // simDefaultRuns and simDefaultTime bound the share of make test (under
 // -race): at least this many schedules, in at most this long.
@@ -4383,6 +4385,7 @@ type simNode struct {
 	who           string // id#incarnation, for the checks
 	pubOK, recvAt time.Time
 	cbRunning     bool // the leader callback has not returned
+	lead          int  // numbers leaderships, for the lease timer
 	ctxLive       bool // the leader callback's context is not cancelled
 	lastTerm      uint64
 }
@@ -4675,15 +4678,9 @@ func (s *sim) healAll() {
 		n.cut = [2][2]bool{}
 		n.stallUntil = [2]time.Duration{}
 		n.slow = 0
-		if n.pausedUntil > s.now {
-			n.pausedUntil = s.now
-			g := n.gen
-			s.after(0, func() { n.resume(g) })
-		}
-		if n.starvedUntil > s.now {
-			n.starvedUntil = s.now
-			g := n.gen
-			s.after(0, func() { n.resume(g) })
+		if n.pausedUntil > s.now || n.starvedUntil > s.now {
+			n.pausedUntil, n.starvedUntil = min(n.pausedUntil, s.now), min(n.starvedUntil, s.now)
+			n.resume(n.gen)
 		}
 		if !n.alive {
 			n.start()
@@ -4894,6 +4891,11 @@ func (n *simNode) resume(gen int) {
 	if n.gen != gen || !n.alive || n.frozen() || s.now < n.starvedUntil {
 		return
 	}
+	// The lease timer is overdue: it fires as the process runs again.
+	if st := &n.c.st; n.ctxLive && !(st.active && st.activeAt(n.local())) {
+		s.tracef("%s: lease timer cancels the leader context on resume", n.id)
+		n.ctxLive = false
+	}
 	// A read whose deadline passed while the process was frozen may fail
 	// before it returns the bytes that wait: that connection is lost.
 	sock := n.sock
@@ -4971,6 +4973,8 @@ func (n *simNode) apply(out []output) {
 			n.job(j)
 		case outStartLeading:
 			n.cbRunning, n.ctxLive = true, true
+			n.lead++
+			n.watchLease(o.at, n.lead)
 			s.tracef("%s: OnStartedLeading term %d", n.id, o.term)
 			if o.term < s.maxToken {
 				s.violation("%s hands out fencing token %d after %d", n.id, o.term, s.maxToken)
@@ -4978,6 +4982,7 @@ func (n *simNode) apply(out []output) {
 			s.maxToken = max(s.maxToken, o.term)
 		case outStopLeading:
 			n.ctxLive = false
+			n.lead++
 			s.tracef("%s: leader context cancelled", n.id)
 			ret := time.Duration(s.rnd.Int64N(int64(2 * time.Millisecond)))
 			if s.rnd.IntN(20) == 0 {
@@ -5010,6 +5015,29 @@ func simMsg(m *message, ch string) string {
 	return fmt.Sprintf("%s{term %d seq %d to %q flags %b ago %d live %d} on %s",
 		[]string{"?", "heartbeat", "prevote", "prevote-reply", "vote-request", "vote", "resign"}[min(int(m.Type), 6)],
 		m.Term, m.Seq, m.To, m.Flags, m.Ago, m.Live, ch)
+}
+
+// watchLease is the shell's lease timer: it runs on its own, even while
+// the loop is starved, and cancels the callback's context once the core no
+// longer holds a lease.
+func (n *simNode) watchLease(until time.Time, lead int) {
+	s := n.s
+	g := n.gen
+	s.at(max(n.real(until), s.now+time.Microsecond), func() {
+		if n.gen != g || n.lead != lead || !n.ctxLive {
+			return
+		}
+		if n.frozen() {
+			n.watchLease(n.localAt(n.pausedUntil), lead)
+			return
+		}
+		if st := &n.c.st; st.active && st.activeAt(n.local()) {
+			n.watchLease(st.leaseEnd, lead)
+			return
+		}
+		s.tracef("%s: lease timer cancels the leader context", n.id)
+		n.ctxLive = false
+	})
 }
 
 // receive is the subscriber goroutine reading a message: it stamps it and
