@@ -330,6 +330,7 @@ type Status struct {
 	Connected bool          // subscribed, and this node's own messages echo back
 
 	Elections      uint64 // elections this node started (after a pre-vote)
+	TermKeyErrors  uint64 // failed writes of the term key; each ended an election round unelected
 	StepDowns      uint64 // times this node stopped being the active leader
 	MessagesIn     uint64 // valid messages received
 	MessagesOut    uint64 // messages published
@@ -422,6 +423,7 @@ func (e *Elector) Status() Status {
 		Connected:      c.linkUp(now),
 		Elections:      st.elections,
 		StepDowns:      st.stepDowns,
+		TermKeyErrors:  st.termKeyErrors,
 		LastRedisError: st.lastRedisErr,
 	}
 	if s.Active {
@@ -690,7 +692,10 @@ type state struct {
 	successor   string
 
 	elections, stepDowns uint64
-	dropped              uint64 // messages the core refused (duplicate ID, full peer table)
+	termKeyErrors        uint64    // failed writes of the term key
+	termKeyWarned        time.Time // when a failed write was last logged
+	termKeyNoPerm        bool      // NOPERM was logged
+	dropped              uint64    // messages the core refused (duplicate ID, full peer table)
 	lastRedisErr         string
 	dupWarned            time.Time // when the duplicate-ID warning was last logged
 }
@@ -1228,8 +1233,21 @@ func (c *core) termAnswer(now time.Time, round uint64, n int64, err error) []out
 	if s.role != Candidate || !s.waitTerm || round != s.round {
 		return c.out
 	}
+	if err == nil && n <= 0 {
+		err = fmt.Errorf("leader: the term script answered %d", n)
+	}
+	if err != nil {
+		// Rule 11 admits no fallback: a term taken without the key could
+		// repeat one that a node forgotten by a restart already won, and
+		// fencing tokens would go back. End the round and try again later.
+		s.termKeyErrors++
+		c.termKeyFailed(now, err)
+		s.failed++
+		c.becomeFollower(now, "the term key could not be written")
+		return c.out
+	}
 	term := max(s.term, s.voteFloor) + 1 // never a term it may have voted in before a restart
-	if err == nil && n > 0 && uint64(n) > term {
+	if uint64(n) > term {
 		term = uint64(n)
 	}
 	s.waitTerm = false
@@ -1248,6 +1266,36 @@ func (c *core) termAnswer(now time.Time, round uint64, n int64, err error) []out
 	c.publish(message{Type: msgVoteRequest, Term: term, To: to, Flags: flags}, now)
 	c.checkVotes(now)
 	return c.out
+}
+
+// termKeyFailed logs a failed write of the term key: a permission that is
+// missing once, plainly, since no retry can succeed; anything else as a
+// warning, at most once a second.
+func (c *core) termKeyFailed(now time.Time, err error) {
+	s := &c.st
+	c.redisError("term key", err)
+	msg := err.Error()
+	switch {
+	case strings.HasPrefix(msg, "NOPERM"):
+		if !s.termKeyNoPerm {
+			s.termKeyNoPerm = true
+			c.logf(slog.LevelError, "the Redis user may not write the term key with EVAL, so this node can never stand for election: grant it +eval and the key", "key", c.termKey, "err", msg)
+		}
+		return
+	case now.Sub(s.termKeyWarned) < time.Second:
+		return
+	}
+	s.termKeyWarned = now
+	hint := "no new term until the term key can be written; retrying"
+	switch {
+	case strings.HasPrefix(msg, "OOM"):
+		hint = "Redis is out of memory (maxmemory with noeviction?): no new term until the term key can be written; retrying"
+	case strings.HasPrefix(msg, "MOVED"), strings.HasPrefix(msg, "ASK"):
+		hint = "the term key lives on another Redis Cluster node: dial the node that owns its slot; retrying"
+	case strings.HasPrefix(msg, "READONLY"):
+		hint = "connected to a read-only replica: dial the primary; retrying"
+	}
+	c.logf(slog.LevelWarn, "could not write the term key: "+hint, "key", c.termKey, "err", msg, "failures", s.termKeyErrors)
 }
 
 func (c *core) checkVotes(now time.Time) {

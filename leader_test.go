@@ -3308,6 +3308,11 @@ func TestTermKeyFailureNeverFallsBack(t *testing.T) {
 			t.Logf("%s: term %d, elections %d, last Redis error %q", n.id, s.Term, s.Elections, s.LastRedisError)
 		}
 		assert.True(t, told, "no node said, in a WARN or ERROR log mentioning the term key or in Status().LastRedisError, that it could not take a term")
+		var failures uint64
+		for _, n := range nodes {
+			failures += n.e.Status().TermKeyErrors
+		}
+		assert.Positive(t, failures, "Status().TermKeyErrors counts the failed writes")
 
 		_, err = admin.Do("CONFIG", "SET", "maxmemory", "0")
 		require.NoError(t, err)
@@ -4110,6 +4115,7 @@ var (
 // every time.
 var simRegressions = []uint64{
 	1389, // a starved loop left the callback's context live past its lease
+	2949, // a failed term script fell back to local term + 1: two leaders in term 1
 }
 
 // simDefaultRuns and simDefaultTime bound the share of make test (under
