@@ -4350,6 +4350,7 @@ type simConn struct {
 	waiting  []simJob // queued while dialling
 	dialing  bool
 	watching bool      // a reply timeout is scheduled
+	stuck    bool      // no more replies come on this connection
 	since    time.Time // node-local: when the reader began waiting for pending[0]
 }
 
@@ -4390,9 +4391,10 @@ type simNode struct {
 
 	who           string // id#incarnation, for the checks
 	pubOK, recvAt time.Time
-	cbRunning     bool // the leader callback has not returned
-	lead          int  // numbers leaderships, for the lease timer
-	ctxLive       bool // the leader callback's context is not cancelled
+	cbRunning     bool   // the leader callback has not returned
+	lead          int    // numbers leaderships, for the lease timer
+	wonTerm       uint64 // the term this node leads, as the checks last saw it
+	ctxLive       bool   // the leader callback's context is not cancelled
 	lastTerm      uint64
 }
 
@@ -4702,7 +4704,16 @@ func (s *sim) redisDown(keep bool) {
 	s.redis.up = false
 	if !keep {
 		s.redis.termKey = 0
-		s.forgetCheck()
+		if s.p.strict {
+			s.forgetCheck()
+		} else {
+			// Dynamic mode's terms are unique through the term key alone:
+			// without its data they may repeat (the README says so). Only
+			// strict mode's majorities keep them unique.
+			s.tracef("dynamic mode: the term key's data is lost; term checks start anew")
+			s.leaders = map[uint64]string{}
+			s.maxToken, s.maxWon = 0, 0
+		}
 	}
 	for _, n := range s.nodes {
 		for _, c := range []*simConn{n.sub, n.pub} {
@@ -4862,7 +4873,7 @@ func (n *simNode) start() {
 	n.subBackoff, n.pubBackoff = simBackoff{}, simBackoff{}
 	n.pubOK, n.recvAt = time.Time{}, time.Time{}
 	n.cbRunning, n.ctxLive = false, false
-	n.lastTerm = 0
+	n.lastTerm, n.wonTerm = 0, 0
 	n.who = fmt.Sprintf("%s#%d", n.id, n.gen)
 	s.tracef("%s: start (gen %d)", n.id, n.gen)
 	n.dialSub()
@@ -5259,9 +5270,15 @@ func (n *simNode) write(c *simConn, j simJob) {
 	}
 	c.pending = append(c.pending, j)
 	n.up(c, func() {
+		if c.stuck {
+			return
+		}
 		v, err := s.exec(&j)
 		if errors.Is(err, errSimTimeout) {
-			return // no reply: the reader times out
+			// No reply, and none after it on this connection: Redis or the
+			// way back is stuck, and the reader times out.
+			c.stuck = true
+			return
 		}
 		n.down(c, func() { n.reply(c, v, err) }, func() {})
 	})
@@ -5360,12 +5377,17 @@ func (s *sim) check(n *simNode) {
 		s.violation("%s's term went back from %d to %d", n.id, n.lastTerm, st.term)
 	}
 	n.lastTerm = st.term
-	if st.role == Leader {
+	if st.role != Leader {
+		n.wonTerm = 0
+	} else if n.wonTerm != st.term {
+		n.wonTerm = st.term
 		if w, ok := s.leaders[st.term]; ok && w != n.who {
 			s.violation("two leaders in term %d: %s and %s", st.term, w, n.who)
 		}
 		s.leaders[st.term] = n.who
 		s.maxWon = max(s.maxWon, st.term)
+	}
+	if st.role == Leader {
 		if nb := st.notBefore; nb.After(n.local()) {
 			// Activity may begin there without a step: look then too.
 			s.at(n.real(nb), func() { s.checkOverlap() })
