@@ -3952,6 +3952,31 @@ func TestHeirStandsFirst(t *testing.T) {
 	}
 }
 
+// TestLateAckNeverActivates: a quorum's acks that the loop handles late
+// (it was starved, or the inbox was long) must be judged at the time they
+// are handled. Received in time but handled a second later, after the
+// lease they would have granted ended, they must not start the leader.
+func TestLateAckNeverActivates(t *testing.T) {
+	c := offlineCore(t, Config{ID: "boss", ClusterSize: 3})
+	at := time.Now()
+	c.st.peers["f1"] = &peer{heard: at}
+	c.begin(at)
+	c.st.term = 4
+	c.becomeLeader(at) // sends heartbeat 1 at at
+	require.Equal(t, Leader, c.st.role)
+	late := at.Add(time.Second) // LeaseTimeout is 300ms
+	echo := message{Type: msgHeartbeat, Flags: flagLeader, Term: 4, Seq: 1, Inc: c.inc, From: "boss"}
+	ack := message{Type: msgHeartbeat, Term: 4, Seq: 1, Inc: 7, From: "f1", To: "boss"}
+	var started bool
+	for _, m := range []*message{&echo, &ack} {
+		for _, o := range c.receive(late, m, at.Add(time.Millisecond)) {
+			started = started || o.kind == outStartLeading
+		}
+	}
+	assert.False(t, started, "OnStartedLeading started %v after its lease ended", late.Sub(at.Add(defaultLeaseTimeout)))
+	assert.False(t, c.st.activeAt(late), "active after its lease ended")
+}
+
 // offlineElector builds an Elector whose core the test drives without
 // Redis: subscribed, its own messages echoing, done listening.
 func offlineElector(tb testing.TB, cfg Config) *Elector {
