@@ -943,14 +943,17 @@ func (c *core) publishResign(now time.Time) {
 	s.electionAt = now.Add(c.cfg.PeerTimeout + c.randDuration(c.cfg.ElectionJitter))
 }
 
-// receive applies one valid message, received at at, handled at now.
-func (c *core) receive(now time.Time, m *message, at time.Time) []output {
+// receive applies one valid message, handled at now. Every decision is
+// judged at the time the message is handled, not when it arrived: a loop
+// that runs late must not act on a lease that ended meanwhile, and a
+// later "last heard" only makes a voter refuse longer.
+func (c *core) receive(now time.Time, m *message) []output {
 	c.begin(now)
-	c.onMessage(m, at)
+	c.onMessage(m, now)
 	return c.out
 }
 
-// onMessage applies one valid message received at now.
+// onMessage applies one valid message handled at now.
 func (c *core) onMessage(m *message, now time.Time) {
 	s := &c.st
 	if m.From == c.cfg.ID {
@@ -1980,7 +1983,6 @@ const (
 type event struct {
 	kind  eventKind
 	msg   message
-	at    time.Time
 	n     int64  // evTerm: the script's result; evNumSub: subscribers
 	id    string // evNumSub: the leader asked about
 	round uint64
@@ -2089,7 +2091,7 @@ func (e *Elector) stamp(a *atomic.Int64) time.Time {
 func (r *run) onEvent(c *core, ev event, now time.Time) []output {
 	switch ev.kind {
 	case evMessage:
-		return c.receive(now, &ev.msg, ev.at)
+		return c.receive(now, &ev.msg)
 	case evSubscribed:
 		return c.subscribed(now)
 	case evDisconnected:
@@ -2659,7 +2661,6 @@ func (r *run) receive(c redis.Conn, rd *reader) (subscribed bool) {
 		}
 		switch v := v.(type) {
 		case redis.Message:
-			at := time.Now()
 			var m message
 			if err := rd.decode(v.Data, &m); err != nil {
 				e.nDropped.Add(1)
@@ -2667,7 +2668,7 @@ func (r *run) receive(c redis.Conn, rd *reader) (subscribed bool) {
 			}
 			e.nIn.Add(1)
 			select {
-			case r.events <- event{kind: evMessage, msg: m, at: at}:
+			case r.events <- event{kind: evMessage, msg: m}:
 			default:
 				e.nDropped.Add(1) // the state machine is behind: shed load
 			}

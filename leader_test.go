@@ -3878,7 +3878,7 @@ func TestElectionBackoff(t *testing.T) {
 		assert.GreaterOrEqual(t, delay, next, "delay after round %d", i+1)
 		assert.LessOrEqual(t, delay, next+wantJitter[min(i+1, len(wantJitter)-1)], "delay after round %d", i+1)
 	}
-	c.receive(at, &message{Type: msgHeartbeat, Flags: flagLeader, Term: 9, Seq: 1, Inc: 5, From: "boss", Live: 3}, at)
+	c.receive(at, &message{Type: msgHeartbeat, Flags: flagLeader, Term: 9, Seq: 1, Inc: 5, From: "boss", Live: 3})
 	assert.Equal(t, "boss", s.leader)
 	assert.Equal(t, 2*hb, c.roundTimeout(), "a leader's heartbeat resets the backoff")
 	assert.Equal(t, jit, c.jitter(), "a leader's heartbeat resets the backoff")
@@ -3895,7 +3895,7 @@ func TestStalledNodeVotesButWaitsToStand(t *testing.T) {
 	c.begin(at)
 	c.noticeStall(at) // a one-second stall
 	s.electionAt = at // and an election already due
-	c.receive(at, &message{Type: msgVoteRequest, Term: 4, Inc: 7, From: "cand"}, at)
+	c.receive(at, &message{Type: msgVoteRequest, Term: 4, Inc: 7, From: "cand"})
 	assert.Equal(t, "cand", s.votedFor, "a stalled node refused its vote")
 	assert.Equal(t, uint64(4), s.term)
 	s.votedFor, s.electionAt = "", at // free again, election due
@@ -3932,7 +3932,7 @@ func TestHeirStandsFirst(t *testing.T) {
 		c := &e.c
 		s := &c.st
 		at := time.Now()
-		c.receive(at, &message{Type: msgHeartbeat, Flags: flagLeader, Term: 3, Seq: 1, Live: 3, Inc: 9, From: "boss", To: tc.heir}, at)
+		c.receive(at, &message{Type: msgHeartbeat, Flags: flagLeader, Term: 3, Seq: 1, Live: 3, Inc: 9, From: "boss", To: tc.heir})
 		require.Equal(t, tc.heir, s.heir)
 		var now time.Time
 		if tc.crash {
@@ -3969,7 +3969,7 @@ func TestLateAckNeverActivates(t *testing.T) {
 	ack := message{Type: msgHeartbeat, Term: 4, Seq: 1, Inc: 7, From: "f1", To: "boss"}
 	var started bool
 	for _, m := range []*message{&echo, &ack} {
-		for _, o := range c.receive(late, m, at.Add(time.Millisecond)) {
+		for _, o := range c.receive(late, m) {
 			started = started || o.kind == outStartLeading
 		}
 	}
@@ -4040,7 +4040,7 @@ func FuzzMessage(f *testing.F) {
 			}
 			for _, c := range []*core{follower, leader} {
 				now := time.Now()
-				c.receive(now, &m, now)
+				c.receive(now, &m)
 			}
 		}
 	})
@@ -4062,7 +4062,7 @@ func BenchmarkFollowerHeartbeat(b *testing.B) {
 			b.Fatal(err)
 		}
 		now := time.Now()
-		for _, o := range c.receive(now, &got, now) {
+		for _, o := range c.receive(now, &got) {
 			if o.kind == outPublish {
 				buf = appendMessage(buf[:0], &o.msg, nil) // the ack, as the shell encodes it
 			}
@@ -4091,7 +4091,7 @@ func BenchmarkLeaderRound(b *testing.B) {
 		c.ack(nil, seq, now)
 		for _, id := range followers {
 			m := message{Type: msgHeartbeat, Term: 1, Seq: seq, Inc: 5, From: id, To: "boss"}
-			c.receive(now, &m, now)
+			c.receive(now, &m)
 		}
 	}
 }
@@ -5085,11 +5085,10 @@ func (n *simNode) watchLease(until time.Time, lead int) {
 // receive is the subscriber goroutine reading a message: it stamps it and
 // queues it for the loop.
 func (n *simNode) receive(m message) {
-	at := n.local()
 	if n.s.tracing {
 		n.s.tracef("%s: recv from %s %s", n.id, m.From, simMsg(&m, ""))
 	}
-	n.input(func(now time.Time) []output { return n.c.receive(now, &m, at) })
+	n.input(func(now time.Time) []output { return n.c.receive(now, &m) })
 }
 
 // down carries bytes from Redis to the node on c, in order; lost runs
