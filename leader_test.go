@@ -4348,7 +4348,9 @@ type sim struct {
 	quorumAt   time.Duration     // after healed: when a quorum was first subscribed
 	livenessOK bool
 	termFault  bool // term scripts fail now
-	termErr    string
+	// slots restarted since Redis last lost its data; nil when it has not
+	restartedSinceLoss map[int]bool
+	termErr            string
 }
 
 // simRedis is the simulated Redis server.
@@ -4387,6 +4389,7 @@ type simJob struct {
 	id      string
 	term    uint64
 	round   uint64
+	seq     uint64 // numbers the jobs, to check that replies come in order
 }
 
 // simNode is one process slot: an Elector's core and the emulated shell.
@@ -4647,7 +4650,12 @@ func (s *sim) injectFault() {
 		if s.rnd.IntN(3) == 0 { // both ways
 			n.cut[pub][1-down] = true
 		}
-		s.after(d, func() { n.cut[pub][down], n.cut[pub][1-down] = false, false })
+		s.after(d, func() {
+			if n.cut[pub] != [2]bool{} {
+				n.cut[pub] = [2]bool{}
+				n.healCut(pub == 1)
+			}
+		})
 	case fDrop:
 		if s.rnd.IntN(2) == 0 {
 			n.closeConn(n.sub, "dropped")
@@ -4708,7 +4716,12 @@ func (s *sim) healAll() {
 		s.redis.up = true
 	}
 	for _, n := range s.nodes {
-		n.cut = [2][2]bool{}
+		for pub := range n.cut {
+			if n.cut[pub] != [2]bool{} {
+				n.cut[pub] = [2]bool{}
+				n.healCut(pub == 1)
+			}
+		}
 		n.stallUntil = [2]time.Duration{}
 		n.slow = 0
 		if n.pausedUntil > s.now || n.starvedUntil > s.now {
@@ -4729,15 +4742,13 @@ func (s *sim) redisDown(keep bool) {
 	s.redis.up = false
 	if !keep {
 		s.redis.termKey = 0
+		s.restartedSinceLoss = map[int]bool{}
 		if s.p.strict {
 			s.forgetCheck()
 		} else {
 			// Dynamic mode's terms are unique through the term key alone:
-			// without its data they may repeat (the README says so). Only
-			// strict mode's majorities keep them unique.
-			s.tracef("dynamic mode: the term key's data is lost; term checks start anew")
-			s.leaders = map[uint64]string{}
-			s.maxToken, s.maxWon = 0, 0
+			// without its data they may repeat (the README says so).
+			s.forget("dynamic mode: the term key's data is lost")
 		}
 	}
 	for _, n := range s.nodes {
@@ -4786,10 +4797,16 @@ func (s *sim) forgetCheck() {
 		}
 	}
 	if remembered < s.maxWon {
-		s.tracef("forgotten: nothing running remembers term %d", s.maxWon)
-		s.leaders = map[uint64]string{}
-		s.maxToken, s.maxWon = 0, 0
+		s.forget(fmt.Sprintf("nothing running remembers term %d", s.maxWon))
 	}
+}
+
+// forget starts the term checks anew: what no one remembers cannot be
+// kept unique.
+func (s *sim) forget(why string) {
+	s.tracef("term checks start anew: %s", why)
+	s.leaders = map[uint64]string{}
+	s.maxToken, s.maxWon = 0, 0
 }
 
 // ---- Redis ----
@@ -4900,6 +4917,16 @@ func (n *simNode) start() {
 	n.cbRunning, n.ctxLive = false, false
 	n.lastTerm, n.wonTerm = 0, 0
 	n.who = fmt.Sprintf("%s#%d", n.id, n.gen)
+	if s.restartedSinceLoss != nil {
+		// Strict mode keeps terms unique without the term key's data
+		// while a majority remembers its votes; a majority of restarts
+		// since the loss forgot them.
+		s.restartedSinceLoss[n.slot] = true
+		if len(s.restartedSinceLoss) >= s.quorumSize() {
+			s.restartedSinceLoss = nil
+			s.forget("Redis lost its data and a majority restarted since")
+		}
+	}
 	s.tracef("%s: start (gen %d)", n.id, n.gen)
 	n.dialSub()
 	n.step(nil) // the loop's first tick
@@ -4925,6 +4952,26 @@ func (n *simNode) crash() {
 		}
 	}
 	s.forgetCheck()
+}
+
+// healCut ends a one-way cut as a proxy does: by closing the connection on
+// that path, so that no stream goes on with bytes missing from its middle
+// (TCP never loses bytes and keeps going; a proxy that dropped them closes
+// the connection when it heals).
+func (n *simNode) healCut(pub bool) {
+	s := n.s
+	s.tracef("%s: cut healed", n.id)
+	c := n.sub
+	if pub {
+		c = n.pub
+	}
+	if c != nil && c.open {
+		if c.atRedis {
+			s.unsubscribe(c)
+			c.atRedis = false
+		}
+		n.onData(c, func() { n.closeConn(c, "cut healed") })
+	}
 }
 
 // resume ends a pause or a starvation that has run its course.
@@ -5292,6 +5339,8 @@ func (n *simNode) write(c *simConn, j simJob) {
 		c.since = n.local()
 		n.watchReplies(c, n.gen)
 	}
+	s.seq++
+	j.seq = s.seq
 	c.pending = append(c.pending, j)
 	n.up(c, func() {
 		if c.stuck {
@@ -5304,7 +5353,7 @@ func (n *simNode) write(c *simConn, j simJob) {
 			c.stuck = true
 			return
 		}
-		n.down(c, func() { n.reply(c, v, err) }, func() {})
+		n.down(c, func() { n.reply(c, j.seq, v, err) }, func() {})
 	})
 }
 
@@ -5335,11 +5384,14 @@ func (n *simNode) watchReplies(c *simConn, g int) {
 }
 
 // reply is the pipeline reader matching a reply to the oldest pending job.
-func (n *simNode) reply(c *simConn, v int64, err error) {
+func (n *simNode) reply(c *simConn, seq uint64, v int64, err error) {
 	if len(c.pending) == 0 {
 		return
 	}
 	j := c.pending[0]
+	if j.seq != seq {
+		n.s.violation("simulator: %s's reply to job %d matched to job %d", n.id, seq, j.seq)
+	}
 	c.pending = c.pending[1:]
 	c.since = n.local()
 	switch j.kind {
