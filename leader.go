@@ -684,7 +684,6 @@ type state struct {
 	sentAt      [64]time.Time // send time of heartbeat seq, at index seq%64
 	electedAt   time.Time
 	notBefore   time.Time // no activity before: the old lease may still hold (rule 12)
-	lapsedAt    time.Time // when the lease last ran out
 	leaseEnd    time.Time
 	active      bool // the leader callback was started and not yet stopped
 	cbBusy      bool // a leader callback or its OnStoppedLeading has not finished
@@ -721,15 +720,15 @@ func (c *core) begin(now time.Time) {
 	s := &c.st
 	if s.active && !s.activeAt(now) {
 		// The lease ran out (a pause, a cut, a slow quorum): stop acting
-		// at once, but keep the term and heartbeat once more. A quorum ack
-		// of a later heartbeat is a new lease, as safe as the first by the
-		// same argument; after a short pause the followers never noticed,
-		// and the leader does not change. Without acks within two
-		// heartbeats it steps down, so that followers of a leader that
-		// cannot hear them stop following it.
+		// at once, and stop leading. A leadership is one lease: a lapsed
+		// one never comes back in the same term, since what this node
+		// knew of the group when it was elected (who is live, who acks)
+		// may be stale by now. The followers that still hear it learn at
+		// once that it holds no lease, as after a handover.
 		c.logf(slog.LevelInfo, "lease lapsed", "term", s.term, "quorum", c.quorum(now))
 		c.stopLeading(0)
-		s.lapsedAt = now
+		c.publish(message{Type: msgResign, Term: s.term}, now)
+		c.becomeFollower(now, "lease lapsed")
 	}
 }
 
@@ -737,15 +736,6 @@ func (c *core) emit(o output) { c.out = append(c.out, o) }
 
 func (c *core) logf(level slog.Level, text string, attrs ...any) {
 	c.emit(output{kind: outLog, level: level, text: text, attrs: attrs})
-}
-
-// inactiveSince is when a leader that is not active stopped being (or
-// could first have been) active.
-func (s *state) inactiveSince() time.Time {
-	if s.lapsedAt.After(s.notBefore) {
-		return s.lapsedAt
-	}
-	return s.notBefore
 }
 
 // activeAt reports whether the node may act as leader at now (rule 6).
@@ -1328,7 +1318,7 @@ func (c *core) becomeLeader(now time.Time) {
 	}
 	s.role, s.leader, s.leaderTerm, s.leaderInc = Leader, c.cfg.ID, s.term, c.inc
 	s.electedAt, s.notBefore = now, now.Add(max(wait, 0))
-	s.leaseEnd, s.lapsedAt, s.seq, s.selfAcked = time.Time{}, time.Time{}, 0, 0
+	s.leaseEnd, s.seq, s.selfAcked = time.Time{}, 0, 0
 	s.resigning, s.successor, s.heir = false, "", ""
 	s.electionAt, s.goneLeader, s.failed = time.Time{}, "", 0
 	for _, p := range s.peers {
@@ -1525,13 +1515,11 @@ func (c *core) due(now time.Time) {
 				if !s.cbBusy {
 					c.startLeading(now)
 				}
-			} else if now.Sub(s.inactiveSince()) >= 2*c.cfg.HeartbeatInterval {
-				// Followers that still hear us (we may only be deaf) need
-				// not wait out PeerTimeout for a leader without a lease: say
-				// so, as a handover does, once the callback has returned.
-				if !s.cbBusy {
-					c.publish(message{Type: msgResign, Term: s.term}, now)
-				}
+			} else if now.Sub(s.notBefore) >= 2*c.cfg.HeartbeatInterval {
+				// Elected, but no quorum acked within two heartbeats: the
+				// followers that still hear us (we may only be deaf) need
+				// not wait out PeerTimeout for a leader without a lease.
+				c.publish(message{Type: msgResign, Term: s.term}, now)
 				c.becomeFollower(now, "no quorum acked")
 				return
 			}
@@ -1604,7 +1592,7 @@ func (c *core) nextWake(now time.Time) time.Time {
 			at(s.leaseEnd)
 		} else {
 			at(s.notBefore)
-			at(s.inactiveSince().Add(2 * c.cfg.HeartbeatInterval))
+			at(s.notBefore.Add(2 * c.cfg.HeartbeatInterval))
 		}
 	case Candidate:
 		at(s.roundEnd)
