@@ -1077,6 +1077,13 @@ func (c *core) onLeaderHeartbeat(m *message, now time.Time) {
 	s.leaderInc, s.leaderSeq, s.heardLead, s.heir = m.Inc, m.Seq, now, m.To
 	s.knownLive, s.knownLiveAt = int(min(m.Live, maxPeers+1)), now
 	s.electionAt, s.goneLeader, s.failed = time.Time{}, "", 0
+	if now.Before(s.startUntil) {
+		// Rule 8 for acks: an ack promises, as a vote does, to grant no
+		// other vote for a PeerTimeout. A process that has just started
+		// may be a restart of a node that voted in a newer term, so it
+		// cannot promise anything to this leader yet.
+		return
+	}
 	// The ack goes to the leader's own channel: only the leader reads it,
 	// so a round costs 2N deliveries instead of N².
 	if s.leaderChanOf != m.From {

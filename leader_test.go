@@ -3977,6 +3977,29 @@ func TestLateAckNeverActivates(t *testing.T) {
 	assert.False(t, c.st.activeAt(late), "active after its lease ended")
 }
 
+// TestJustStartedNodeNeverAcks: an ack promises, as a vote does, to grant
+// no other vote for a PeerTimeout. A process in its first listening may be
+// a restart of a node that voted in a newer term with the same ID, so it
+// follows the leader it hears but acks nothing until that listening ends.
+func TestJustStartedNodeNeverAcks(t *testing.T) {
+	c := offlineCore(t, Config{ID: "c", ClusterSize: 3})
+	at := time.Now()
+	c.subscribed(at) // its first subscription: it listens until at+PeerTimeout
+	hb := message{Type: msgHeartbeat, Flags: flagLeader, Term: 5, Inc: 9, From: "a"}
+	acks := func(now time.Time) (n int) {
+		hb.Seq++
+		for _, o := range c.receive(now, &hb) {
+			if o.kind == outPublish && o.msg.Type == msgHeartbeat && o.msg.To == "a" {
+				n++
+			}
+		}
+		return n
+	}
+	assert.Zero(t, acks(at.Add(defaultHeartbeatInterval)), "acked while it first listened")
+	assert.Equal(t, "a", c.st.leader, "it still follows the leader it hears")
+	assert.Equal(t, 1, acks(at.Add(defaultPeerTimeout)), "no ack once the listening ended")
+}
+
 // offlineElector builds an Elector whose core the test drives without
 // Redis: subscribed, its own messages echoing, done listening.
 func offlineElector(tb testing.TB, cfg Config) *Elector {
