@@ -4371,9 +4371,7 @@ type sim struct {
 	quorumAt   time.Duration     // after healed: when a quorum was first subscribed
 	livenessOK bool
 	termFault  bool // term scripts fail now
-	// slots restarted since Redis last lost its data; nil when it has not
-	restartedSinceLoss map[int]bool
-	termErr            string
+	termErr    string
 }
 
 // simRedis is the simulated Redis server.
@@ -4430,6 +4428,7 @@ type simNode struct {
 	pausedUntil  time.Duration
 	starvedUntil time.Duration
 	inbox        []func(now time.Time) []output // waiting for the loop
+	draining     bool                           // the loop works through its inbox after a freeze
 	sock         []func()                       // arrived while the process was frozen
 	timerGen     int
 
@@ -4765,7 +4764,6 @@ func (s *sim) redisDown(keep bool) {
 	s.redis.up = false
 	if !keep {
 		s.redis.termKey = 0
-		s.restartedSinceLoss = map[int]bool{}
 		if s.p.strict {
 			s.forgetCheck()
 		} else {
@@ -4810,17 +4808,23 @@ func (s *sim) unsubscribe(c *simConn) {
 	}
 }
 
-// forgetCheck resets the term checks when nothing running remembers the
-// newest term: terms only outlive restarts while Redis keeps its data.
+// forgetCheck resets the term checks when too little remembers the newest
+// term won: terms only outlive restarts while Redis keeps its data. Without
+// it (the key is behind), strict mode's majorities keep terms unique as
+// long as a majority of running nodes knows the newest term; dynamic mode
+// forgets at the loss itself (see redisDown).
 func (s *sim) forgetCheck() {
-	remembered := uint64(max(s.redis.termKey, 0))
+	if s.maxWon == 0 || s.redis.termKey >= int64(s.maxWon) {
+		return
+	}
+	k := 0
 	for _, n := range s.nodes {
-		if n.alive {
-			remembered = max(remembered, n.c.st.term)
+		if n.alive && n.c.st.term >= s.maxWon {
+			k++
 		}
 	}
-	if remembered < s.maxWon {
-		s.forget(fmt.Sprintf("nothing running remembers term %d", s.maxWon))
+	if k < s.quorumSize() {
+		s.forget(fmt.Sprintf("the term key is behind term %d and %d running nodes know it", s.maxWon, k))
 	}
 }
 
@@ -4933,23 +4937,14 @@ func (n *simNode) start() {
 	n.c.init(cfg, n.inc, mrand.New(mrand.NewPCG(s.rnd.Uint64(), s.rnd.Uint64())))
 	n.alive = true
 	n.pausedUntil, n.starvedUntil = 0, 0
-	n.inbox, n.sock = nil, nil
+	n.inbox, n.sock, n.draining = nil, nil, false
 	n.sub, n.pub = nil, nil
 	n.subBackoff, n.pubBackoff = simBackoff{}, simBackoff{}
 	n.pubOK, n.recvAt = time.Time{}, time.Time{}
 	n.cbRunning, n.ctxLive = false, false
 	n.lastTerm, n.wonTerm = 0, 0
 	n.who = fmt.Sprintf("%s#%d", n.id, n.gen)
-	if s.restartedSinceLoss != nil {
-		// Strict mode keeps terms unique without the term key's data
-		// while a majority remembers its votes; a majority of restarts
-		// since the loss forgot them.
-		s.restartedSinceLoss[n.slot] = true
-		if len(s.restartedSinceLoss) >= s.quorumSize() {
-			s.restartedSinceLoss = nil
-			s.forget("Redis lost its data and a majority restarted since")
-		}
-	}
+	s.forgetCheck()
 	s.tracef("%s: start (gen %d)", n.id, n.gen)
 	n.dialSub()
 	n.step(nil) // the loop's first tick
@@ -5008,30 +5003,30 @@ func (n *simNode) resume(gen int) {
 		s.tracef("%s: lease timer cancels the leader context on resume", n.id)
 		n.ctxLive = false
 	}
+	// What the Redis goroutines hand over now queues behind what waits in
+	// the loop's inbox, as in the shell's one channel.
+	n.draining = true
 	// A read whose deadline passed while the process was frozen may fail
 	// before it returns the bytes that wait: that connection is lost.
 	sock := n.sock
 	n.sock = nil
-	for _, c := range []*simConn{n.sub, n.pub} {
-		if c != nil && c.open && !c.pub && n.local().Sub(c.lastData) >= s.p.cfg.PeerTimeout && s.rnd.IntN(2) == 0 {
-			n.closeConn(c, "read deadline passed while frozen")
-		}
+	if c := n.sub; c != nil && c.open && n.local().Sub(c.lastData) >= s.p.cfg.PeerTimeout && s.rnd.IntN(2) == 0 {
+		n.closeConn(c, "read deadline passed while frozen")
 	}
 	for _, f := range sock {
 		f()
-	}
-	inbox := n.inbox
-	n.inbox = nil
-	if len(inbox) > inboxSize {
-		inbox = inbox[:inboxSize] // the shell drops what does not fit
 	}
 	first := s.rnd.IntN(2) == 0
 	if first {
 		n.step(nil)
 	}
-	for _, f := range inbox {
+	for len(n.inbox) > 0 && n.alive {
+		f := n.inbox[0]
+		n.inbox = n.inbox[1:]
 		n.step(f)
 	}
+	n.inbox = nil
+	n.draining = false
 	if !first {
 		n.step(nil)
 	}
@@ -5042,11 +5037,20 @@ func (n *simNode) input(f func(now time.Time) []output) {
 	if !n.alive {
 		return
 	}
-	if n.frozen() || n.s.now < n.starvedUntil {
+	if n.frozen() || n.s.now < n.starvedUntil || n.draining {
 		n.inbox = append(n.inbox, f)
 		return
 	}
 	n.step(f)
+}
+
+// inputMessage is input for a message from the subscriber: the shell
+// drops it when the loop's inbox is full, rather than block the reader.
+func (n *simNode) inputMessage(f func(now time.Time) []output) {
+	if len(n.inbox) >= inboxSize {
+		return
+	}
+	n.input(f)
 }
 
 // step is one turn of the shell's loop: the input, then a tick, each
@@ -5158,7 +5162,7 @@ func (n *simNode) receive(m message) {
 	if n.s.tracing {
 		n.s.tracef("%s: recv from %s %s", n.id, m.From, simMsg(&m, ""))
 	}
-	n.input(func(now time.Time) []output { return n.c.receive(now, &m) })
+	n.inputMessage(func(now time.Time) []output { return n.c.receive(now, &m) })
 }
 
 // down carries bytes from Redis to the node on c, in order; lost runs
@@ -5221,6 +5225,15 @@ func (n *simNode) up(c *simConn, arrive func()) {
 func (n *simNode) dialSub() {
 	s := n.s
 	if !n.alive {
+		return
+	}
+	if n.frozen() {
+		g := n.gen
+		s.at(n.pausedUntil, func() {
+			if n.gen == g {
+				n.dialSub()
+			}
+		})
 		return
 	}
 	g := n.gen
