@@ -604,7 +604,7 @@ type outKind uint8
 const (
 	outPublish      outKind = iota + 1 // PUBLISH msg on channel; notify: answer the handover waiters when done
 	outTermKey                         // EVAL the term script (rule 11) for round, with local term; answer with termAnswer
-	outNumSub                          // PUBSUB NUMSUB of channel, about node id; answer with numSubAnswer
+	outNumSub                          // PUBSUB NUMSUB of channel, about node id ("": the group's channel, for round); answer with numSubAnswer
 	outStartLeading                    // start OnStartedLeading for term; at: the lease's end, to cancel its context on time
 	outStopLeading                     // cancel the leader callback; then OnStoppedLeading, then callbackDone; round > 0: a handover waits, answer leaderEnded(round)
 	outNewLeader                       // OnNewLeader(id, term)
@@ -664,6 +664,8 @@ type state struct {
 	heir         string    // a leader: the follower it names in its heartbeats; a follower: the one its leader named
 	numsubAt     time.Time // last NUMSUB query, to rate-limit them
 	numsubBusy   bool
+	redisSize    int       // dynamic mode: subscribers of the group's channel, as Redis last counted them
+	redisSizeAt  time.Time // when; the count is a floor of the group size for a PeerTimeout
 
 	// Candidate.
 	round      uint64 // numbers campaigns, so stale answers are ignored
@@ -674,6 +676,7 @@ type state struct {
 	roundEnd   time.Time
 	grants     map[string]time.Duration // voter → how long ago it heard a leader
 	handover   bool                     // campaign as a named successor
+	sizeWait   bool                     // dynamic mode: waiting for Redis's count of the group
 	failed     int                      // rounds of this node that failed since it last saw a leader
 
 	// Leader.
@@ -776,10 +779,15 @@ func (c *core) redisError(op string, err error) {
 	c.st.lastRedisErr = op + ": " + err.Error()
 }
 
-// numSubAnswer: Redis counted n subscribers of node id's own channel.
-func (c *core) numSubAnswer(now time.Time, id string, n int64, err error) []output {
+// numSubAnswer: Redis counted n subscribers of node id's own channel, or,
+// with id "", of the group's channel for the campaign of round.
+func (c *core) numSubAnswer(now time.Time, id string, round uint64, n int64, err error) []output {
 	c.begin(now)
 	s := &c.st
+	if id == "" {
+		c.groupCounted(now, round, n, err)
+		return c.out
+	}
 	s.numsubBusy = false
 	if err == nil && n == 0 && s.role == Follower && id == s.leader && now.Sub(s.heardLead) >= c.cfg.HeartbeatInterval {
 		// Rule 12: the leader's process is gone (its connection closed),
@@ -797,6 +805,29 @@ func (c *core) numSubAnswer(now time.Time, id string, n int64, err error) []outp
 		c.logf(slog.LevelDebug, "leader's connection is gone", "leader", id)
 	}
 	return c.out
+}
+
+// groupCounted applies Redis's count of the group channel's subscribers to
+// the campaign of round (rule 10).
+func (c *core) groupCounted(now time.Time, round uint64, n int64, err error) {
+	s := &c.st
+	if s.role != Candidate || !s.sizeWait || round != s.round {
+		return
+	}
+	if err != nil {
+		c.redisError("count the group", err)
+		c.logf(slog.LevelWarn, "could not count the group's subscribers; the campaign is retried", "err", err)
+		s.failed++
+		c.becomeFollower(now, "could not count the group")
+		return
+	}
+	s.sizeWait = false
+	s.redisSize, s.redisSizeAt = int(min(n, maxPeers+1)), now
+	if s.preVote {
+		c.checkPreVote(now)
+	} else if !s.waitTerm {
+		c.checkVotes(now)
+	}
 }
 
 // leaderEnded: the callback of the leadership that round resigned has
@@ -1175,6 +1206,12 @@ func (c *core) campaign(now time.Time, handover bool) {
 	s.electionAt = time.Time{}
 	s.grants = map[string]time.Duration{}
 	s.roundStart, s.roundEnd = now, now.Add(c.roundTimeout())
+	s.sizeWait = c.cfg.ClusterSize == 0
+	if s.sizeWait {
+		// Rule 10: nodes this one cannot hear still count, as long as
+		// Redis says they are subscribed.
+		c.emit(output{kind: outNumSub, channel: c.channel, round: s.round})
+	}
 	if handover {
 		c.startVote(now)
 		return
@@ -1209,7 +1246,7 @@ func (c *core) extendRound(now time.Time) {
 }
 
 func (c *core) checkPreVote(now time.Time) {
-	if len(c.st.grants) >= c.quorum(now) {
+	if !c.st.sizeWait && len(c.st.grants) >= c.quorum(now) {
 		c.startVote(now)
 	}
 }
@@ -1299,7 +1336,7 @@ func (c *core) termKeyFailed(now time.Time, err error) {
 }
 
 func (c *core) checkVotes(now time.Time) {
-	if len(c.st.grants) >= c.quorum(now) {
+	if !c.st.sizeWait && len(c.st.grants) >= c.quorum(now) {
 		c.becomeLeader(now)
 	}
 }
@@ -1349,7 +1386,7 @@ func (c *core) becomeFollower(now time.Time, why string) {
 	c.emit(output{kind: outHandedOver}) // no longer leading: nothing left to hand over
 	s.role = Follower
 	s.round++
-	s.preVote, s.waitTerm, s.handover, s.resigning = false, false, false, false
+	s.preVote, s.waitTerm, s.handover, s.resigning, s.sizeWait = false, false, false, false, false
 	s.leaseEnd = time.Time{}
 	if s.electionAt.IsZero() && !c.cfg.Observer {
 		s.electionAt = now.Add(c.roundTimeout() + c.randDuration(c.jitter()))
@@ -1426,6 +1463,14 @@ func (c *core) groupSize(now time.Time) int {
 	// PeerTimeout, which is also how long its own entry would have counted.
 	if s.knownLive > n && now.Sub(s.knownLiveAt) < c.cfg.PeerTimeout {
 		n = s.knownLive
+	}
+	// Redis's own count of the group channel's subscribers, which a
+	// candidate asks for, is a floor too: it counts the nodes this one
+	// cannot hear (a deaf link, a paused process) as long as their
+	// connections are open. A stray subscriber makes the quorum larger,
+	// never smaller: it can cost availability, never safety.
+	if s.redisSize > n && now.Sub(s.redisSizeAt) < c.cfg.PeerTimeout {
+		n = s.redisSize
 	}
 	return n
 }
@@ -2094,7 +2139,7 @@ func (r *run) onEvent(c *core, ev event, now time.Time) []output {
 	case evTerm:
 		return c.termAnswer(now, ev.round, ev.n, ev.err)
 	case evNumSub:
-		return c.numSubAnswer(now, ev.id, ev.n, ev.err)
+		return c.numSubAnswer(now, ev.id, ev.round, ev.n, ev.err)
 	case evLeaderEnded:
 		return c.leaderEnded(now, ev.round)
 	case evCallbackReturned:
@@ -2149,7 +2194,7 @@ func (r *run) apply(out []output) {
 		case outTermKey:
 			r.enqueue(job{kind: jobTerm, key: e.c.termKey, term: o.term, round: o.round})
 		case outNumSub:
-			r.enqueue(job{kind: jobNumSub, key: o.channel, id: o.id})
+			r.enqueue(job{kind: jobNumSub, key: o.channel, id: o.id, round: o.round})
 		case outStartLeading:
 			r.startLeading(o.term, o.at)
 		case outStopLeading:
@@ -2406,7 +2451,7 @@ func (r *run) fail(j job, err error) {
 	case jobTerm:
 		r.wg.Go(func() { r.send(event{kind: evTerm, round: j.round, err: err}) })
 	case jobNumSub:
-		r.wg.Go(func() { r.send(event{kind: evNumSub, id: j.id, err: err}) })
+		r.wg.Go(func() { r.send(event{kind: evNumSub, id: j.id, round: j.round, err: err}) })
 	}
 }
 
@@ -2565,7 +2610,7 @@ func (r *run) reply(j job, v any, err error) {
 		} else if err == nil {
 			err = errors.New("leader: unexpected PUBSUB NUMSUB reply")
 		}
-		r.send(event{kind: evNumSub, id: j.id, n: n, err: err})
+		r.send(event{kind: evNumSub, id: j.id, round: j.round, n: n, err: err})
 	}
 }
 

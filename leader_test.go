@@ -3937,7 +3937,7 @@ func TestHeirStandsFirst(t *testing.T) {
 		var now time.Time
 		if tc.crash {
 			now = at.Add(2 * defaultHeartbeatInterval)
-			c.numSubAnswer(now, "boss", 0, nil)
+			c.numSubAnswer(now, "boss", 0, 0, nil)
 		} else {
 			now = at.Add(defaultPeerTimeout)
 			s.selfEcho = now // its own link to Redis works
@@ -3998,6 +3998,28 @@ func TestJustStartedNodeNeverAcks(t *testing.T) {
 	assert.Zero(t, acks(at.Add(defaultHeartbeatInterval)), "acked while it first listened")
 	assert.Equal(t, "a", c.st.leader, "it still follows the leader it hears")
 	assert.Equal(t, 1, acks(at.Add(defaultPeerTimeout)), "no ack once the listening ended")
+}
+
+// TestDynamicCandidateCountsRedisSubscribers: in dynamic mode a candidate
+// that hears nobody (a deaf link, peers that only ack their leader) must not
+// make a majority of itself alone while Redis says others are subscribed to
+// the group's channel: their count is a floor of the group's size.
+func TestDynamicCandidateCountsRedisSubscribers(t *testing.T) {
+	c := offlineCore(t, Config{ID: "me"}) // dynamic mode
+	at := time.Now()
+	c.begin(at)
+	c.campaign(at, false)
+	var round uint64
+	for _, o := range c.out {
+		if o.kind == outNumSub && o.id == "" {
+			round = o.round
+		}
+	}
+	require.NotZero(t, round, "a dynamic-mode candidate did not ask Redis for the group's subscribers")
+	require.Equal(t, Candidate, c.st.role, "won alone before Redis counted the group")
+	c.numSubAnswer(at.Add(time.Millisecond), "", round, 3, nil)
+	assert.Equal(t, Candidate, c.st.role, "a majority of itself alone while Redis counts 3 subscribers")
+	assert.True(t, c.st.preVote, "left the pre-vote with 1 grant of 3")
 }
 
 // offlineElector builds an Elector whose core the test drives without
@@ -5438,7 +5460,7 @@ func (n *simNode) reply(c *simConn, seq uint64, v int64, err error) {
 	case outTermKey:
 		n.input(func(now time.Time) []output { return n.c.termAnswer(now, j.round, v, err) })
 	case outNumSub:
-		n.input(func(now time.Time) []output { return n.c.numSubAnswer(now, j.id, v, err) })
+		n.input(func(now time.Time) []output { return n.c.numSubAnswer(now, j.id, j.round, v, err) })
 	}
 }
 
@@ -5455,7 +5477,7 @@ func (n *simNode) failJob(j simJob, err error) {
 	case outNumSub:
 		n.s.after(0, func() {
 			if n.gen == g {
-				n.input(func(now time.Time) []output { return n.c.numSubAnswer(now, j.id, 0, err) })
+				n.input(func(now time.Time) []output { return n.c.numSubAnswer(now, j.id, j.round, 0, err) })
 			}
 		})
 	}
