@@ -4022,6 +4022,52 @@ func TestDynamicCandidateCountsRedisSubscribers(t *testing.T) {
 	assert.True(t, c.st.preVote, "left the pre-vote with 1 grant of 3")
 }
 
+// TestHandoverKeepsTheWaitForAnOldLease: a leader elected on the crash
+// fast path waits out what the old leader's lease could still hold before
+// it acts. If it hands over inside that wait, its successor must wait too:
+// the handover says the resigning leader holds no lease, not that nobody
+// does (the old leader may only be paused).
+func TestHandoverKeepsTheWaitForAnOldLease(t *testing.T) {
+	c := offlineCore(t, Config{ID: "b", ClusterSize: 3})
+	at := time.Now()
+	// b follows a, then is named successor by a leader (x) that was elected
+	// 100ms after a's last heartbeat and still waits out a's lease.
+	c.receive(at, &message{Type: msgHeartbeat, Flags: flagLeader, Term: 5, Seq: 1, Inc: 9, From: "a"})
+	x := offlineCore(t, Config{ID: "x", ClusterSize: 3})
+	won := at.Add(100 * time.Millisecond)
+	x.begin(won)
+	x.st.term = 5
+	x.st.heardLead = at
+	x.st.peers["b"] = &peer{heard: won}
+	x.campaign(won, false)
+	x.st.grants = map[string]time.Duration{"x": 100 * time.Millisecond, "b": 100 * time.Millisecond}
+	x.st.preVote, x.st.waitTerm = false, false
+	x.st.term = 6
+	x.checkVotes(won)
+	require.Equal(t, Leader, x.st.role)
+	require.True(t, x.st.notBefore.After(won), "x does not wait out a's lease")
+	var resign *message
+	out, wait, err := x.handover(won.Add(time.Millisecond), "b", false)
+	require.NoError(t, err)
+	require.True(t, wait)
+	for _, o := range out {
+		if o.kind == outPublish && o.msg.Type == msgResign {
+			resign = &o.msg
+		}
+	}
+	require.NotNil(t, resign, "x published no resign")
+	// b follows x in term 6, then gets the handover and campaigns at once.
+	now := won.Add(2 * time.Millisecond)
+	c.receive(now, &message{Type: msgHeartbeat, Flags: flagLeader, Term: 6, Seq: 1, Inc: 8, From: "x"})
+	c.receive(now, resign)
+	require.Equal(t, Candidate, c.st.role)
+	c.termAnswer(now, c.st.round, 7, nil)
+	c.receive(now, &message{Type: msgVote, Term: 7, Seq: 7, Inc: 7, From: "z", To: "b", Flags: flagGranted, Ago: neverHeard})
+	require.Equal(t, Leader, c.st.role)
+	aLeaseEnd := at.Add(defaultLeaseTimeout)
+	assert.False(t, c.st.notBefore.Before(aLeaseEnd), "b may act at %v, before a's lease can have ended (%v)", c.st.notBefore.Sub(at), defaultLeaseTimeout)
+}
+
 // offlineElector builds an Elector whose core the test drives without
 // Redis: subscribed, its own messages echoing, done listening.
 func offlineElector(tb testing.TB, cfg Config) *Elector {
