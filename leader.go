@@ -730,7 +730,7 @@ func (c *core) begin(now time.Time) {
 		// once that it holds no lease, as after a handover.
 		c.logf(slog.LevelInfo, "lease lapsed", "term", s.term, "quorum", c.quorum(now))
 		c.stopLeading(0)
-		c.publish(message{Type: msgResign, Term: s.term}, now)
+		c.publish(c.resignMessage("", now), now)
 		c.becomeFollower(now, "lease lapsed")
 	}
 }
@@ -957,11 +957,24 @@ func (c *core) afterLeaderLost(spread, guard time.Duration) time.Duration {
 
 func (c *core) publishResign(now time.Time) {
 	s := &c.st
-	c.publishNotify(message{Type: msgResign, Term: s.term, To: s.successor}, now)
+	c.publishNotify(c.resignMessage(s.successor, now), now)
 	c.becomeFollower(now, "resigned")
 	s.heardLead = time.Time{}
 	// Give the successor the first go.
 	s.electionAt = now.Add(c.cfg.PeerTimeout + c.randDuration(c.cfg.ElectionJitter))
+}
+
+// resignMessage is a leader's resign naming successor to. Ago says
+// whether it was past its wait for an older lease (rule 12): 0 if it was,
+// else 1, and then its followers keep their last-heard times, so that their
+// votes make the next winner wait out that lease too. A resign frees the
+// group from this leader's lease, not from one it was still waiting out.
+func (c *core) resignMessage(to string, now time.Time) message {
+	m := message{Type: msgResign, Term: c.st.term, To: to}
+	if now.Before(c.st.notBefore) {
+		m.Ago = 1
+	}
+	return m
 }
 
 // receive applies one valid message, handled at now. Every decision is
@@ -1066,10 +1079,14 @@ func (c *core) onMessage(m *message, now time.Time) {
 			return
 		}
 		if s.leader == m.From {
-			// The old leader stopped before it said so: no stickiness and
-			// no lease to wait out (rule 7). It still votes, so its count
-			// of live nodes still sizes the quorum.
-			s.leader, s.heardLead, s.goneLeader = "", time.Time{}, ""
+			// The old leader stopped before it said so: no stickiness and,
+			// unless it still waited out an older lease itself, no lease
+			// to wait out (rule 7). It still votes, so its count of live
+			// nodes still sizes the quorum.
+			s.leader, s.goneLeader = "", ""
+			if m.Ago == 0 {
+				s.heardLead = time.Time{}
+			}
 			s.knownLiveAt = now
 		}
 		if m.To == c.cfg.ID && !c.cfg.Observer && s.role == Follower {
@@ -1571,7 +1588,7 @@ func (c *core) due(now time.Time) {
 				// Elected, but no quorum acked within two heartbeats: the
 				// followers that still hear us (we may only be deaf) need
 				// not wait out PeerTimeout for a leader without a lease.
-				c.publish(message{Type: msgResign, Term: s.term}, now)
+				c.publish(c.resignMessage("", now), now)
 				c.becomeFollower(now, "no quorum acked")
 				return
 			}
@@ -1773,7 +1790,7 @@ const (
 	msgPreVoteReply                    // Term: proposed; Seq: voter's term; To: candidate
 	msgVoteRequest                     // Term: stood for; To: gone leader, if any
 	msgVote                            // Term; Seq: voter's term; To: candidate; Ago
-	msgResign                          // Term; To: successor
+	msgResign                          // Term; To: successor; Ago: 1 if the sender still waited out an older lease
 	msgTypeEnd
 )
 
