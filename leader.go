@@ -149,12 +149,14 @@ type Config struct {
 	Logger *slog.Logger
 
 	// OnStartedLeading runs in its own goroutine when this node becomes the
-	// active leader of term (its fencing token). ctx is cancelled the moment
-	// the lease is lost, on Resign, and when Run's context ends. It should
-	// return promptly after that: Resign waits for it before handing over,
-	// and Run does not return before it has. If a lapsed lease comes back
-	// (a short pause, a slow quorum) it runs again for the same term, but
-	// never while an earlier call runs or before its OnStoppedLeading.
+	// active leader of term (its fencing token), at most once per term. ctx
+	// is cancelled the moment the lease is lost (by a timer of its own, even
+	// if the Elector's loop runs late), on Resign, and when Run's context
+	// ends; a lost lease ends the leadership, and the node may be elected
+	// again in a later term. It should return promptly after that: Resign
+	// waits for it before handing over, and Run does not return before it
+	// has. A new call never starts while an earlier one runs or before its
+	// OnStoppedLeading.
 	OnStartedLeading func(ctx context.Context, term uint64)
 
 	// OnStoppedLeading is called after OnStartedLeading has returned, once for
@@ -535,7 +537,11 @@ func (e *Elector) Run(ctx context.Context) error {
 //     OnStartedLeading) only when a quorum, its own echo included, has acked
 //     a heartbeat seq s of its term. The lease ends LeaseTimeout after the
 //     moment, on the leader's own clock, when it sent the newest seq a quorum
-//     acked.
+//     acked. A leadership is one lease: when it runs out the leader steps
+//     down (and says so), so OnStartedLeading runs at most once per term. A
+//     lease re-armed later in the same term would rest on what the node knew
+//     when it was elected (who is live, who acks), which a pause or a cut
+//     may have made stale.
 //  5. Why the lease is safe. Every ack was received after its heartbeat was
 //     sent, and an acking node grants no vote until PeerTimeout after that
 //     heartbeat (rule 3). A quorum that elects a rival shares a node with the
@@ -544,16 +550,24 @@ func (e *Elector) Run(ctx context.Context) error {
 //     drift (New demands 10%). Strict mode makes the quorums intersect
 //     always; dynamic mode when all nodes see the same live set.
 //  6. The clock decides. Activity is judged against the lease at the time
-//     of each call (IsLeader) and at the start of every step of the core, so
-//     a process that was paused stops acting before it does anything else.
+//     of each call (IsLeader), at the start of every step of the core, and
+//     by a timer of the shell's own that cancels the leader callback's
+//     context when the lease ends, so neither a paused process nor a late
+//     loop acts past its lease. Every input is judged at the time it is
+//     handled, not when it arrived.
 //  7. Handover. Resign stops acting at once, lets the callback return, and
 //     then names a successor, which campaigns at once; the others give it a
-//     round before they campaign themselves.
+//     round before they campaign themselves. The resign frees the group from
+//     the resigning leader's lease, but not from an older lease it was still
+//     waiting out (rule 12): then its followers keep their last-heard times,
+//     and the successor waits as it would have.
 //  8. Joining. After every (re)subscription a node listens for PeerTimeout
 //     before it votes or stands, to learn the term, the leader and who is
 //     live. A process that has just started may be a restart of a node that
 //     voted with the same ID in a term still going on: it never votes in a
-//     term it saw while it first listened.
+//     term it saw while it first listened, and acks no leader before that
+//     listening ends (an ack promises, as a vote does, to vote for nobody
+//     else for a PeerTimeout).
 //  9. Stalls. A node whose own loop did not run for two heartbeats (paused,
 //     starved of CPU) does not stand, and does not let its count of live
 //     nodes shrink, until it has listened for PeerTimeout again: what it did
@@ -561,11 +575,17 @@ func (e *Elector) Run(ctx context.Context) error {
 //     nothing.
 //  10. Group size (dynamic mode). The count of live nodes shrinks only after
 //     a PeerTimeout of listening, and a leader's quorum never drops below the
-//     size that elected it. Followers also take the leader's own count as a
-//     floor for a PeerTimeout, since they do not hear each other's acks.
+//     size that elected it. Followers take the leader's own count as a floor
+//     for a PeerTimeout, since they do not hear each other's acks, and a
+//     candidate counts no fewer nodes than Redis says subscribe to the
+//     group's channel (PUBSUB NUMSUB): nodes it cannot hear still count. A
+//     stray subscriber makes the quorum larger, never smaller.
 //  11. Terms outlive restarts. A candidate that passed its pre-vote takes
 //     max(local term + 1, INCR of the group's term key), so fencing tokens
 //     keep growing when every node restarts, as long as Redis keeps its data.
+//     When the key cannot be written (OOM, NOPERM, MOVED, a timeout) the
+//     round ends and is retried: a term taken without the key could repeat
+//     one that a restarted node forgot.
 //  12. Crash fast path. When a leader's process dies, the kernel closes its
 //     sockets and Redis drops its subscriptions at once. A follower that
 //     misses a heartbeat asks Redis (PUBSUB NUMSUB of the leader's own

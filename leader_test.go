@@ -4602,7 +4602,7 @@ func runSim(seed uint64, tracing bool) (res simResult) {
 func (s *sim) drawParams() simParams {
 	r := s.rnd
 	p := simParams{n: 3 + r.IntN(7)}
-	if r.IntN(400) == 0 {
+	if r.IntN(1000) == 0 {
 		p.n = 65
 	}
 	p.strict = r.IntN(2) == 0
@@ -4621,10 +4621,10 @@ func (s *sim) drawParams() simParams {
 	p.rateSpread = []float64{0, 0.005, 0.02, 0.04}[r.IntN(4)]
 	p.latency = time.Duration(50+r.IntN(2000)) * time.Microsecond
 	p.jitter = time.Duration(r.IntN(3000)) * time.Microsecond
-	p.faultFor = time.Duration(1+r.IntN(5)) * time.Second
+	p.faultFor = time.Duration(1+r.IntN(3)) * time.Second
 	p.faultEvery = time.Duration(50+r.IntN(600)) * time.Millisecond
 	if p.n > 9 {
-		p.faultFor, p.faultEvery = 3*time.Second, 300*time.Millisecond
+		p.faultFor, p.faultEvery = 2*time.Second, 300*time.Millisecond
 	}
 	for k := range p.weights {
 		if r.IntN(3) > 0 {
@@ -5542,7 +5542,7 @@ func (n *simNode) failJob(j simJob, err error) {
 // leader callback whose context is not cancelled. A frozen process acts on
 // nothing.
 func (n *simNode) active() bool {
-	if !n.alive || n.frozen() {
+	if !n.alive || (n.c.st.role != Leader && !n.ctxLive) || n.frozen() {
 		return false
 	}
 	return n.c.st.activeAt(n.local()) || n.ctxLive
