@@ -290,7 +290,7 @@ var scenarios = []Scenario{
 		Run:     amnesia},
 	{Name: "lease-lapse", Trials: 3,
 		Fault:    "SIGSTOP the leader for (LeaseTimeout+PeerTimeout)/2, then SIGCONT; each node's OnStartedLeading takes 50 ms to return after its context ends (a job winding down)",
-		Checks:   "safety only: the lease lapses and may be regained in the same term, but a node never runs two OnStartedLeading at once",
+		Checks:   "safety only: the lease lapses and the leadership ends (a lapsed lease never comes back in the same term), and a node never runs two OnStartedLeading at once",
 		NodeArgs: []string{"-cb-linger", "50ms"},
 		Run: func(t *Trial) {
 			l := t.R.OldSlot
