@@ -56,7 +56,7 @@ fuzz:
 # schedule, and make test already runs its bounded share under -race.
 # A failing seed replays with: go test -run '^TestSim$$' -sim.seed N -v .
 sim:
-	$(GO) test -run '^TestSim$$' -count=1 -v -sim.n $(SIM_N) -sim.time 60m . | grep -v '^=== RUN'
+	$(GO) test -run '^TestSim$$' -count=1 -v -sim.n $(SIM_N) -sim.time 60m .
 
 chaos: redis
 	cd chaos && $(GO) run . $(CHAOS_FLAGS)

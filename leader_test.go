@@ -14,7 +14,7 @@ package leader
 // the measured figures are logged (go test -v), and the chaos harness is the
 // place for timing claims.
 //
-// Which test shows what (issue 2's "Must hold"):
+// Which test shows what:
 //
 //	real redis-server, clear line when missing   TestMain, startRedis
 //	1, 3, 7 nodes: one leader, agreed ID, term   TestElectsExactlyOneLeader
@@ -40,7 +40,13 @@ package leader
 //	a slow Logger: IsLeader prompt, no overlap   TestSlowLoggerNeverOverlaps
 //	term key unwritable (OOM, NOPERM): no lead   TestTermKeyFailureNeverFallsBack
 //	a lone-elected leader's echo after a cut     TestDynamicLoneLeaderNeverRearmsAfterCut
-//	a restarted voter never acks an old leader   TestRestartedVoterNeverAcksOldLeader
+//	a restarted voter never acks an old leader   TestRestartedVoterNeverAcksOldLeader, TestJustStartedNodeNeverAcks
+//	late inputs judged when handled              TestLateAckNeverActivates
+//	a handover keeps an older lease's wait       TestHandoverKeepsTheWaitForAnOldLease
+//	dynamic candidates count Redis's subscribers TestDynamicCandidateCountsRedisSubscribers
+//	random schedules of the real core, checked   TestSim (the simulator, at the end of this file)
+//	at every step (never two active, one leader
+//	per term, terms never back, a leader soon)
 
 import (
 	"bytes"
