@@ -31,6 +31,13 @@
 //   - Redis pub/sub is at-most-once. A node that is disconnected misses what
 //     was published meanwhile; the protocol tolerates that, but a Redis that
 //     silently drops messages for longer than the lease costs availability.
+//   - Terms are only as durable as Redis's copy of the group's term key.
+//     Redis replicates asynchronously, and a restart without persistence or
+//     a failover to a lagging replica can lose the key. A running node that
+//     knows a newer term then pushes the key past it, and strict mode keeps
+//     one leader per term while a majority of the nodes keeps running; if
+//     most nodes restarted too (in dynamic mode: whenever the key is lost),
+//     a term number can repeat.
 //   - The leader's callback is cancelled when the lease ends; a callback that
 //     ignores its context keeps running. Fence the writes it makes.
 //   - Without Secret, any client that can PUBLISH on the group's channel can
@@ -517,7 +524,7 @@ func (e *Elector) Run(ctx context.Context) error {
 // callback, log this record). Inside it there is no clock, no goroutine, no
 // channel, no logging and no Redis; the shell (Run's goroutines) applies the
 // outputs after it has released the lock, and a simulator in the tests drives
-// the same core through millions of random schedules.
+// the same core through random schedules of faults.
 //
 // The rules, and why each exists:
 //
