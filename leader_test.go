@@ -4483,15 +4483,11 @@ type simConn struct {
 	since    time.Time // node-local: when the reader began waiting for pending[0]
 }
 
-// simJob is a publisher job: a message, the term script or NUMSUB.
+// simJob is a publisher job: the output it came from (a message, the term
+// script or NUMSUB), numbered to check that replies come in order.
 type simJob struct {
-	kind    outKind
-	channel string
-	msg     message
-	id      string
-	term    uint64
-	round   uint64
-	seq     uint64 // numbers the jobs, to check that replies come in order
+	output
+	seq uint64
 }
 
 // simNode is one process slot: an Elector's core and the emulated shell.
@@ -5163,7 +5159,7 @@ func (n *simNode) apply(out []output) {
 		o := &out[i]
 		switch o.kind {
 		case outPublish, outTermKey, outNumSub:
-			j := simJob{kind: o.kind, channel: o.channel, msg: o.msg, id: o.id, term: o.term, round: o.round}
+			j := simJob{output: *o}
 			if s.tracing && o.kind == outPublish {
 				s.tracef("%s: publish %s", n.id, simMsg(&o.msg, o.channel))
 			}
