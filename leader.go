@@ -875,13 +875,6 @@ func (c *core) callbackDone(now time.Time) []output {
 	return c.out
 }
 
-// command asks the loop to hand leadership over.
-type command struct {
-	to     string // successor; "" picks one
-	strict bool   // TransferTo: errors instead of no-ops
-	reply  chan error
-}
-
 // handover is Resign (to "", not strict) or TransferTo. wait reports that
 // the caller is owed an answer later: when the handover is published
 // (outPublish with notify), or when nothing is left to hand over
@@ -2049,6 +2042,13 @@ type run struct {
 		watch  *leaseWatch
 	}
 	waiters []chan error // handovers owed an answer
+}
+
+// command asks the loop to hand leadership over.
+type command struct {
+	to     string // successor; "" picks one
+	strict bool   // TransferTo: errors instead of no-ops
+	reply  chan error
 }
 
 type eventKind int
