@@ -1236,6 +1236,25 @@ func TestNewRejectsBadConfig(t *testing.T) {
 	}
 }
 
+// TestNewRefusesAddrURLs: Addr is host:port. A redis:// or rediss:// URL,
+// with a user, a password or a DB in it, must be refused by New with an
+// error that names Addr and never echoes the password, rather than accepted
+// and then logged, password and all, on every failed dial.
+func TestNewRefusesAddrURLs(t *testing.T) {
+	for _, addr := range []string{
+		"redis://:s3cret@127.0.0.1:6391/0",
+		"rediss://app:s3cret@cache.internal:6380",
+		"app:s3cret@127.0.0.1:6379",
+	} {
+		e, err := New(Config{Addr: addr})
+		require.Error(t, err, "New accepted Addr %q", addr)
+		assert.Nil(t, e)
+		assert.Contains(t, err.Error(), "Addr")
+		assert.NotContains(t, err.Error(), "s3cret", "the error echoes the password")
+		assert.Contains(t, err.Error(), "Dial", "the error should say how to use a URL")
+	}
+}
+
 func TestNewAcceptsGoodConfig(t *testing.T) {
 	tests := []struct {
 		name string
