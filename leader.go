@@ -99,7 +99,8 @@ const (
 // Config configures an Elector. Zero values mean the documented default.
 type Config struct {
 	// Addr is the Redis address, host:port. Default "127.0.0.1:6379".
-	// Unused when Dial is set.
+	// Unused when Dial is set. New refuses a URL or credentials here (they
+	// would end up in logs): set Dial for a user, a password, a DB or TLS.
 	Addr string
 
 	// Dial, when set, opens every Redis connection the Elector uses (one
@@ -260,7 +261,12 @@ func (cfg Config) validate() error {
 	if err := checkName("ID", cfg.ID); err != nil {
 		errs = append(errs, err)
 	}
-	if cfg.Dial == nil && !strings.Contains(cfg.Addr, ":") {
+	switch {
+	case cfg.Dial != nil:
+	case strings.Contains(cfg.Addr, "://") || strings.Contains(cfg.Addr, "@"):
+		// Never echo it: it may hold a password, and errors get logged.
+		bad("Addr must be host:port, not a URL or user:password@host: for a user, a password, a DB or TLS, set Dial (e.g. with redis.DialURLContext)")
+	case !strings.Contains(cfg.Addr, ":"):
 		bad("Addr (%q) must be host:port, e.g. 127.0.0.1:6379", cfg.Addr)
 	}
 	return errors.Join(errs...)
