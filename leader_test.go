@@ -1236,6 +1236,32 @@ func TestNewRejectsBadConfig(t *testing.T) {
 	}
 }
 
+// TestPublishErrorsAreCounted: a PUBLISH that Redis answers with an error
+// (here NOPERM: an ACL user that may subscribe but not publish) is a failed
+// publish: counted in Status().PublishErrors and kept as the last Redis
+// error, not taken for a message sent.
+func TestPublishErrorsAreCounted(t *testing.T) {
+	r := startRedis(t, "--user", "nopub", "on", ">pw", "~leader:{g}:term", "&leader:{g}*",
+		"+subscribe", "+ping", "+pubsub|numsub", "+eval")
+	c := newClusterOn(t, r, "g")
+	n := c.start("n0", func(cfg *Config) {
+		addr := cfg.Addr
+		cfg.Addr = ""
+		cfg.Dial = func(ctx context.Context) (redis.Conn, error) {
+			return redis.DialContext(ctx, "tcp", addr, redis.DialUsername("nopub"), redis.DialPassword("pw"),
+				redis.DialReadTimeout(cfg.PeerTimeout), redis.DialWriteTimeout(cfg.PeerTimeout))
+		}
+	})
+	ok := poll(waitLong, func() bool {
+		s := n.e.Status()
+		return s.PublishErrors > 0 && strings.Contains(s.LastRedisError, "NOPERM")
+	})
+	s := n.e.Status()
+	assert.True(t, ok, "PublishErrors %d, MessagesOut %d, last Redis error %q: a PUBLISH answered NOPERM was not counted", s.PublishErrors, s.MessagesOut, s.LastRedisError)
+	assert.Zero(t, s.MessagesOut, "a PUBLISH answered with an error counted as published")
+	assert.False(t, n.e.IsLeader(), "a node that cannot publish leads")
+}
+
 // TestNewRefusesAddrURLs: Addr is host:port. A redis:// or rediss:// URL,
 // with a user, a password or a DB in it, must be refused by New with an
 // error that names Addr and never echoes the password, rather than accepted
