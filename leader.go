@@ -2048,6 +2048,8 @@ type run struct {
 		watch  *leaseWatch
 	}
 	waiters []chan error // handovers owed an answer
+
+	pubErrLogged atomic.Int64 // when a PUBLISH error reply was last logged (since Elector.base)
 }
 
 // command asks the loop to hand leadership over.
@@ -2645,6 +2647,16 @@ func (r *run) reply(j job, v any, err error) {
 		if err == nil {
 			e.nOut.Add(1)
 			e.mark(&e.pubOK)
+		} else if _, answered := err.(redis.Error); answered {
+			// Redis answered, but with an error (NOPERM, OOM, a proxy's
+			// refusal): nothing was published. A lost connection is
+			// counted where it is noticed.
+			e.nPubErr.Add(1)
+			now, last := time.Since(e.base), r.pubErrLogged.Load()
+			if last == 0 || now-time.Duration(last) >= time.Second { // not once per message
+				r.pubErrLogged.Store(int64(now))
+				r.noteRedisError("publish", err)
+			}
 		}
 		if j.done != nil {
 			j.done(err)
