@@ -44,6 +44,8 @@ package leader
 //	late inputs judged when handled              TestLateAckNeverActivates
 //	a handover keeps an older lease's wait       TestHandoverKeepsTheWaitForAnOldLease
 //	dynamic candidates count Redis's subscribers TestDynamicCandidateCountsRedisSubscribers
+//	no password from Addr in errors or logs      TestNewRefusesAddrURLs
+//	PUBLISH error replies counted                TestPublishErrorsAreCounted
 //	random schedules of the real core, checked   TestSim (the simulator, at the end of this file)
 //	at every step (never two active, one leader
 //	per term, terms never back, a leader soon)
