@@ -44,6 +44,28 @@
 //     forge votes and handovers, and so break every guarantee above. Secret
 //     makes nodes drop what a client without the key publishes; Redis ACLs
 //     and TLS protect the channel itself.
+//
+// # Example
+//
+// A singleton job that runs on one instance at a time, with the term as
+// its fencing token:
+//
+//	e, err := leader.New(leader.Config{
+//		Addr:  "127.0.0.1:6379",
+//		Group: "invoice-scheduler",
+//		OnStartedLeading: func(ctx context.Context, term uint64) {
+//			// Runs while this node leads; ctx ends when the lease does.
+//			for ctx.Err() == nil {
+//				runOnce(ctx, term) // pass term to what you write to
+//			}
+//		},
+//	})
+//	if err != nil {
+//		log.Fatal(err) // names the bad field and the fix
+//	}
+//	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+//	defer stop()
+//	_ = e.Run(ctx) // blocks; when ctx ends a leader hands over, then Run returns
 package leader
 
 import (
@@ -68,6 +90,11 @@ import (
 
 	"github.com/gomodule/redigo/redis"
 )
+
+// Version is the version of this file, for the copies of it that vendor
+// it. It changes with every release that changes behaviour or the wire
+// format.
+const Version = "0.3.0"
 
 // Defaults for the zero values of Config. They satisfy the lease inequality
 // LeaseTimeout < PeerTimeout with a wide margin and give a failover of about

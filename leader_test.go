@@ -46,6 +46,7 @@ package leader
 //	dynamic candidates count Redis's subscribers TestDynamicCandidateCountsRedisSubscribers
 //	no password from Addr in errors or logs      TestNewRefusesAddrURLs
 //	PUBLISH error replies counted                TestPublishErrorsAreCounted
+//	the README names leader.Version              TestReadmeNamesVersion
 //	random schedules of the real core, checked   TestSim (the simulator, at the end of this file)
 //	at every step (never two active, one leader
 //	per term, terms never back, a leader soon)
@@ -1262,6 +1263,14 @@ func TestPublishErrorsAreCounted(t *testing.T) {
 	assert.True(t, ok, "PublishErrors %d, MessagesOut %d, last Redis error %q: a PUBLISH answered NOPERM was not counted", s.PublishErrors, s.MessagesOut, s.LastRedisError)
 	assert.Zero(t, s.MessagesOut, "a PUBLISH answered with an error counted as published")
 	assert.False(t, n.e.IsLeader(), "a node that cannot publish leads")
+}
+
+// TestReadmeNamesVersion: the README says which version of leader.go it
+// describes, and it is Version.
+func TestReadmeNamesVersion(t *testing.T) {
+	readme, err := os.ReadFile("README.md")
+	require.NoError(t, err)
+	assert.Contains(t, string(readme), "`leader.Version` "+Version, "README.md names another version than leader.Version")
 }
 
 // TestNewRefusesAddrURLs: Addr is host:port. A redis:// or rediss:// URL,
