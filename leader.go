@@ -83,6 +83,7 @@ import (
 	mrand "math/rand/v2"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -94,7 +95,7 @@ import (
 // Version is the version of this file, for the copies of it that vendor
 // it. It changes with every release that changes behaviour or the wire
 // format.
-const Version = "0.3.0"
+const Version = "0.4.0"
 
 // Defaults for the zero values of Config. They satisfy the lease inequality
 // LeaseTimeout < PeerTimeout with a wide margin and give a failover of about
@@ -138,8 +139,18 @@ type Config struct {
 	Dial func(ctx context.Context) (redis.Conn, error)
 
 	// Group names the election. Each group on one Redis is independent.
-	// Default "default". Its channel is "leader:{Group}".
+	// Default "default". Its channel is "leader:{Group}" ("leader:dbN:{Group}"
+	// on DB N > 0), and its term key that channel's name plus ":term".
 	Group string
+
+	// DB is the Redis logical database of the group's term key. Pub/sub
+	// ignores the DB (a message published on DB 1 reaches subscribers on
+	// DB 2), so the channels carry it too: groups of one name on two DBs
+	// of one server (staging and production, say) stay apart. With Addr
+	// the Elector selects DB itself; with Dial it checks every connection
+	// Dial returns (CLIENT INFO), and Run returns an error if one is on
+	// another DB. Default 0.
+	DB int
 
 	// ID identifies this node in the group. Default: hostname-pid-random, unique
 	// per process incarnation. A fixed ID (a pod name, say) is allowed, but
@@ -175,10 +186,23 @@ type Config struct {
 	// Observer nodes vote and ack but never stand for election.
 	Observer bool
 
-	// Secret, when set, makes every message HMAC-SHA256 signed; unsigned and
-	// wrongly signed messages are dropped and counted. All nodes of a group
-	// must share it.
+	// Secret, when set, makes every message HMAC-SHA256 signed, over the
+	// message and the channel it is published on (so the group and the DB):
+	// a signed message counts only where it was sent. Messages that cannot
+	// be verified (unsigned, signed with another key, or signed when this
+	// node has no Secret) are dropped, counted in Status.Unverified, and
+	// logged as a warning. Every node of a group must accept the key every
+	// other node signs with; see PreviousSecret for a rotation.
 	Secret []byte
+
+	// PreviousSecret, set with Secret during a key rotation, is the key
+	// being retired: this node signs every message with both keys and
+	// accepts either. A rotation with no downtime is three rolling
+	// restarts' worth of configuration, one process at a time: all nodes on
+	// Secret=old; then each on Secret=new and PreviousSecret=old; then each
+	// on Secret=new alone. At every moment each node accepts what every
+	// other node signs.
+	PreviousSecret []byte
 
 	// Logger receives the Elector's logs. Default: discard.
 	Logger *slog.Logger
@@ -282,6 +306,15 @@ func (cfg Config) validate() error {
 	if cfg.ClusterSize < 0 {
 		bad("ClusterSize (%d) must not be negative: use 0 for dynamic mode or the number of nodes for strict mode", cfg.ClusterSize)
 	}
+	if cfg.DB < 0 {
+		bad("DB (%d) must not be negative", cfg.DB)
+	}
+	switch {
+	case len(cfg.PreviousSecret) > 0 && len(cfg.Secret) == 0:
+		bad("PreviousSecret is set without Secret: during a rotation Secret is the new key and PreviousSecret the old one")
+	case len(cfg.PreviousSecret) > 0 && hmac.Equal(cfg.PreviousSecret, cfg.Secret):
+		bad("PreviousSecret is the same as Secret: leave it empty when no rotation is under way")
+	}
 	if err := checkName("Group", cfg.Group); err != nil {
 		errs = append(errs, err)
 	}
@@ -376,7 +409,9 @@ type Status struct {
 	StepDowns      uint64 // times this node stopped being the active leader
 	MessagesIn     uint64 // valid messages received
 	MessagesOut    uint64 // messages published
-	Dropped        uint64 // messages dropped (malformed, unsigned, oversized, flood)
+	Dropped        uint64 // messages dropped as malformed, oversized, from a duplicate ID, or because the node was behind
+	Unverified     uint64 // messages dropped because their signature could not be verified (another Secret, no Secret, a replay from another group or channel)
+	Replays        uint64 // verified messages dropped as a repeat of one already seen, or as delivered more than PeerTimeout after they were sent
 	Reconnects     uint64 // Redis (re)connections after the first
 	PublishErrors  uint64 // failed PUBLISH or commands
 	LastRedisError string // the last Redis error seen, "" if none
@@ -396,7 +431,7 @@ type Elector struct {
 	c  core
 
 	// counters of the Redis goroutines, read by Status without the lock
-	nIn, nOut, nDropped, nReconnects, nPubErr atomic.Uint64
+	nIn, nOut, nDropped, nReconnects, nPubErr, nUnverified, nReplays atomic.Uint64
 
 	// Set by the Redis goroutines with mark, read with stamp.
 	base   time.Time    // origin of these timestamps (monotonic)
@@ -487,6 +522,8 @@ func (e *Elector) Status() Status {
 	s.MessagesIn = e.nIn.Load()
 	s.MessagesOut = e.nOut.Load()
 	s.Dropped = e.nDropped.Load() + dropped
+	s.Unverified = e.nUnverified.Load()
+	s.Replays = e.nReplays.Load()
 	s.Reconnects = e.nReconnects.Load()
 	s.PublishErrors = e.nPubErr.Load()
 	return s
@@ -536,14 +573,16 @@ func (e *Elector) handover(ctx context.Context, to string, strict bool) error {
 // Redis, reconnecting with capped backoff for as long as it runs, so it
 // survives Redis outages. When ctx is cancelled a leader hands over
 // gracefully, as Resign does; Run then waits for every goroutine it started
-// (the leader callback included) and returns nil. An Elector runs once.
+// (the leader callback included) and returns nil. A failure that retrying
+// cannot mend (a connection from Dial on another DB than Config.DB) ends
+// Run the same way, and Run returns it. An Elector runs once.
 func (e *Elector) Run(ctx context.Context) error {
 	if !e.running.CompareAndSwap(false, true) {
 		return ErrAlreadyRunning
 	}
-	e.runShell(ctx)
+	err := e.runShell(ctx)
 	close(e.done)
-	return nil
+	return err
 }
 
 // ---------------------------------------------------------------------------
@@ -722,6 +761,10 @@ type state struct {
 	electionAt   time.Time // when to campaign; zero when not scheduled
 	goneLeader   string    // the leader Redis says is gone (rule 12)
 	heir         string    // a leader: the follower it names in its heartbeats; a follower: the one its leader named
+	endedBy      string    // the leader of the newest leadership known to have ended (it resigned)
+	endedTerm    uint64    // its term: heartbeats of that leader in that term are copies
+	preGrantFor  string    // the candidate of the last pre-vote granted, with its proposed term:
+	preGrantTerm uint64    // that grant postponed this node's campaign once
 	numsubAt     time.Time // last NUMSUB query, to rate-limit them
 	numsubBusy   bool
 	redisSize    int       // dynamic mode: subscribers of the group's channel, as Redis last counted them
@@ -765,11 +808,21 @@ type state struct {
 // init prepares c for a node with cfg (defaults filled in).
 func (c *core) init(cfg Config, inc uint64, rnd *mrand.Rand) {
 	c.cfg, c.inc, c.rnd = cfg, inc, rnd
-	c.channel = "leader:{" + cfg.Group + "}"
+	c.channel = groupChannel(cfg.Group, cfg.DB)
 	c.termKey = c.channel + ":term"
 	c.selfChan = c.nodeChannel(cfg.ID)
 	c.st.peers = make(map[string]*peer)
 	c.out = make([]output, 0, 16)
+}
+
+// groupChannel names group's channel on db. Pub/sub channels are shared
+// by every DB of a server, so the DB is part of the name; DB 0 keeps the
+// plain name.
+func groupChannel(group string, db int) string {
+	if db == 0 {
+		return "leader:{" + group + "}"
+	}
+	return "leader:db" + strconv.Itoa(db) + ":{" + group + "}"
 }
 
 // nodeChannel is the channel only node id subscribes to.
@@ -1049,6 +1102,13 @@ func (c *core) onMessage(m *message, now time.Time) {
 			if now.Sub(s.dupWarned) >= time.Second { // not once per message
 				s.dupWarned = now
 				c.logf(slog.LevelWarn, "another process uses this node's ID; IDs must be unique", "id", m.From)
+				if s.role == Follower {
+					// The other process may hear nothing of this one (a
+					// healthy follower only acks, to the leader's channel):
+					// say something on the group channel so that it warns
+					// too.
+					c.sendHeartbeat(now)
+				}
 			}
 			return
 		}
@@ -1098,10 +1158,12 @@ func (c *core) onMessage(m *message, now time.Time) {
 			c.becomeFollower(now, "yielded to "+m.From)
 		}
 		grant := m.Term > s.term && c.mayVote(m, now)
-		if grant && s.role == Follower {
+		if grant && s.role == Follower && (s.preGrantFor != m.From || s.preGrantTerm != m.Term) {
 			// As a vote does, a granted pre-vote gives that candidate its
 			// rounds (the pre-vote's rest and the vote) before this node
-			// campaigns itself.
+			// campaigns itself; once per candidate and term, so a copy of
+			// the request cannot keep postponing this node's campaign.
+			s.preGrantFor, s.preGrantTerm = m.From, m.Term
 			s.electionAt = now.Add(2*c.roundTimeout() + c.randDuration(c.jitter()))
 		}
 		c.publishTo(c.nodeChannel(m.From), message{Type: msgPreVoteReply, Term: m.Term, Seq: s.term, To: m.From, Flags: grantFlag(grant)})
@@ -1127,6 +1189,9 @@ func (c *core) onMessage(m *message, now time.Time) {
 			c.checkVotes(now)
 		}
 	case msgResign:
+		if m.Term >= s.endedTerm {
+			s.endedBy, s.endedTerm = m.From, m.Term
+		}
 		c.stepUp(m.Term, now)
 		if m.Term != s.term || s.role == Leader {
 			return
@@ -1155,6 +1220,11 @@ func (c *core) onLeaderHeartbeat(m *message, now time.Time) {
 	s := &c.st
 	if m.Term < s.term {
 		return // a stale leader; our own heartbeats carry the newer term
+	}
+	if m.From == s.endedBy && m.Term == s.endedTerm {
+		// That leadership ended (its leader said so): this is a copy, or
+		// a message that was late. A leader never leads a term twice.
+		return
 	}
 	c.stepUp(m.Term, now)
 	if s.role == Leader {
@@ -1233,11 +1303,16 @@ func (c *core) onVoteRequest(m *message, now time.Time) {
 	grant := false
 	if m.Term >= s.term && m.Term > s.voteFloor && c.mayVote(m, now) {
 		c.stepUp(m.Term, now)
-		if s.votedFor == "" || s.votedFor == m.From {
+		switch s.votedFor {
+		case "":
 			grant = true
 			s.votedFor, s.votedAt = m.From, now
 			// Give this candidate its round before campaigning ourselves.
 			s.electionAt = now.Add(c.roundTimeout() + c.randDuration(c.jitter()))
+		case m.From:
+			// The same vote again (a retry, or a copy): it changes
+			// nothing, and postpones nothing.
+			grant = true
 		}
 	}
 	c.publishTo(c.nodeChannel(m.From), message{Type: msgVote, Term: m.Term, Seq: s.term, To: m.From, Flags: grantFlag(grant), Ago: c.agoMicros(now)})
@@ -1823,16 +1898,38 @@ func grantFlag(granted bool) uint8 {
 // ---------------------------------------------------------------------------
 
 // A message is, in order: magic byte, version, type, flags, then uvarints
-// term, seq, ago, live, then the sender's incarnation (8 bytes little-endian), then
-// from and to as uvarint-length-prefixed strings, and, when the group has a
-// Secret, an HMAC-SHA256 of everything before it. Binary, so decoding one
-// allocates only the two strings.
+// term, seq, ago, live and stamp, then the sender's incarnation (8 bytes
+// little-endian), then from and to as uvarint-length-prefixed strings, and,
+// when the group has a Secret, one HMAC-SHA256 per signing key (two during
+// a rotation). Binary, so decoding one allocates only the two strings.
+//
+// What a signature covers, and why:
+//
+//   - The channel the message is published on (its length, then its name),
+//     and the message. Redis delivers the channel with every message, so the
+//     receiver checks the pair: a message copied into another group's
+//     channel, another DB's, or from a node's own channel to the group's,
+//     fails the check. Signing the bytes alone would let a client without
+//     the key move a healthy group to another group's higher term.
+//   - The stamp: the sender's monotonic clock in microseconds since its
+//     Elector was created, strictly increasing from message to message.
+//     With the incarnation it makes every message unique, so a receiver
+//     drops any message whose stamp is not newer than the last one it
+//     accepted from that incarnation: a replay, even of a leader it has
+//     since forgotten, changes nothing. The receiver also drops a message
+//     delivered more than PeerTimeout later than the sender's earlier
+//     messages were (receipt time minus stamp, on the receiver's own clock,
+//     against the smallest such difference it saw from that incarnation):
+//     a message it missed while disconnected cannot be replayed later.
+//     Neither check needs the clocks to agree.
 const (
 	wireMagic   = 0xA7
-	wireVersion = 1
+	wireVersion = 2
 	macSize     = sha256.Size
 	// neverHeard is the Ago of a voter that never heard a leader.
 	neverHeard = 1<<63 - 1
+	// maxKeys is how many keys may sign one message: Secret and PreviousSecret.
+	maxKeys = 2
 )
 
 type msgType uint8
@@ -1854,8 +1951,9 @@ const (
 	flagGranted                // pre-vote or vote granted
 	flagLeaderGone             // Redis says To's process is gone (rule 12)
 	flagSigned                 // an HMAC follows
+	flagTwoMACs                // with flagSigned: two HMACs follow (a key rotation)
 
-	knownFlags = flagLeader | flagObserver | flagGranted | flagLeaderGone | flagSigned
+	knownFlags = flagLeader | flagObserver | flagGranted | flagLeaderGone | flagSigned | flagTwoMACs
 )
 
 type message struct {
@@ -1865,6 +1963,7 @@ type message struct {
 	Seq   uint64
 	Ago   uint64 // vote: microseconds since the voter heard a leader
 	Live  uint64 // leader heartbeat: live nodes the leader counts, itself included
+	Stamp uint64 // the sender's clock, µs since its Elector was created; set by the shell
 	Inc   uint64
 	From  string
 	To    string
@@ -1878,15 +1977,66 @@ var (
 	errTooLarge  = errors.New("message too large")
 	errUnsigned  = errors.New("unsigned message")
 	errSignature = errors.New("bad signature")
+	errNoSecret  = errors.New("signed message, and this node has no Secret")
 	errTrailing  = errors.New("trailing bytes")
 	errField     = errors.New("bad field")
 )
 
-// appendMessage encodes m after b; with mac set it signs it.
-func appendMessage(b []byte, m *message, mac hash.Hash) []byte {
-	flags := m.Flags &^ flagSigned
-	if mac != nil {
+// signer signs and verifies messages with a node's keys, for one goroutine.
+type signer struct {
+	keys    []hash.Hash // Secret, then PreviousSecret if set
+	scratch []byte      // the channel's prefix, so writing it allocates nothing
+	sum     []byte
+}
+
+// newSigner returns a signer for cfg's keys, or nil without Secret.
+func newSigner(cfg *Config) *signer {
+	if len(cfg.Secret) == 0 {
+		return nil
+	}
+	sg := &signer{scratch: make([]byte, 0, 64), sum: make([]byte, 0, macSize)}
+	for _, k := range [][]byte{cfg.Secret, cfg.PreviousSecret} {
+		if len(k) > 0 {
+			sg.keys = append(sg.keys, hmac.New(sha256.New, k))
+		}
+	}
+	return sg
+}
+
+// mac appends key k's HMAC of channel and body to b.
+func (sg *signer) mac(b []byte, k int, channel string, body []byte) []byte {
+	h := sg.keys[k]
+	h.Reset()
+	sg.scratch = binary.AppendUvarint(sg.scratch[:0], uint64(len(channel)))
+	sg.scratch = append(sg.scratch, channel...)
+	h.Write(sg.scratch)
+	h.Write(body)
+	return h.Sum(b)
+}
+
+// verify reports whether one of macs (concatenated) is the HMAC of channel
+// and body under one of the keys.
+func (sg *signer) verify(channel string, body, macs []byte) bool {
+	for k := range sg.keys {
+		sg.sum = sg.mac(sg.sum[:0], k, channel, body)
+		for t := 0; t+macSize <= len(macs); t += macSize {
+			if hmac.Equal(sg.sum, macs[t:t+macSize]) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// appendMessage encodes m, for channel, after b; with sg set it signs it
+// with every key of sg.
+func appendMessage(b []byte, channel string, m *message, sg *signer) []byte {
+	flags := m.Flags &^ (flagSigned | flagTwoMACs)
+	if sg != nil {
 		flags |= flagSigned
+		if len(sg.keys) > 1 {
+			flags |= flagTwoMACs
+		}
 	}
 	start := len(b)
 	b = append(b, wireMagic, wireVersion, byte(m.Type), flags)
@@ -1894,34 +2044,52 @@ func appendMessage(b []byte, m *message, mac hash.Hash) []byte {
 	b = binary.AppendUvarint(b, m.Seq)
 	b = binary.AppendUvarint(b, m.Ago)
 	b = binary.AppendUvarint(b, m.Live)
+	b = binary.AppendUvarint(b, m.Stamp)
 	b = binary.LittleEndian.AppendUint64(b, m.Inc)
 	b = binary.AppendUvarint(b, uint64(len(m.From)))
 	b = append(b, m.From...)
 	b = binary.AppendUvarint(b, uint64(len(m.To)))
 	b = append(b, m.To...)
-	if mac != nil {
-		mac.Reset()
-		mac.Write(b[start:])
-		b = mac.Sum(b)
+	if sg != nil {
+		end := len(b)
+		for k := range sg.keys {
+			b = sg.mac(b, k, channel, b[start:end])
+		}
 	}
 	return b
 }
 
-// reader decodes messages for one goroutine.
+// reader decodes messages for one goroutine, and drops repeats and stale
+// ones (see fresh).
 type reader struct {
-	mac   hash.Hash         // checks signatures; nil: no Secret, none checked
-	names map[string]string // interns node IDs, bounded by maxPeers; may be nil
-	sum   []byte            // scratch for the HMAC
+	sg     *signer           // checks signatures; nil: no Secret, and signed messages are refused
+	names  map[string]string // interns node IDs, bounded by maxPeers; may be nil
+	seen   map[origin]*seen  // per sender incarnation, what fresh knows
+	window time.Duration     // how much later than its peers a message may arrive: PeerTimeout
 }
 
-func newReader(mac hash.Hash) *reader {
-	return &reader{mac: mac, names: make(map[string]string), sum: make([]byte, 0, macSize)}
+// origin is one incarnation of one sender.
+type origin struct {
+	from string
+	inc  uint64
 }
 
-// decode parses b into m and checks its signature. Decoding a message from
-// a known sender allocates nothing. It never panics on any input.
-func (rd *reader) decode(b []byte, m *message) error {
-	mac := rd.mac
+// seen is what a reader knows of one sender incarnation.
+type seen struct {
+	stamp  uint64        // the newest stamp accepted
+	offset time.Duration // receipt time minus stamp: the smallest seen, allowing for drift
+	at     time.Duration // receipt time of the newest message accepted
+}
+
+func newReader(sg *signer, window time.Duration) *reader {
+	return &reader{sg: sg, names: make(map[string]string), seen: make(map[origin]*seen), window: window}
+}
+
+// decode parses b, received on channel, into m and checks its signature.
+// Decoding a message from a known sender allocates nothing. It never
+// panics on any input. On a signature error m holds the unverified fields,
+// for the log.
+func (rd *reader) decode(channel string, b []byte, m *message) error {
 	if len(b) > maxMessageSize {
 		return errTooLarge
 	}
@@ -1938,44 +2106,84 @@ func (rd *reader) decode(b []byte, m *message) error {
 	if m.Type == 0 || m.Type >= msgTypeEnd {
 		return errType
 	}
-	if m.Flags&^knownFlags != 0 {
+	if m.Flags&^knownFlags != 0 || m.Flags&(flagSigned|flagTwoMACs) == flagTwoMACs {
 		return errField
 	}
-	body := b
+	macs := 0
 	if m.Flags&flagSigned != 0 {
-		if len(b) < 4+macSize {
-			return errShort
+		macs = 1
+		if m.Flags&flagTwoMACs != 0 {
+			macs = maxKeys
 		}
-		body = b[:len(b)-macSize]
-		if mac != nil {
-			mac.Reset()
-			mac.Write(body)
-			rd.sum = mac.Sum(rd.sum[:0])
-			if !hmac.Equal(rd.sum, b[len(body):]) {
-				return errSignature
-			}
-		}
-	} else if mac != nil {
-		return errUnsigned
 	}
+	if len(b) < 4+macs*macSize {
+		return errShort
+	}
+	body := b[:len(b)-macs*macSize]
 	d := decoder{b: body[4:], names: rd.names}
 	m.Term = d.uvarint()
 	m.Seq = d.uvarint()
 	m.Ago = d.uvarint()
 	m.Live = d.uvarint()
+	m.Stamp = d.uvarint()
 	m.Inc = d.uint64()
 	m.From = d.str()
 	m.To = d.str()
-	if d.err != nil {
+	switch {
+	case d.err != nil:
 		return d.err
-	}
-	if len(d.b) != 0 {
+	case len(d.b) != 0:
 		return errTrailing
-	}
-	if m.From == "" {
+	case m.From == "":
 		return errField
 	}
+	switch {
+	case rd.sg == nil && macs > 0:
+		return errNoSecret
+	case rd.sg != nil && macs == 0:
+		return errUnsigned
+	case rd.sg != nil && !rd.sg.verify(channel, body, b[len(body):]):
+		return errSignature
+	}
 	return nil
+}
+
+// fresh reports whether m, verified and received at now (on this node's
+// clock, since its Elector was created), is neither a repeat of a message
+// already accepted from its sender's incarnation nor delivered more than
+// window later than that incarnation's earlier messages. It remembers m.
+func (rd *reader) fresh(m *message, now time.Duration) bool {
+	off := now - time.Duration(m.Stamp)*time.Microsecond
+	k := origin{m.From, m.Inc}
+	s := rd.seen[k]
+	if s == nil {
+		if len(rd.seen) >= maxPeers {
+			// Forget the incarnations long silent, and only when full:
+			// what is forgotten can be replayed once to this node.
+			for k, s := range rd.seen {
+				if now-s.at > 10*rd.window {
+					delete(rd.seen, k)
+				}
+			}
+			if len(rd.seen) >= maxPeers {
+				return false
+			}
+		}
+		rd.seen[k] = &seen{stamp: m.Stamp, offset: off, at: now}
+		return true
+	}
+	if m.Stamp <= s.stamp {
+		return false
+	}
+	// Clock rates drift apart far less than 1/1000, so the smallest offset
+	// may creep up by that much of the time since it was last seen: a slow
+	// sender's clock never makes its messages look stale.
+	base := s.offset + (now-s.at)/1000
+	if off > base+rd.window {
+		return false
+	}
+	s.stamp, s.offset, s.at = m.Stamp, min(off, base), now
+	return true
 }
 
 // decoder reads fields, remembering the first error.
@@ -2036,13 +2244,6 @@ func (d *decoder) str() string {
 	return s
 }
 
-func (e *Elector) newMAC() hash.Hash {
-	if len(e.cfg.Secret) == 0 {
-		return nil
-	}
-	return hmac.New(sha256.New, e.cfg.Secret)
-}
-
 // ---------------------------------------------------------------------------
 // The Redis shell
 // ---------------------------------------------------------------------------
@@ -2056,7 +2257,8 @@ type run struct {
 	wg     *sync.WaitGroup
 	events chan event // to the loop, from the Redis goroutines and waiters
 	out    chan job   // to the publisher
-	mac    hash.Hash  // signs outgoing messages; nil without Secret
+	sg     *signer    // signs outgoing messages; nil without Secret
+	stamp  uint64     // the stamp of the last message encoded
 
 	// cb is the queue of user code (callbacks, log records) for the
 	// dispatcher goroutine, so that none of it runs on the loop.
@@ -2076,7 +2278,17 @@ type run struct {
 	}
 	waiters []chan error // handovers owed an answer
 
-	pubErrLogged atomic.Int64 // when a PUBLISH error reply was last logged (since Elector.base)
+	// A permanent failure ends Run with its error: abort records the
+	// first one and ends the loop's context.
+	fatal struct {
+		once sync.Once
+		err  error
+		stop context.CancelFunc
+	}
+	dbUnchecked atomic.Bool // CLIENT INFO failed and that was logged
+
+	pubErrLogged     atomic.Int64 // when a PUBLISH error reply was last logged (since Elector.base)
+	unverifiedLogged atomic.Int64 // when an unverifiable message was last logged (since Elector.base)
 }
 
 // command asks the loop to hand leadership over.
@@ -2113,24 +2325,28 @@ type event struct {
 const maxQueuedLogs = 4096
 
 // runShell starts the Redis goroutines and the dispatcher, runs the loop
-// until ctx ends and the handover is done, and waits for all of them.
-func (e *Elector) runShell(ctx context.Context) {
+// until ctx ends (or a permanent failure ends it) and the handover is done,
+// and waits for all of them. It returns the permanent failure, if any.
+func (e *Elector) runShell(ctx context.Context) error {
 	ictx, stop := context.WithCancel(context.Background())
 	r := &run{
 		e:      e,
 		ctx:    ictx,
 		events: make(chan event, inboxSize),
 		out:    make(chan job, 256),
-		mac:    e.newMAC(),
+		sg:     newSigner(&e.cfg),
 	}
 	r.cb.wake = make(chan struct{}, 1)
+	lctx, lstop := context.WithCancel(ctx)
+	r.fatal.stop = lstop
 	var wg sync.WaitGroup
 	r.wg = &wg
 	wg.Go(r.subscriber)
 	wg.Go(r.publisher)
 	wg.Go(r.dispatcher)
 
-	r.loop(ctx)
+	r.loop(lctx)
+	lstop()
 
 	stop()
 	wg.Wait()
@@ -2139,6 +2355,17 @@ func (e *Elector) runShell(ctx context.Context) {
 	st.subscribed, st.active = false, false
 	st.role, st.leader, st.leaderTerm = Follower, "", 0
 	e.mu.Unlock()
+	return r.fatal.err
+}
+
+// abort ends Run with err, a failure that retrying cannot mend. Only the
+// first one counts.
+func (r *run) abort(err error) {
+	r.fatal.once.Do(func() {
+		r.fatal.err = err
+		r.logf(slog.LevelError, "stopping", "err", err)
+		r.fatal.stop()
+	})
 }
 
 // loop is the only goroutine that steps the core, so no protocol step
@@ -2494,11 +2721,13 @@ type job struct {
 	done  func(error) // jobPublish: called when published or failed
 }
 
-// publish signs m and queues it for channel. done, if set, learns when it
-// was published.
+// publish stamps and signs m and queues it for channel. done, if set,
+// learns when it was published.
 func (r *run) publish(channel string, m *message, done func(error)) {
+	r.stamp = max(r.stamp+1, uint64(time.Since(r.e.base)/time.Microsecond))
+	m.Stamp = r.stamp
 	buf := bufPool.Get().(*[]byte)
-	*buf = appendMessage((*buf)[:0], m, r.mac)
+	*buf = appendMessage((*buf)[:0], channel, m, r.sg)
 	r.enqueue(job{kind: jobPublish, key: channel, buf: buf, done: done})
 }
 
@@ -2709,7 +2938,7 @@ func (r *run) reply(j job, v any, err error) {
 // connection on any receive error), then redials with capped backoff.
 func (r *run) subscriber() {
 	e := r.e
-	rd := newReader(e.newMAC())
+	rd := newReader(newSigner(&e.cfg), e.cfg.PeerTimeout)
 	backoff := newBackoff()
 	first := true
 	for r.ctx.Err() == nil {
@@ -2791,8 +3020,15 @@ func (r *run) receive(c redis.Conn, rd *reader) (subscribed bool) {
 		switch v := v.(type) {
 		case redis.Message:
 			var m message
-			if err := rd.decode(v.Data, &m); err != nil {
+			if err := rd.decode(v.Channel, v.Data, &m); err != nil {
+				if r.unverified(v.Channel, &m, err) {
+					continue
+				}
 				e.nDropped.Add(1)
+				continue
+			}
+			if !rd.fresh(&m, time.Since(e.base)) {
+				e.nReplays.Add(1)
 				continue
 			}
 			e.nIn.Add(1)
@@ -2819,6 +3055,33 @@ func (r *run) receive(c redis.Conn, rd *reader) (subscribed bool) {
 	}
 }
 
+// unverified counts and logs a message whose signature failed (err), and
+// reports whether that is what err says. The warning names the likely
+// cause, at most once per 10 s for all such messages: in a group with
+// mismatched keys every message fails, and both sides log it.
+func (r *run) unverified(channel string, m *message, err error) bool {
+	var hint string
+	switch err {
+	case errSignature:
+		hint = "signed with a key this node does not have: a node with another Secret (during a rotation, give the new key's nodes PreviousSecret), or a copy of a message from another group, DB or channel"
+	case errUnsigned:
+		hint = "unsigned: a node without Secret, or a stray publisher on the group's channel"
+	case errNoSecret:
+		hint = "signed, but this node has no Secret: its peers were given one"
+	default:
+		return false
+	}
+	e := r.e
+	n := e.nUnverified.Add(1)
+	now := time.Since(e.base)
+	if last := r.unverifiedLogged.Load(); last == 0 || now-time.Duration(last) >= 10*time.Second {
+		r.unverifiedLogged.Store(int64(now))
+		r.logf(slog.LevelWarn, "dropping messages that cannot be verified: "+hint,
+			"channel", channel, "from", m.From, "unverified", n)
+	}
+	return true
+}
+
 // dial opens a Redis connection with Config.Dial or Addr.
 func (r *run) dial() (redis.Conn, error) {
 	e := r.e
@@ -2828,12 +3091,55 @@ func (r *run) dial() (redis.Conn, error) {
 	var err error
 	if e.cfg.Dial != nil {
 		c, err = e.cfg.Dial(ctx)
+		if err == nil {
+			if err = r.checkDB(c); err != nil {
+				c.Close()
+			}
+		}
 	} else {
 		c, err = redis.DialContext(ctx, "tcp", e.cfg.Addr,
+			redis.DialDatabase(e.cfg.DB),
 			redis.DialReadTimeout(e.cfg.PeerTimeout),
 			redis.DialWriteTimeout(e.cfg.PeerTimeout))
 	}
 	return c, handshakeHint(err)
+}
+
+// checkDB checks that a connection from Config.Dial is on Config.DB. Pub/sub
+// ignores the DB, so a node whose Dial selects another DB would join the
+// election of the group's namesake there, with a term key of its own:
+// that ends Run. A server that cannot say (CLIENT INFO is Redis 6.2+, and an
+// ACL may deny it) is logged once and trusted.
+func (r *run) checkDB(c redis.Conn) error {
+	e := r.e
+	var v any
+	var err error
+	if cwt, ok := c.(redis.ConnWithTimeout); ok {
+		v, err = cwt.DoWithTimeout(e.cfg.PeerTimeout, "CLIENT", "INFO")
+	} else {
+		v, err = c.Do("CLIENT", "INFO")
+	}
+	info, err := redis.String(v, err)
+	if _, answered := err.(redis.Error); answered {
+		if !r.dbUnchecked.Swap(true) {
+			r.logf(slog.LevelWarn, "cannot check which DB Dial's connections use; make sure Config.DB is the one Dial selects", "db", e.cfg.DB, "err", err)
+		}
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	for _, f := range strings.Fields(info) {
+		if v, ok := strings.CutPrefix(f, "db="); ok {
+			if db, perr := strconv.Atoi(v); perr == nil && db != e.cfg.DB {
+				err := fmt.Errorf("leader: Dial returned a connection on DB %d, but Config.DB is %d: pub/sub ignores the DB, so this node would join the election of the group on DB %d while keeping its term key on DB %d; set Config.DB to the DB Dial selects", db, e.cfg.DB, e.cfg.DB, db)
+				r.abort(err)
+				return err
+			}
+			return nil
+		}
+	}
+	return nil
 }
 
 // handshakeHint explains an EOF on a fresh connection: a bare "EOF" is what

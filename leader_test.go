@@ -47,6 +47,12 @@ package leader
 //	no password from Addr in errors or logs      TestNewRefusesAddrURLs
 //	PUBLISH error replies counted                TestPublishErrorsAreCounted
 //	the README names leader.Version              TestReadmeNamesVersion
+//	signatures bind the channel (group, DB)      TestSignedMessagesCountOnlyWhereSent
+//	replays and copies change nothing            TestReplaysChangeNothing, TestCopiesChangeNothing
+//	mismatched Secrets: one leader, loud         TestMismatchedSecretsNeverSplit
+//	key rotation with PreviousSecret             TestKeyRotationWithoutDowntime
+//	one group name on two DBs: two elections     TestDBsNeverJoin
+//	duplicate IDs warned on both sides           TestDuplicateIDWarnsBothSides
 //	random schedules of the real core, checked   TestSim (the simulator, at the end of this file)
 //	at every step (never two active, one leader
 //	per term, terms never back, a leader soon)
@@ -56,9 +62,7 @@ import (
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
-	"crypto/hmac"
 	crand "crypto/rand"
-	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -66,7 +70,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"hash"
 	"io"
 	"log"
 	"log/slog"
@@ -2300,9 +2303,12 @@ func TestBadMessagesAreDropped(t *testing.T) {
 					junk = append(junk, f, g)
 				}
 			}
+			// With Secret, a forged signature is unverifiable rather than
+			// malformed: both count as refused.
+			refused := func(s Status) uint64 { return s.Dropped + s.Unverified }
 			var before []uint64
 			for _, n := range nodes {
-				before = append(before, n.e.Status().Dropped)
+				before = append(before, refused(n.e.Status()))
 			}
 			pub := redisClient(t, c.redis.Addr)
 			publishAll(t, pub, c.channel(), junk, len(nodes))
@@ -2317,14 +2323,14 @@ func TestBadMessagesAreDropped(t *testing.T) {
 
 			require.True(t, poll(waitLong, func() bool {
 				for i, n := range nodes {
-					if n.e.Status().Dropped-before[i] < uint64(len(junk)) {
+					if refused(n.e.Status())-before[i] < uint64(len(junk)) {
 						return false
 					}
 				}
 				return true
 			}), "every node should count at least %d dropped messages:\n%s", len(junk), c.dump())
 			for i, n := range nodes {
-				t.Logf("%s dropped %d messages (%d junk published, plus truncations)", n.id, n.e.Status().Dropped-before[i], len(junk))
+				t.Logf("%s refused %d messages (%d junk published, plus truncations)", n.id, refused(n.e.Status())-before[i], len(junk))
 			}
 			c.holdFor(calm, "after bad messages", stable(ldr, term, nodes...))
 			assert.Len(t, c.mon.activeSpans(ldr), spans, "the leader's lease lapsed")
@@ -2342,13 +2348,13 @@ func TestRogueNodesCannotDisturb(t *testing.T) {
 	ldr, term := c.waitLeader(nodes...)
 	var before []uint64
 	for _, n := range nodes {
-		before = append(before, n.e.Status().Dropped)
+		before = append(before, n.e.Status().Unverified)
 	}
 	c.startRogue("unsigned", nil)
 	c.startRogue("forger", func(cfg *Config) { cfg.Secret = []byte("wrong") })
 	c.holdFor(calm+testPeer, "with rogue nodes", stable(ldr, term, nodes...))
 	for i, n := range nodes {
-		d := n.e.Status().Dropped - before[i]
+		d := n.e.Status().Unverified - before[i]
 		t.Logf("%s dropped %d messages from the rogues", n.id, d)
 		assert.Positive(t, d, "%s dropped nothing from the rogue nodes", n.id)
 		assert.NotContains(t, n.e.Status().LivePeers, "unsigned")
@@ -2561,7 +2567,7 @@ func TestRestartedVoterNeverVotesTwice(t *testing.T) {
 	voter := func(cfg *Config) { cfg.Observer = true } // votes, never stands
 	pub := redisClient(t, c.redis.Addr)
 	ask := func(from string, term uint64) {
-		b := appendMessage(nil, &message{Type: msgVoteRequest, Term: term, From: from, Inc: 1}, nil)
+		b := encodeWire(c.channel(), message{Type: msgVoteRequest, Term: term, From: from, Inc: 1}, nil, nil)
 		_, err := pub.Do("PUBLISH", c.channel(), b)
 		require.NoError(t, err)
 	}
@@ -2633,7 +2639,7 @@ func votesTo(t *testing.T, c *cluster, cand string) <-chan []byte {
 
 // voteFrom decodes b as a vote from node id.
 func voteFrom(id string, b []byte) (message, bool) {
-	m, err := decodeWire(b, nil)
+	m, err := decodeWire(b)
 	return m, err == nil && m.Type == msgVote && m.From == id
 }
 
@@ -2811,7 +2817,7 @@ func TestPasswordRedisThroughDial(t *testing.T) {
 // (the README gives the same line): PUBLISH and SUBSCRIBE on the group's
 // channels, PING, PUBSUB NUMSUB (the crash fast path), and EVAL of the term
 // script, which INCRs and SETs the term key.
-const electorACL = "~leader:{g}:term &leader:{g}* +publish +subscribe +ping +pubsub|numsub +eval +incr +set"
+const electorACL = "~leader:{g}:term &leader:{g}* +publish +subscribe +ping +pubsub|numsub +client|info +eval +incr +set"
 
 // TestTLSAndACLUser runs a group over TLS as an ACL user that may do only
 // what electorACL grants, on a redis-server whose default user is off: it
@@ -3633,7 +3639,7 @@ func TestRestartedVoterNeverAcksOldLeader(t *testing.T) {
 	for beat := false; !beat; {
 		select {
 		case b := <-hbs:
-			m, err := decodeWire(b, nil)
+			m, err := decodeWire(b)
 			beat = err == nil && m.Type == msgHeartbeat && m.Flags&flagLeader != 0 && m.From == nw.id
 		case <-deadline:
 			t.Fatalf("no heartbeat from %s:\n%s", nw.id, c.dump())
@@ -3708,17 +3714,15 @@ func benchMessage() message {
 func BenchmarkEncode(b *testing.B) {
 	for _, secret := range []bool{false, true} {
 		b.Run(fmt.Sprintf("secret=%v", secret), func(b *testing.B) {
-			var mac hash.Hash
+			var sg *signer
 			if secret {
-				e, err := New(Config{Secret: []byte("benchmark secret")})
-				require.NoError(b, err)
-				mac = e.newMAC()
+				sg = newSigner(&Config{Secret: []byte("benchmark secret")})
 			}
 			m := benchMessage()
 			buf := make([]byte, 0, 256)
 			b.ReportAllocs()
 			for b.Loop() {
-				buf = appendMessage(buf[:0], &m, mac)
+				buf = appendMessage(buf[:0], "leader:{bench}", &m, sg)
 			}
 		})
 	}
@@ -3727,21 +3731,21 @@ func BenchmarkEncode(b *testing.B) {
 func BenchmarkDecode(b *testing.B) {
 	for _, secret := range []bool{false, true} {
 		b.Run(fmt.Sprintf("secret=%v", secret), func(b *testing.B) {
-			var mac, mac2 hash.Hash
+			var sg, sg2 *signer
 			if secret {
-				e, err := New(Config{Secret: []byte("benchmark secret")})
-				require.NoError(b, err)
-				mac, mac2 = e.newMAC(), e.newMAC()
+				cfg := Config{Secret: []byte("benchmark secret")}
+				sg, sg2 = newSigner(&cfg), newSigner(&cfg)
 			}
+			const channel = "leader:{bench}"
 			m := benchMessage()
-			wire := appendMessage(nil, &m, mac)
-			rd := newReader(mac2)
+			wire := appendMessage(nil, channel, &m, sg)
+			rd := newReader(sg2, time.Hour)
 			var got message
-			require.NoError(b, rd.decode(wire, &got)) // the sender is now known
+			require.NoError(b, rd.decode(channel, wire, &got)) // the sender is now known
 			b.ReportAllocs()
 			b.SetBytes(int64(len(wire)))
 			for b.Loop() {
-				if err := rd.decode(wire, &got); err != nil {
+				if err := rd.decode(channel, wire, &got); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -3902,12 +3906,34 @@ func wrongVersion(m []byte) [][]byte {
 	return out
 }
 
-// decodeWire decodes one message as a node's subscriber does: the one
-// place these tests reach into the wire format's internals.
-func decodeWire(b []byte, mac hash.Hash) (message, error) {
+// decodeWire decodes one message as a node's subscriber does (without
+// Secret): with encodeWire, the one place these tests reach into the wire
+// format's internals.
+func decodeWire(b []byte) (message, error) {
 	var m message
-	err := newReader(mac).decode(b, &m)
+	err := newReader(nil, time.Hour).decode("", b, &m)
 	return m, err
+}
+
+// testStamps gives the messages encodeWire makes stamps as a sender's
+// shell does: its clock in µs, strictly increasing.
+var testStamps struct {
+	sync.Mutex
+	base time.Time
+	last uint64
+}
+
+// encodeWire encodes m for channel as a node's shell does, stamped now,
+// and signed with secret (and previous, if set) when it is set.
+func encodeWire(channel string, m message, secret, previous []byte) []byte {
+	testStamps.Lock()
+	if testStamps.base.IsZero() {
+		testStamps.base = time.Now()
+	}
+	testStamps.last = max(testStamps.last+1, uint64(time.Since(testStamps.base)/time.Microsecond))
+	m.Stamp = testStamps.last
+	testStamps.Unlock()
+	return appendMessage(nil, channel, &m, newSigner(&Config{Secret: secret, PreviousSecret: previous}))
 }
 
 // ---------------------------------------------------------------------------
@@ -4163,16 +4189,20 @@ func seedMessages() []message {
 // state machine of a follower and of a leader: nothing may panic, and what
 // decodes must encode back to the same bytes.
 func FuzzMessage(f *testing.F) {
-	secret := []byte("fuzz-secret")
-	for _, m := range seedMessages() {
-		f.Add(appendMessage(nil, &m, nil))
-		f.Add(appendMessage(nil, &m, hmac.New(sha256.New, secret)))
+	secret, old := []byte("fuzz-secret"), []byte("fuzz-old-secret")
+	const channel = "leader:{fuzz}"
+	for i, m := range seedMessages() {
+		m.Stamp = uint64(i + 1)
+		f.Add(appendMessage(nil, channel, &m, nil))
+		f.Add(appendMessage(nil, channel, &m, newSigner(&Config{Secret: secret})))
+		f.Add(appendMessage(nil, channel, &m, newSigner(&Config{Secret: secret, PreviousSecret: old})))
+		f.Add(appendMessage(nil, channel, &m, newSigner(&Config{Secret: old})))
 	}
 	f.Add([]byte{})
 	f.Add([]byte{wireMagic, wireVersion, 0xff, 0})
 	// Findings of earlier fuzzing, kept as regression cases here rather than
 	// under testdata/, so the top level stays the library file and its test.
-	f.Add([]byte("\xa7\x01\x05A00\xd2\x00000000000\x010\x010")) // non-shortest uvarint, unknown flag
+	f.Add([]byte("\xa7\x02\x05A00\xd2\x00000000000\x010\x010")) // non-shortest uvarint, unknown flag
 
 	follower := offlineCore(f, Config{ID: "me"})
 	leader := offlineCore(f, Config{ID: "boss"})
@@ -4180,16 +4210,41 @@ func FuzzMessage(f *testing.F) {
 	leader.begin(now)
 	leader.st.term = 7
 	leader.becomeLeader(now)
+	// One reader per key set, kept across inputs as a subscriber keeps its
+	// own, so the freshness check sees sequences of messages too.
+	readers := []struct {
+		rd  *reader
+		key []byte
+	}{
+		{newReader(nil, time.Second), nil},
+		{newReader(newSigner(&Config{Secret: secret}), time.Second), secret},
+		{newReader(newSigner(&Config{Secret: old}), time.Second), old},
+	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		for _, mac := range []hash.Hash{nil, hmac.New(sha256.New, secret)} {
+		for _, r := range readers {
 			var m message
-			if err := (&reader{mac: mac}).decode(b, &m); err != nil {
+			if err := r.rd.decode(channel, b, &m); err != nil {
 				continue
 			}
-			if mac == nil && m.Flags&flagSigned == 0 {
-				if got := appendMessage(nil, &m, nil); !bytes.Equal(got, b) {
-					t.Fatalf("round trip: got %x; want %x", got, b)
-				}
+			// What decodes encodes back to the same bytes, up to the
+			// signatures (of two, a node checks the one it has the key of).
+			var sg *signer
+			switch {
+			case m.Flags&flagTwoMACs != 0:
+				sg = newSigner(&Config{Secret: secret, PreviousSecret: old})
+			case r.key != nil:
+				sg = newSigner(&Config{Secret: r.key})
+			}
+			got := appendMessage(nil, channel, &m, sg)
+			body := len(b)
+			if sg != nil {
+				body -= len(sg.keys) * macSize
+			}
+			if len(got) != len(b) || !bytes.Equal(got[:body], b[:body]) || (sg != nil && len(sg.keys) == 1 && !bytes.Equal(got, b)) {
+				t.Fatalf("round trip: got %x; want %x", got, b)
+			}
+			if !r.rd.fresh(&m, time.Duration(len(b))*time.Millisecond) {
+				continue
 			}
 			for _, c := range []*core{follower, leader} {
 				now := time.Now()
@@ -4205,19 +4260,24 @@ func BenchmarkFollowerHeartbeat(b *testing.B) {
 	c := offlineCore(b, Config{ID: "me"})
 	m := message{Type: msgHeartbeat, Flags: flagLeader, Term: 1, Inc: 9, From: "boss"}
 	var buf []byte
-	rd := newReader(nil)
+	rd := newReader(nil, time.Hour)
+	const channel = "leader:{bench}"
 	b.ReportAllocs()
 	for b.Loop() {
 		m.Seq++
-		buf = appendMessage(buf[:0], &m, nil)
+		m.Stamp++
+		buf = appendMessage(buf[:0], channel, &m, nil)
 		var got message
-		if err := rd.decode(buf, &got); err != nil {
+		if err := rd.decode(channel, buf, &got); err != nil {
 			b.Fatal(err)
+		}
+		if !rd.fresh(&got, time.Duration(m.Stamp)*time.Microsecond) {
+			b.Fatal("a new message taken for a repeat")
 		}
 		now := time.Now()
 		for _, o := range c.receive(now, &got) {
 			if o.kind == outPublish {
-				buf = appendMessage(buf[:0], &o.msg, nil) // the ack, as the shell encodes it
+				buf = appendMessage(buf[:0], o.channel, &o.msg, nil) // the ack, as the shell encodes it
 			}
 		}
 	}
@@ -4481,10 +4541,14 @@ const (
 	fTransfer
 	fStop
 	fSlowLink
+	fReplay
 	simFaultKinds
 )
 
-var simFaultNames = [simFaultKinds]string{"crash", "pause", "starve", "cut", "drop", "stall", "redis-restart", "term-fault", "resign", "transfer", "stop", "slow-link"}
+var simFaultNames = [simFaultKinds]string{"crash", "pause", "starve", "cut", "drop", "stall", "redis-restart", "term-fault", "resign", "transfer", "stop", "slow-link", "replay"}
+
+// simCaptured is how many published messages the replay fault keeps.
+const simCaptured = 512
 
 type sim struct {
 	seed  uint64
@@ -4509,6 +4573,13 @@ type sim struct {
 	livenessOK bool
 	termFault  bool // term scripts fail now
 	termErr    string
+
+	// The replay fault: copies of published messages delivered again, as
+	// to a node whose reader forgot their senders (it restarted, or
+	// forgot them among thousands of others). The core must stay safe.
+	captured    []simJob // ring of published messages
+	capturedAt  int
+	replayUntil time.Duration
 }
 
 // simRedis is the simulated Redis server.
@@ -4685,7 +4756,7 @@ func (s *sim) drawParams() simParams {
 	if p.n > 9 {
 		p.faultFor, p.faultEvery = 2*time.Second, 300*time.Millisecond
 	}
-	for k := range p.weights {
+	for k := range fReplay { // the kinds older than replay, as they were drawn before it
 		if r.IntN(3) > 0 {
 			p.weights[k] = r.Float64()
 		}
@@ -4695,6 +4766,12 @@ func (s *sim) drawParams() simParams {
 		p.outBuf *= 20
 	}
 	p.evalFail = r.Float64()
+	// Faults added later draw from a stream of their own, so that the
+	// parameters of every seed stay what they were.
+	late := mrand.New(mrand.NewPCG(s.seed, 0x5e91a7))
+	if late.IntN(3) > 0 {
+		p.weights[fReplay] = late.Float64()
+	}
 	return p
 }
 
@@ -4824,6 +4901,12 @@ func (s *sim) injectFault() {
 	case fSlowLink:
 		n.slow = time.Duration(s.rnd.Int64N(int64(pt / 4)))
 		s.after(d, func() { n.slow = 0 })
+	case fReplay:
+		if s.replayUntil <= s.now {
+			s.replayUntil = s.now + d
+			s.after(0, s.replay)
+		}
+		s.replayUntil = max(s.replayUntil, s.now+d)
 	case fRedisRestart:
 		if !s.redis.up {
 			return
@@ -4864,10 +4947,28 @@ func (s *sim) injectFault() {
 	}
 }
 
+// replay delivers a copy of a random message published earlier to every
+// connection now subscribed to its channel, every few milliseconds while
+// the fault lasts.
+func (s *sim) replay() {
+	if s.now >= s.replayUntil || s.healed > 0 {
+		return
+	}
+	if len(s.captured) > 0 {
+		j := s.captured[s.rnd.IntN(len(s.captured))]
+		s.tracef("replay on %s from %s %s", j.channel, j.msg.From, simMsg(&j.msg, ""))
+		for _, c := range s.redis.subs[j.channel] {
+			s.deliver(c, j.msg)
+		}
+	}
+	s.after(time.Duration(1+s.rnd.IntN(10))*time.Millisecond, s.replay)
+}
+
 // healAll ends every fault: all processes run, links and Redis work.
 func (s *sim) healAll() {
 	s.tracef("heal all")
 	s.termFault = false
+	s.replayUntil = 0
 	if !s.redis.up {
 		s.redis.up = true
 	}
@@ -4979,6 +5080,14 @@ func (s *sim) exec(j *simJob) (n int64, err error) {
 		subs := s.redis.subs[j.channel]
 		for _, c := range subs {
 			s.deliver(c, j.msg)
+		}
+		if s.p.weights[fReplay] > 0 {
+			if len(s.captured) < simCaptured {
+				s.captured = append(s.captured, *j)
+			} else {
+				s.captured[s.capturedAt] = *j
+				s.capturedAt = (s.capturedAt + 1) % simCaptured
+			}
 		}
 		return int64(len(subs)), nil
 	case outNumSub:
@@ -5662,4 +5771,409 @@ func (s *sim) checkOverlap() {
 			first = m
 		}
 	}
+}
+
+// TestCopiesChangeNothing feeds a joined follower copies of messages it
+// already handled, as a replay that got past the subscriber's checks (to a
+// node that restarted, say) would: a repeated vote or pre-vote request
+// must not postpone its own campaign again, and the heartbeats of a
+// leadership that ended must not make it follow that leader again.
+func TestCopiesChangeNothing(t *testing.T) {
+	at := time.Now()
+	joined := func(t *testing.T) *core {
+		c := offlineCore(t, Config{ID: "v", ClusterSize: 3})
+		c.subscribed(at.Add(-2 * defaultPeerTimeout))
+		c.st.startUntil, c.st.joinUntil = at.Add(-defaultPeerTimeout), at.Add(-defaultPeerTimeout)
+		return c
+	}
+	granted := func(out []output) bool {
+		for _, o := range out {
+			if o.kind == outPublish && o.msg.To == "cand" && o.msg.Flags&flagGranted != 0 {
+				return true
+			}
+		}
+		return false
+	}
+	t.Run("vote request", func(t *testing.T) {
+		c := joined(t)
+		req := message{Type: msgVoteRequest, Term: 5, Inc: 7, From: "cand"}
+		require.True(t, granted(c.receive(at, &req)), "the first request was refused")
+		electionAt, votedAt := c.st.electionAt, c.st.votedAt
+		for i := 1; i <= 20; i++ {
+			now := at.Add(time.Duration(i) * 5 * time.Millisecond)
+			assert.True(t, granted(c.receive(now, &req)), "the same vote, asked again, was refused")
+		}
+		assert.Equal(t, electionAt, c.st.electionAt, "copies of a vote request postponed the voter's campaign")
+		assert.Equal(t, votedAt, c.st.votedAt, "copies of a vote request renewed the vote")
+	})
+	t.Run("pre-vote", func(t *testing.T) {
+		c := joined(t)
+		req := message{Type: msgPreVote, Term: 5, Inc: 7, From: "cand"}
+		require.True(t, granted(c.receive(at, &req)), "the first pre-vote was refused")
+		electionAt := c.st.electionAt
+		for i := 1; i <= 20; i++ {
+			c.receive(at.Add(time.Duration(i)*5*time.Millisecond), &req)
+		}
+		assert.Equal(t, electionAt, c.st.electionAt, "copies of a pre-vote request postponed the voter's campaign")
+	})
+	t.Run("ended leadership", func(t *testing.T) {
+		c := joined(t)
+		hb := message{Type: msgHeartbeat, Flags: flagLeader, Term: 5, Seq: 1, Inc: 7, From: "old"}
+		c.receive(at, &hb)
+		require.Equal(t, "old", c.st.leader)
+		c.receive(at.Add(time.Millisecond), &message{Type: msgResign, Term: 5, Inc: 7, From: "old"})
+		require.Empty(t, c.st.leader, "the resign was not taken")
+		for i := 2; i <= 20; i++ {
+			hb.Seq = uint64(i)
+			c.receive(at.Add(time.Duration(i)*time.Millisecond), &hb)
+			require.Empty(t, c.st.leader, "follows a leadership that ended, after a heartbeat with seq %d", hb.Seq)
+		}
+		hb.Term, hb.Seq = 6, 1 // elected again, later: that counts
+		c.receive(at.Add(30*time.Millisecond), &hb)
+		assert.Equal(t, "old", c.st.leader, "a new leadership of the same node was refused")
+	})
+}
+
+// ---------------------------------------------------------------------------
+// Hostile and misconfigured peers: copies, other keys, other DBs, one ID.
+
+// wireCopy is one message as a client without the key sees it.
+type wireCopy struct {
+	channel string
+	data    []byte
+}
+
+// tap records, as any client that may subscribe can, everything published
+// on the channels that match pattern, and passes each copy to f (if set)
+// as it comes. stop ends it and returns what it recorded, in order.
+func tap(t *testing.T, addr, pattern string, f func(wireCopy)) (stop func() []wireCopy) {
+	t.Helper()
+	conn, err := redis.Dial("tcp", addr)
+	require.NoError(t, err)
+	psc := redis.PubSubConn{Conn: conn}
+	require.NoError(t, psc.PSubscribe(pattern))
+	var mu sync.Mutex
+	var got []wireCopy
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			switch v := psc.Receive().(type) {
+			case redis.Message:
+				m := wireCopy{v.Channel, v.Data}
+				mu.Lock()
+				if len(got) < 1<<18 {
+					got = append(got, m)
+				}
+				mu.Unlock()
+				if f != nil {
+					f(m)
+				}
+			case error:
+				return
+			}
+		}
+	}()
+	var once sync.Once
+	stop = func() []wireCopy {
+		once.Do(func() { conn.Close(); <-done })
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(got)
+	}
+	t.Cleanup(func() { stop() })
+	return stop
+}
+
+// copier republishes what it is given on its own connection, from its own
+// goroutine, so a tap's reader never waits for a PUBLISH.
+func copier(t *testing.T, addr string) (send func(channel string, data []byte), sent func() int) {
+	t.Helper()
+	pub := redisClient(t, addr)
+	ch := make(chan wireCopy, 4096)
+	var n atomic.Int64
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for m := range ch {
+			if _, err := pub.Do("PUBLISH", m.channel, m.data); err == nil {
+				n.Add(1)
+			}
+		}
+	}()
+	var once sync.Once
+	t.Cleanup(func() { once.Do(func() { close(ch) }); <-done })
+	send = func(channel string, data []byte) {
+		select {
+		case ch <- wireCopy{channel, data}:
+		default: // the copier is behind: a lost copy
+		}
+	}
+	return send, func() int { return int(n.Load()) }
+}
+
+// TestSignedMessagesCountOnlyWhereSent: two groups share one Secret and one
+// Redis, and a client without the key copies everything group src
+// publishes into group dst's channels as it goes: src's channel into
+// dst's, and each of src's node channels into each of dst's. src's terms
+// are far ahead of dst's. A signature covers the channel, so dst must not
+// notice: the same leader in the same term throughout, and the copies
+// counted as unverified.
+func TestSignedMessagesCountOnlyWhereSent(t *testing.T) {
+	r := startRedis(t)
+	admin := redisClient(t, r.Addr)
+	_, err := admin.Do("SET", "leader:{src}:term", 1000)
+	require.NoError(t, err)
+	secret := func(cfg *Config) { cfg.Secret = []byte("one secret for both groups") }
+	src, dst := newClusterOn(t, r, "src"), newClusterOn(t, r, "dst")
+	dstNodes := dst.startN(3, "d", secret)
+	ldr, term := dst.waitLeader(dstNodes...)
+	send, sent := copier(t, r.Addr)
+	stop := tap(t, r.Addr, "leader:{src}*", func(m wireCopy) {
+		if m.channel == "leader:{src}" {
+			send("leader:{dst}", m.data)
+			return
+		}
+		for _, n := range dstNodes {
+			send("leader:{dst}:node:"+n.id, m.data)
+		}
+	})
+	srcNodes := src.startN(3, "s", secret)
+	srcLdr, srcTerm := src.waitLeader(srcNodes...)
+	require.Greater(t, srcTerm, term)
+	require.NoError(t, srcLdr.e.Resign(context.Background())) // a handover's traffic too
+	src.waitLeader(srcNodes...)
+	dst.holdFor(calm, "while src's traffic is copied into dst", stable(ldr, term, dstNodes...))
+	stop()
+	t.Logf("copied %d messages from src (term %d) into dst (term %d)", sent(), srcTerm, term)
+	require.Greater(t, sent(), 50, "too few copies to show anything")
+	for _, n := range dstNodes {
+		assert.NotZero(t, n.e.Status().Unverified, "%s counted no unverified message", n.id)
+	}
+}
+
+// TestReplaysChangeNothing replays, as a client without the key can, the
+// signed traffic of a group (its channel and its nodes' own channels) back
+// into the channels it was sent on.
+func TestReplaysChangeNothing(t *testing.T) {
+	secret := func(cfg *Config) { cfg.Secret = []byte("s") }
+	// The winner's own vote request, replayed every 5 ms while the winner
+	// is cut off from Redis one way: a vote granted again must cost the
+	// voters nothing, or they keep postponing the election that replaces
+	// the lost leader.
+	t.Run("vote request of a lost leader", func(t *testing.T) {
+		c := newCluster(t)
+		stop := tap(t, c.redis.Addr, "leader:{g}*", nil)
+		nodes := c.startN(3, "n", secret)
+		ldr, term := c.waitLeader(nodes...)
+		var req *wireCopy
+		for _, m := range stop() {
+			if got, err := decodeWire(m.data); errors.Is(err, errNoSecret) && got.Type == msgVoteRequest && got.From == ldr.id && got.Term == term {
+				req = &m
+			}
+		}
+		require.NotNil(t, req, "no vote request of %s in term %d was captured", ldr.id, term)
+		pub := redisClient(t, c.redis.Addr)
+		ldr.proxy.CutUp()
+		cut := time.Now()
+		rest := without(nodes, ldr)
+		deadline := cut.Add(waitLong)
+		pace := time.NewTicker(5 * time.Millisecond)
+		defer pace.Stop()
+		for {
+			if n, tm := agreedLeader(rest); n != nil && tm > term && n.e.IsLeader() {
+				t.Logf("%s leads term %d %v after the cut, with the old vote request replayed every 5ms", n.id, tm, time.Since(cut).Round(time.Millisecond))
+				break
+			}
+			require.True(t, time.Now().Before(deadline), "no new leader %v after the cut while the vote request was replayed:\n%s", waitLong, c.dump())
+			_, err := pub.Do("PUBLISH", req.channel, req.data)
+			require.NoError(t, err)
+			<-pace.C
+		}
+		ldr.proxy.Heal()
+		for _, n := range rest {
+			assert.NotZero(t, n.e.Status().Replays, "%s counted no replay", n.id)
+		}
+	})
+	// A leader hands over to a successor whose messages do not get out
+	// (cut off one way), and is a follower from then on. Its recorded
+	// heartbeats, replayed in order from then on, must not make the others
+	// follow it again, which would keep them from electing anyone.
+	t.Run("heartbeats of a leadership that ended", func(t *testing.T) {
+		c := newCluster(t)
+		nodes := c.startN(3, "n", secret)
+		ldr, term := c.waitLeader(nodes...)
+		stop := tap(t, c.redis.Addr, c.channel(), nil)
+		// Long enough that the replay, at the leader's own pace, outlasts
+		// the bound on the new election below.
+		c.holdFor(100*testHeartbeat, "while its heartbeats are recorded", stable(ldr, term, nodes...))
+		var beats []wireCopy
+		for _, m := range stop() {
+			if got, err := decodeWire(m.data); errors.Is(err, errNoSecret) && got.Type == msgHeartbeat && got.From == ldr.id && got.Flags&flagLeader != 0 {
+				beats = append(beats, m)
+			}
+		}
+		require.GreaterOrEqual(t, len(beats), 60, "too few heartbeats recorded")
+		pub := redisClient(t, c.redis.Addr)
+		succ := without(nodes, ldr)[0]
+		others := without(nodes, succ)
+		succ.proxy.CutUp()
+		ctx, cancel := context.WithTimeout(context.Background(), waitLong)
+		defer cancel()
+		require.NoError(t, ldr.e.TransferTo(ctx, succ.id))
+		handed := time.Now()
+		// Without the copies, a new leader takes a few PeerTimeouts at most.
+		bound := 4*testPeer + raceSlack
+		var nw *node
+		var nterm uint64
+		for _, m := range beats { // in order, at the leader's own pace
+			if nw == nil {
+				if n, tm := agreedLeader(others); n != nil && tm > term && n.e.IsLeader() {
+					nw, nterm = n, tm
+					t.Logf("%s leads term %d %v after the handover, with %s's heartbeats of term %d replayed", n.id, tm, time.Since(handed).Round(time.Millisecond), ldr.id, term)
+				}
+				require.True(t, time.Since(handed) < bound, "no new leader %v after the handover while %s's heartbeats were replayed:\n%s", bound, ldr.id, c.dump())
+			} else if err := stable(nw, nterm, others...)(); err != nil {
+				t.Fatalf("while %s's heartbeats of term %d were replayed: %v\n%s", ldr.id, term, err, c.dump())
+			}
+			_, err := pub.Do("PUBLISH", m.channel, m.data)
+			require.NoError(t, err)
+			time.Sleep(testHeartbeat) // pacing, as the leader sent them
+		}
+		require.NotNil(t, nw, "no new leader while %s's heartbeats were replayed:\n%s", ldr.id, c.dump())
+		succ.proxy.Heal()
+	})
+}
+
+// TestMismatchedSecretsNeverSplit: during a botched rotation two nodes have
+// key A and one has key B. Neither side can verify the other. There must
+// never be two leaders (the monitor checks it), the odd node must never
+// lead, and both sides must say why, and count it.
+func TestMismatchedSecretsNeverSplit(t *testing.T) {
+	for _, strict := range []bool{false, true} {
+		t.Run(fmt.Sprintf("strict=%v", strict), func(t *testing.T) {
+			c := newCluster(t)
+			logs := make([]*lockedBuffer, 3)
+			nodes := make([]*node, 3)
+			for i := range nodes {
+				logs[i] = &lockedBuffer{}
+				key := "A"
+				if i == 2 {
+					key = "B"
+				}
+				nodes[i] = c.start("n"+strconv.Itoa(i), func(cfg *Config) {
+					logsTo(c, logs[i])(cfg)
+					cfg.Secret = []byte(key)
+					if strict {
+						cfg.ClusterSize = 3
+					}
+				})
+			}
+			ldr, term := c.waitLeader(nodes[:2]...)
+			c.holdFor(10*testPeer, "with one node on another key", stable(ldr, term, nodes[:2]...))
+			assert.Empty(t, c.mon.activeSpans(nodes[2]), "the node with the other key led")
+			for i, n := range nodes {
+				s := n.e.Status()
+				assert.NotZero(t, s.Unverified, "%s counted no unverified message", n.id)
+				assert.True(t, warned(logs[i].String(), "cannot be verified", "another Secret"),
+					"%s did not warn of messages signed with another key:\n%s", n.id, logs[i].String())
+			}
+		})
+	}
+}
+
+// TestKeyRotationWithoutDowntime rotates the key of a running group in
+// three rolling restarts, one process at a time: Secret A; then Secret B
+// with PreviousSecret A; then Secret B. At every moment every node must
+// verify what every other node signs (nothing unverified, anywhere), and
+// a leader must come back after every restart.
+func TestKeyRotationWithoutDowntime(t *testing.T) {
+	c := newCluster(t)
+	a, b := []byte("key A"), []byte("key B")
+	stage := func(secret, previous []byte) func(*Config) {
+		return func(cfg *Config) { cfg.Secret, cfg.PreviousSecret, cfg.ClusterSize = secret, previous, 3 }
+	}
+	nodes := c.startN(3, "n", stage(a, nil))
+	c.waitLeader(nodes...)
+	var ran []*node
+	for _, st := range []func(*Config){stage(b, a), stage(b, nil)} {
+		for i := range nodes {
+			require.NoError(t, nodes[i].stop())
+			ran = append(ran, nodes[i])
+			nodes[i] = c.start(nodes[i].id, st)
+			c.waitLeader(nodes...)
+		}
+	}
+	c.waitStable(calm, nodes...)
+	for _, n := range append(ran, nodes...) {
+		assert.Zero(t, n.e.Status().Unverified, "%s could not verify a message during the rotation", n.id)
+	}
+}
+
+// TestDBsNeverJoin: pub/sub ignores the DB number, so instances of one
+// group on DB 1 (staging, say) and on DB 2 (production) of one server
+// would form one election with two term keys. The channels carry the DB:
+// each DB elects its own leader. A Dial that selects another DB than
+// Config.DB ends Run with an error that says so.
+func TestDBsNeverJoin(t *testing.T) {
+	r := startRedis(t)
+	onDB := func(db int) func(*Config) { return func(cfg *Config) { cfg.DB = db } }
+	staging, production := newClusterOn(t, r, "g"), newClusterOn(t, r, "g")
+	sNodes := staging.startN(2, "staging", onDB(1))
+	pNodes := production.startN(2, "production", onDB(2))
+	sl, _ := staging.waitLeader(sNodes...)
+	pl, _ := production.waitLeader(pNodes...)
+	assert.True(t, sl.e.IsLeader() && pl.e.IsLeader(), "each DB should have its own leader")
+	for _, n := range append(sNodes, pNodes...) {
+		for _, p := range n.e.Status().LivePeers {
+			assert.Equal(t, n.id[:4], p[:4], "%s hears %s, of the other DB", n.id, p)
+		}
+	}
+	admin := redisClient(t, r.Addr)
+	for db := 1; db <= 2; db++ {
+		_, err := admin.Do("SELECT", db)
+		require.NoError(t, err)
+		n, err := redis.Int(admin.Do("EXISTS", groupChannel("g", db)+":term"))
+		require.NoError(t, err)
+		assert.Equal(t, 1, n, "no term key on DB %d", db)
+	}
+
+	e, err := New(Config{Group: "g", ID: "wrong-db", PeerTimeout: testPeer, LeaseTimeout: testLease, HeartbeatInterval: testHeartbeat,
+		Dial: func(ctx context.Context) (redis.Conn, error) {
+			return redis.DialContext(ctx, "tcp", r.Addr, redis.DialDatabase(2))
+		}})
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), waitLong)
+	defer cancel()
+	err = e.Run(ctx)
+	require.Error(t, err, "Run ran with a Dial on DB 2 and Config.DB 0")
+	assert.NoError(t, ctx.Err(), "Run returned only when its context ended")
+	assert.Contains(t, err.Error(), "DB 2")
+	assert.Contains(t, err.Error(), "Config.DB")
+}
+
+// TestDuplicateIDWarnsBothSides starts a second process with the ID of a
+// running follower. A healthy follower says nothing on the group's channel
+// (it acks to the leader's own), so the newcomer would never hear it; both
+// must warn.
+func TestDuplicateIDWarnsBothSides(t *testing.T) {
+	c := newCluster(t)
+	logs := map[*node]*lockedBuffer{}
+	var nodes []*node
+	for i := range 3 {
+		buf := &lockedBuffer{}
+		n := c.start("n"+strconv.Itoa(i), logsTo(c, buf))
+		logs[n] = buf
+		nodes = append(nodes, n)
+	}
+	ldr, _ := c.waitLeader(nodes...)
+	f := without(nodes, ldr)[0]
+	dupLog := &lockedBuffer{}
+	dup := c.startRogue(f.id, logsTo(c, dupLog))
+	ok := poll(waitLong, func() bool {
+		return warned(logs[f].String(), "uses this node's ID") && warned(dupLog.String(), "uses this node's ID")
+	})
+	assert.True(t, ok, "the running process warned: %v; the new one warned: %v",
+		warned(logs[f].String(), "uses this node's ID"), warned(dupLog.String(), "uses this node's ID"))
+	require.NoError(t, dup.stop())
 }
