@@ -410,7 +410,7 @@ type Status struct {
 	MessagesIn     uint64 // valid messages received
 	MessagesOut    uint64 // messages published
 	Dropped        uint64 // messages dropped as malformed, oversized, from a duplicate ID, or because the node was behind
-	Unverified     uint64 // messages dropped because their signature could not be verified (another Secret, no Secret, a replay from another group or channel)
+	Unverified     uint64 // messages dropped because they could not be verified: another Secret, no Secret, a copy from another group or channel, another wire version
 	Replays        uint64 // verified messages dropped as a repeat of one already seen, or as delivered more than PeerTimeout after they were sent
 	Reconnects     uint64 // Redis (re)connections after the first
 	PublishErrors  uint64 // failed PUBLISH or commands
@@ -3068,6 +3068,10 @@ func (r *run) unverified(channel string, m *message, err error) bool {
 		hint = "unsigned: a node without Secret, or a stray publisher on the group's channel"
 	case errNoSecret:
 		hint = "signed, but this node has no Secret: its peers were given one"
+	case errVersion:
+		// The same magic byte, another wire format: nodes of two versions
+		// of this file cannot hear each other, which is as bad as two keys.
+		hint = "sent by another version of this library: nodes of different wire versions cannot hear each other; run one version in a group"
 	default:
 		return false
 	}

@@ -4364,10 +4364,13 @@ var simRegressions = []uint64{
 }
 
 // simDefaultRuns and simDefaultTime bound the share of make test (under
-// -race): at least this many schedules, in at most this long.
+// -race): this many schedules, in at most this long. The cap guards
+// against a simulator that got several times slower (20,000 take about
+// 70 s on an idle 2-core machine, and up to 2 minutes beside other work),
+// not against a busy machine.
 const (
 	simDefaultRuns = 20000
-	simDefaultTime = 115 * time.Second
+	simDefaultTime = 5 * time.Minute
 )
 
 // TestSim runs the regression schedules and then a bounded number of fresh
