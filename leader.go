@@ -73,14 +73,18 @@ import (
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/binary"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"hash"
 	"io"
 	"log/slog"
 	mrand "math/rand/v2"
+	"net/http"
 	"os"
 	"slices"
 	"strconv"
@@ -211,22 +215,29 @@ type Config struct {
 	// active leader of term (its fencing token), at most once per term. ctx
 	// is cancelled the moment the lease is lost (by a timer of its own, even
 	// if the Elector's loop runs late), on Resign, and when Run's context
-	// ends; a lost lease ends the leadership, and the node may be elected
-	// again in a later term. It should return promptly after that: Resign
-	// waits for it before handing over, and Run does not return before it
-	// has. A new call never starts while an earlier one runs or before its
-	// OnStoppedLeading.
+	// ends, and context.Cause(ctx) says which: ErrLeaseLost, ErrHandedOver,
+	// ErrShutdown or ErrSuperseded. A leadership is one lease: once it is
+	// lost the node is a follower, and OnStartedLeading runs again only if
+	// it wins a later term, so per-leadership setup in it runs once per term.
+	// FromContext(ctx) returns the Elector. It should return promptly once
+	// ctx ends: Resign waits for it before handing over, and Run does not
+	// return before it has. A new call never starts while an earlier one
+	// runs or before its OnStoppedLeading.
 	OnStartedLeading func(ctx context.Context, term uint64)
 
 	// OnStoppedLeading is called after OnStartedLeading has returned, once for
-	// each call of OnStartedLeading, and never otherwise.
-	OnStoppedLeading func()
+	// each call of OnStartedLeading, and never otherwise, with the cause
+	// that ended the leadership (as context.Cause of its ctx).
+	OnStoppedLeading func(cause error)
 
 	// OnNewLeader is called when the leader this node follows changes,
-	// including to this node itself. Callbacks other than OnStartedLeading
-	// run one at a time, in order, on one goroutine of the Elector's, never
-	// while the Elector holds a lock; a slow callback delays later callbacks,
-	// never heartbeats.
+	// including to this node itself, and with id "" when this node no longer
+	// has a leader (it was silent for PeerTimeout, Redis said it is gone, it
+	// resigned, or a higher term began; the log says which), with the term
+	// this node is in. Leader and Status report the same. Callbacks other
+	// than OnStartedLeading run one at a time, in order, on one goroutine
+	// of the Elector's, never while the Elector holds a lock; a slow
+	// callback delays later callbacks, never heartbeats.
 	OnNewLeader func(id string, term uint64)
 }
 
@@ -243,6 +254,25 @@ var (
 	// an Elector runs once.
 	ErrAlreadyRunning = errors.New("leader: Run called more than once")
 )
+
+// Why a leadership ended: context.Cause of the context OnStartedLeading
+// gets, and the argument of OnStoppedLeading, is one of these.
+var (
+	// ErrLeaseLost: no quorum acked a heartbeat in time (this process was
+	// paused or starved, or cut off from Redis, or too few nodes answer).
+	ErrLeaseLost = errors.New("leader: lease lost")
+	// ErrHandedOver: Resign or TransferTo handed leadership over, or this
+	// node gave way to a node of higher Priority.
+	ErrHandedOver = errors.New("leader: handed over")
+	// ErrShutdown: Run's context ended, or Run stopped on a permanent error.
+	ErrShutdown = errors.New("leader: shutting down")
+	// ErrSuperseded: this node saw a higher term, or another leader of its
+	// own term (two processes with one ID, or forged votes).
+	ErrSuperseded = errors.New("leader: another leader seen")
+)
+
+// stopCauses indexes the step-down counters of Status.
+var stopCauses = [...]error{ErrLeaseLost, ErrHandedOver, ErrShutdown, ErrSuperseded}
 
 // withDefaults returns cfg with its zero fields set to their defaults.
 func (cfg Config) withDefaults() Config {
@@ -391,7 +421,23 @@ func (s State) String() string {
 	return fmt.Sprintf("State(%d)", int(s))
 }
 
+// MarshalText encodes s as its name, so a Status marshals to readable JSON.
+func (s State) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
+// UnmarshalText decodes a name that MarshalText wrote.
+func (s *State) UnmarshalText(b []byte) error {
+	for _, v := range []State{Follower, Candidate, Leader} {
+		if v.String() == string(b) {
+			*s = v
+			return nil
+		}
+	}
+	return fmt.Errorf("leader: unknown state %q", b)
+}
+
 // Status is a snapshot of an Elector, for metrics, health checks and tests.
+// It marshals to JSON with State as its name ("follower", "candidate",
+// "leader") and durations (LeaseLeft, LastLeaderless) in nanoseconds.
 type Status struct {
 	ID        string
 	State     State
@@ -404,17 +450,22 @@ type Status struct {
 	Nodes     int           // live nodes in the group, this one included: the leader's count, as the leader last reported it
 	Connected bool          // subscribed, and this node's own messages echo back
 
-	Elections      uint64 // elections this node started (after a pre-vote)
-	TermKeyErrors  uint64 // failed writes of the term key; each ended an election round unelected
-	StepDowns      uint64 // times this node stopped being the active leader
-	MessagesIn     uint64 // valid messages received
-	MessagesOut    uint64 // messages published
-	Dropped        uint64 // messages dropped as malformed, oversized, from a duplicate ID, or because the node was behind
-	Unverified     uint64 // messages dropped because they could not be verified: another Secret, no Secret, a copy from another group or channel, another wire version
-	Replays        uint64 // verified messages dropped as a repeat of one already seen, or as delivered more than PeerTimeout after they were sent
-	Reconnects     uint64 // Redis (re)connections after the first
-	PublishErrors  uint64 // failed PUBLISH or commands
-	LastRedisError string // the last Redis error seen, "" if none
+	Elections      uint64        // elections this node started (after a pre-vote)
+	TermKeyErrors  uint64        // failed writes of the term key; each ended an election round unelected
+	StepDowns      uint64        // times this node stopped being the active leader, for any of the causes below
+	LeasesLost     uint64        // step-downs with ErrLeaseLost
+	HandOvers      uint64        // step-downs with ErrHandedOver
+	Shutdowns      uint64        // step-downs with ErrShutdown
+	Superseded     uint64        // step-downs with ErrSuperseded
+	LastLeaderless time.Duration // how long this node last went without a leader, from losing one to following (or being) the next: a failover as this node saw it
+	MessagesIn     uint64        // valid messages received
+	MessagesOut    uint64        // messages published
+	Dropped        uint64        // messages dropped as malformed, oversized, from a duplicate ID, or because the node was behind
+	Unverified     uint64        // messages dropped because they could not be verified: another Secret, no Secret, a copy from another group or channel, another wire version
+	Replays        uint64        // verified messages dropped as a repeat of one already seen, or as delivered more than PeerTimeout after they were sent
+	Reconnects     uint64        // Redis (re)connections after the first
+	PublishErrors  uint64        // failed PUBLISH or commands
+	LastRedisError string        // the last Redis error seen, "" if none
 }
 
 // Elector takes part in the election of one group. Create it with New and
@@ -477,11 +528,27 @@ func (e *Elector) IsLeader() bool {
 }
 
 // Leader returns the leader this node follows and its term, the fencing
-// token; id is "" when there is none. On the leader it returns its own ID.
+// token, as last reported to OnNewLeader; id is "" when there is none. On
+// the leader it returns its own ID.
 func (e *Elector) Leader() (id string, term uint64) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return e.c.st.leader, e.c.st.leaderTerm
+	st := &e.c.st
+	if st.toldID == "" {
+		return "", st.term
+	}
+	return st.toldID, st.toldTerm
+}
+
+// electorKey is the context key of FromContext.
+type electorKey struct{}
+
+// FromContext returns the Elector whose OnStartedLeading got ctx (or a
+// context derived from it), or nil: the job can call IsLeader, Resign or
+// Status without a variable declared before New.
+func FromContext(ctx context.Context) *Elector {
+	e, _ := ctx.Value(electorKey{}).(*Elector)
+	return e
 }
 
 // Status returns a snapshot of the Elector.
@@ -494,13 +561,18 @@ func (e *Elector) Status() Status {
 		ID:             e.cfg.ID,
 		State:          st.role,
 		Term:           st.term,
-		Leader:         st.leader,
+		Leader:         st.toldID,
 		Heir:           st.heir,
 		Active:         st.activeAt(now),
 		Connected:      c.linkUp(now),
 		Elections:      st.elections,
 		StepDowns:      st.stepDowns,
 		TermKeyErrors:  st.termKeyErrors,
+		LeasesLost:     st.stepDownsBy[0],
+		HandOvers:      st.stepDownsBy[1],
+		Shutdowns:      st.stepDownsBy[2],
+		Superseded:     st.stepDownsBy[3],
+		LastLeaderless: st.leaderless,
 		LastRedisError: st.lastRedisErr,
 	}
 	if s.Active {
@@ -527,6 +599,60 @@ func (e *Elector) Status() Status {
 	s.Reconnects = e.nReconnects.Load()
 	s.PublishErrors = e.nPubErr.Load()
 	return s
+}
+
+// Ready reports whether this node is healthy in its group, the meaning a
+// readiness probe wants: Run is running, it is connected to Redis (its
+// subscription is up and its own messages come back), and it is either the
+// active leader or follows a leader it heard within PeerTimeout. The error
+// says what is missing. Handler serves the same over HTTP.
+func (e *Elector) Ready() error {
+	if !e.running.Load() {
+		return ErrNotRunning
+	}
+	select {
+	case <-e.done:
+		return ErrNotRunning
+	default:
+	}
+	e.mu.Lock()
+	now := time.Now()
+	e.syncLink()
+	c, st := &e.c, &e.c.st
+	connected, active := c.linkUp(now), st.activeAt(now)
+	following := st.toldID != "" && st.toldID != e.cfg.ID && now.Sub(st.heardLead) < e.cfg.PeerTimeout
+	role, term, lastErr := st.role, st.term, st.lastRedisErr
+	e.mu.Unlock()
+	switch {
+	case !connected && lastErr != "":
+		return fmt.Errorf("leader: not connected to Redis (last error: %s)", lastErr)
+	case !connected:
+		return errors.New("leader: not connected to Redis")
+	case active || following:
+		return nil
+	case role == Leader:
+		return fmt.Errorf("leader: elected in term %d, waiting for a quorum to ack", term)
+	}
+	return fmt.Errorf("leader: no leader in term %d", term)
+}
+
+// Handler returns an HTTP handler for health checks: it answers 200 when
+// Ready returns nil and 503 otherwise, with a JSON body of the Status and,
+// when not ready, the reason ("error").
+func (e *Elector) Handler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		body := struct {
+			Error string `json:"error,omitempty"`
+			Status
+		}{Status: e.Status()}
+		code := http.StatusOK
+		if err := e.Ready(); err != nil {
+			body.Error, code = err.Error(), http.StatusServiceUnavailable
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(code)
+		_ = json.NewEncoder(w).Encode(body)
+	})
 }
 
 // Resign hands leadership over to a live peer now: it cancels the leader
@@ -705,8 +831,8 @@ const (
 	outTermKey                         // EVAL the term script (rule 11) for round, with local term; answer with termAnswer
 	outNumSub                          // PUBSUB NUMSUB of channel, about node id ("": the group's channel, for round); answer with numSubAnswer
 	outStartLeading                    // start OnStartedLeading for term; at: the lease's end, to cancel its context on time
-	outStopLeading                     // cancel the leader callback; then OnStoppedLeading, then callbackDone; round > 0: a handover waits, answer leaderEnded(round)
-	outNewLeader                       // OnNewLeader(id, term)
+	outStopLeading                     // cancel the leader callback with cause; then OnStoppedLeading, then callbackDone; round > 0: a handover waits, answer leaderEnded(round)
+	outNewLeader                       // OnNewLeader(id, term); id "": no leader
 	outHandedOver                      // answer every handover waiter with nil: nothing is left to hand over
 	outLog                             // log text with attrs at level
 )
@@ -721,6 +847,7 @@ type output struct {
 	round   uint64
 	at      time.Time
 	notify  bool
+	cause   error // outStopLeading: why (one of the Err* causes)
 	level   slog.Level
 	text    string
 	attrs   []any
@@ -797,12 +924,24 @@ type state struct {
 	successor   string
 
 	elections, stepDowns uint64
-	termKeyErrors        uint64    // failed writes of the term key
-	termKeyWarned        time.Time // when a failed write was last logged
-	termKeyNoPerm        bool      // NOPERM was logged
-	dropped              uint64    // messages the core refused (duplicate ID, full peer table)
-	lastRedisErr         string
-	dupWarned            time.Time // when the duplicate-ID warning was last logged
+	stepDownsBy          [len(stopCauses)]uint64
+	stopping             bool // Run is ending: a handover now is a shutdown
+
+	// What the user was told (OnNewLeader, Leader, Status): the leader
+	// followed, "" once this node knows of none.
+	toldSaid      bool // something was reported at all
+	toldID        string
+	toldTerm      uint64
+	lostAt        time.Time     // when the last leader was reported lost
+	leaderless    time.Duration // how long the last gap without a leader lasted
+	stalls        int           // stalls not yet logged
+	stallLogged   time.Time
+	termKeyErrors uint64    // failed writes of the term key
+	termKeyWarned time.Time // when a failed write was last logged
+	termKeyNoPerm bool      // NOPERM was logged
+	dropped       uint64    // messages the core refused (duplicate ID, full peer table)
+	lastRedisErr  string
+	dupWarned     time.Time // when the duplicate-ID warning was last logged
 }
 
 // init prepares c for a node with cfg (defaults filled in).
@@ -842,7 +981,7 @@ func (c *core) begin(now time.Time) {
 		// may be stale by now. The followers that still hear it learn at
 		// once that it holds no lease, as after a handover.
 		c.logf(slog.LevelInfo, "lease lapsed", "term", s.term, "quorum", c.quorum(now))
-		c.stopLeading(0)
+		c.stopLeading(0, ErrLeaseLost)
 		c.publish(c.resignMessage("", now), now)
 		c.becomeFollower(now, "lease lapsed")
 	}
@@ -915,7 +1054,7 @@ func (c *core) numSubAnswer(now time.Time, id string, round uint64, n int64, err
 			slack := c.cfg.LeaseTimeout - now.Sub(s.heardLead)
 			s.electionAt = now.Add(c.afterLeaderLost(max(min(c.jitter(), slack), c.jitter()/3), 0))
 		}
-		c.logf(slog.LevelDebug, "leader's connection is gone", "leader", id)
+		c.reportLeader(now, "", s.term, "Redis says its connection is gone")
 	}
 	return c.out
 }
@@ -984,11 +1123,19 @@ func (c *core) handover(now time.Time, to string, strict bool) (out []output, wa
 	return c.out, true, nil
 }
 
+// shutdown is handover at the end of Run: the same, but the leadership
+// ends with ErrShutdown.
+func (c *core) shutdown(now time.Time) (out []output, wait bool) {
+	c.st.stopping = true
+	out, wait, _ = c.handover(now, "", false)
+	return out, wait
+}
+
 // finish stops a leader callback that still runs, at shutdown.
 func (c *core) finish(now time.Time) []output {
 	c.begin(now)
 	if c.st.active {
-		c.stopLeading(0)
+		c.stopLeading(0, ErrShutdown)
 	}
 	return c.out
 }
@@ -1011,7 +1158,11 @@ func (c *core) resign(to string, now time.Time) {
 		c.publishResign(now)
 		return
 	}
-	c.stopLeading(s.round)
+	cause := ErrHandedOver
+	if s.stopping {
+		cause = ErrShutdown
+	}
+	c.stopLeading(s.round, cause)
 }
 
 // pickSuccessor returns the live peer that can stand and acked most
@@ -1206,6 +1357,11 @@ func (c *core) onMessage(m *message, now time.Time) {
 				s.heardLead = time.Time{}
 			}
 			s.knownLiveAt = now
+			why := "it resigned"
+			if m.To != "" {
+				why = "it handed over to " + m.To
+			}
+			c.reportLeader(now, "", m.Term, why)
 		}
 		if m.To == c.cfg.ID && !c.cfg.Observer && s.role == Follower {
 			c.campaign(now, true)
@@ -1243,8 +1399,8 @@ func (c *core) onLeaderHeartbeat(m *message, now time.Time) {
 	}
 	if s.leader != m.From || s.leaderTerm != m.Term {
 		s.leader, s.leaderTerm = m.From, m.Term
-		c.emit(output{kind: outNewLeader, id: m.From, term: m.Term})
 	}
+	c.reportLeader(now, m.From, m.Term, "")
 	s.leaderInc, s.leaderSeq, s.heardLead, s.heir = m.Inc, m.Seq, now, m.To
 	s.knownLive, s.knownLiveAt = int(min(m.Live, maxPeers+1)), now
 	s.electionAt, s.goneLeader, s.failed = time.Time{}, "", 0
@@ -1275,6 +1431,7 @@ func (c *core) stepUp(term uint64, now time.Time) {
 	}
 	if s.leaderTerm < term {
 		s.leader = ""
+		c.reportLeader(now, "", term, "a higher term")
 	}
 }
 
@@ -1513,9 +1670,46 @@ func (c *core) becomeLeader(now time.Time) {
 	for _, p := range s.peers {
 		p.acked = 0
 	}
-	c.logf(slog.LevelInfo, "won election", "term", s.term, "votes", len(s.grants), "of", s.electedSize, "wait", max(wait, 0))
-	c.emit(output{kind: outNewLeader, id: c.cfg.ID, term: s.term})
+	base := s.electedSize
+	if c.cfg.ClusterSize > 0 {
+		base = c.cfg.ClusterSize
+	}
+	c.logf(slog.LevelInfo, "won election", "term", s.term, "votes", len(s.grants), "quorum", base/2+1, "of", base, "wait", max(wait, 0))
+	c.reportLeader(now, c.cfg.ID, s.term, "")
 	c.sendHeartbeat(now)
+}
+
+// reportLeader tells the user (OnNewLeader, and Leader and Status from
+// now on) that this node follows id in term, or, with id "", that it has
+// no leader any more and why. Each change is reported once, with a log
+// record at INFO: a failover can be read from any node's log.
+func (c *core) reportLeader(now time.Time, id string, term uint64, why string) {
+	s := &c.st
+	if s.toldSaid && s.toldID == id && (id == "" || s.toldTerm == term) {
+		return
+	}
+	last := s.toldID
+	s.toldSaid, s.toldID, s.toldTerm = true, id, term
+	if id == "" {
+		if last == "" {
+			return
+		}
+		s.lostAt = now
+		if last != c.cfg.ID {
+			c.logf(slog.LevelInfo, "lost the leader", "leader", last, "term", term, "why", why)
+		}
+	} else {
+		attrs := []any{"leader", id, "term", term}
+		if !s.lostAt.IsZero() {
+			s.leaderless = now.Sub(s.lostAt)
+			attrs = append(attrs, "without_leader", s.leaderless)
+			s.lostAt = time.Time{}
+		}
+		if id != c.cfg.ID {
+			c.logf(slog.LevelInfo, "following", attrs...)
+		}
+	}
+	c.emit(output{kind: outNewLeader, id: id, term: term})
 }
 
 // becomeFollower leaves the leader and candidate roles.
@@ -1524,9 +1718,12 @@ func (c *core) becomeFollower(now time.Time, why string) {
 	if s.role == Leader {
 		c.logf(slog.LevelInfo, "stepped down", "term", s.term, "why", why)
 		if s.active {
-			c.stopLeading(0)
+			// The lapse and the handovers stop the callback themselves;
+			// what is left is a newer leader.
+			c.stopLeading(0, ErrSuperseded)
 		}
 		s.leader = ""
+		c.reportLeader(now, "", s.term, why)
 	}
 	c.emit(output{kind: outHandedOver}) // no longer leading: nothing left to hand over
 	s.role = Follower
@@ -1677,7 +1874,13 @@ func (c *core) backoff() int {
 func (c *core) noticeStall(now time.Time) {
 	s := &c.st
 	if !s.lastTick.IsZero() && now.Sub(s.lastTick) > 2*c.cfg.HeartbeatInterval {
-		c.logf(slog.LevelInfo, "stalled; listening again before trusting the live count", "for", now.Sub(s.lastTick))
+		// On a loaded host this happens often: one record per 10 s, with
+		// the count, not one per stall.
+		s.stalls++
+		if now.Sub(s.stallLogged) >= 10*time.Second {
+			c.logf(slog.LevelInfo, "stalled; listening again before trusting the live count", "for", now.Sub(s.lastTick), "stalls", s.stalls)
+			s.stallLogged, s.stalls = now, 0
+		}
 		s.stallUntil = now.Add(c.cfg.PeerTimeout)
 	}
 	s.lastTick = now
@@ -1755,6 +1958,9 @@ func (c *core) due(now time.Time) {
 		gone := s.goneLeader != "" && s.goneLeader == s.leader
 		if s.leader != "" && silent < c.cfg.PeerTimeout && !gone {
 			return
+		}
+		if s.leader != "" && silent >= c.cfg.PeerTimeout {
+			c.reportLeader(now, "", s.term, "silent for "+c.cfg.PeerTimeout.String())
 		}
 		if s.heardLead.IsZero() || silent >= c.cfg.PeerTimeout || gone {
 			if s.electionAt.IsZero() {
@@ -1834,12 +2040,17 @@ func (c *core) startLeading(now time.Time) {
 	c.emit(output{kind: outStartLeading, term: s.term, at: s.leaseEnd})
 }
 
-// stopLeading asks the shell to cancel the leader callback; round > 0 says
-// a handover waits for it to return.
-func (c *core) stopLeading(round uint64) {
+// stopLeading asks the shell to cancel the leader callback for cause;
+// round > 0 says a handover waits for it to return.
+func (c *core) stopLeading(round uint64, cause error) {
 	c.st.active = false
 	c.st.stepDowns++
-	c.emit(output{kind: outStopLeading, round: round})
+	for i, e := range stopCauses {
+		if e == cause {
+			c.st.stepDownsBy[i]++
+		}
+	}
+	c.emit(output{kind: outStopLeading, round: round, cause: cause})
 }
 
 // publish queues m for the group channel.
@@ -2272,7 +2483,8 @@ type run struct {
 
 	// The running leader callback, if any.
 	lead struct {
-		cancel context.CancelFunc
+		ctx    context.Context
+		cancel context.CancelCauseFunc
 		done   chan struct{} // closed when OnStartedLeading returned
 		watch  *leaseWatch
 	}
@@ -2285,7 +2497,8 @@ type run struct {
 		err  error
 		stop context.CancelFunc
 	}
-	dbUnchecked atomic.Bool // CLIENT INFO failed and that was logged
+	dbUnchecked atomic.Bool  // CLIENT INFO failed and that was logged
+	permanent   atomic.Int64 // permanent failures since the last subscription (see noteRedisError)
 
 	pubErrLogged     atomic.Int64 // when a PUBLISH error reply was last logged (since Elector.base)
 	unverifiedLogged atomic.Int64 // when an unverifiable message was last logged (since Elector.base)
@@ -2390,7 +2603,7 @@ func (r *run) loop(ctx context.Context) {
 			done = nil
 			stopped = make(chan error, 1)
 			deadline = time.After(e.cfg.PeerTimeout)
-			r.command("", false, stopped)
+			r.shutdown(stopped)
 			continue
 		case <-stopped:
 			r.finish()
@@ -2470,6 +2683,21 @@ func (r *run) command(to string, strict bool, reply chan error) {
 	r.apply(out)
 }
 
+// shutdown is command for the handover at the end of Run.
+func (r *run) shutdown(reply chan error) {
+	e := r.e
+	e.mu.Lock()
+	e.syncLink()
+	out, wait := e.c.shutdown(time.Now())
+	e.mu.Unlock()
+	if wait {
+		r.waiters = append(r.waiters, reply)
+	} else {
+		reply <- nil
+	}
+	r.apply(out)
+}
+
 // finish stops a leader callback that is still running, at shutdown.
 func (r *run) finish() {
 	r.step(func(c *core, now time.Time) []output { return c.finish(now) })
@@ -2504,7 +2732,7 @@ func (r *run) apply(out []output) {
 		case outStartLeading:
 			r.startLeading(o.term, o.at)
 		case outStopLeading:
-			r.stopLeading(o.round)
+			r.stopLeading(o.round, o.cause)
 		case outNewLeader:
 			if f := e.cfg.OnNewLeader; f != nil {
 				id, term := o.id, o.term
@@ -2525,9 +2753,9 @@ func (r *run) apply(out []output) {
 // context that ends with the lease.
 func (r *run) startLeading(term uint64, until time.Time) {
 	e := r.e
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancelCause(context.WithValue(context.Background(), electorKey{}, e))
 	done := make(chan struct{})
-	r.lead.cancel, r.lead.done = cancel, done
+	r.lead.cancel, r.lead.done, r.lead.ctx = cancel, done, ctx
 	r.lead.watch = e.watchLease(cancel, until)
 	r.wg.Go(func() {
 		defer close(done)
@@ -2542,15 +2770,15 @@ func (r *run) startLeading(term uint64, until time.Time) {
 // With round > 0 a handover waits for the callback, bounded: one that
 // ignores its context must not stall the handover for ever, and the lease
 // is given up either way.
-func (r *run) stopLeading(round uint64) {
+func (r *run) stopLeading(round uint64, cause error) {
 	e := r.e
 	r.lead.watch.stop()
-	r.lead.cancel()
-	done := r.lead.done
+	r.lead.cancel(cause)
+	done, ctx := r.lead.done, r.lead.ctx
 	r.callback(func() {
 		<-done
 		if f := e.cfg.OnStoppedLeading; f != nil {
-			f()
+			f(context.Cause(ctx)) // the lease timer may have been first
 		}
 		r.send(event{kind: evCallbackReturned})
 	})
@@ -2583,17 +2811,20 @@ type leaseWatch struct {
 // the lease's end when it started. Each time the timer fires it asks the
 // core (under the lock, with the clock read there): still active, it waits
 // for the lease's new end.
-func (e *Elector) watchLease(cancel context.CancelFunc, until time.Time) *leaseWatch {
+func (e *Elector) watchLease(cancel context.CancelCauseFunc, until time.Time) *leaseWatch {
 	w := &leaseWatch{}
 	var check func()
 	check = func() {
 		e.mu.Lock()
 		st := &e.c.st
-		ok := st.active && st.activeAt(time.Now())
+		active, ok := st.active, st.active && st.activeAt(time.Now())
 		next := st.leaseEnd
 		e.mu.Unlock()
+		if !active {
+			return // the core stopped it, and the shell cancels with its cause
+		}
 		if !ok {
-			cancel()
+			cancel(ErrLeaseLost)
 			return
 		}
 		w.mu.Lock()
@@ -2982,7 +3213,7 @@ func (r *run) receive(c redis.Conn, rd *reader) (subscribed bool) {
 		}
 	}()
 	if err := psc.Subscribe(e.c.channel, e.c.selfChan); err != nil {
-		r.noteRedisError("subscribe", handshakeHint(err))
+		r.noteRedisError("subscribe", dialHint(err))
 		return false
 	}
 	pinger.Go(func() {
@@ -3042,11 +3273,15 @@ func (r *run) receive(c redis.Conn, rd *reader) (subscribed bool) {
 				confirmed++
 				if confirmed == 2 && !subscribed {
 					subscribed = true
+					r.permanent.Store(0)
 					r.send(event{kind: evSubscribed})
 				}
 			}
 		case redis.Pong:
 		case error:
+			if !subscribed {
+				v = dialHint(v) // the connection's first answer
+			}
 			if r.ctx.Err() == nil {
 				r.noteRedisError("receive", v)
 			}
@@ -3106,7 +3341,7 @@ func (r *run) dial() (redis.Conn, error) {
 			redis.DialReadTimeout(e.cfg.PeerTimeout),
 			redis.DialWriteTimeout(e.cfg.PeerTimeout))
 	}
-	return c, handshakeHint(err)
+	return c, dialHint(err)
 }
 
 // checkDB checks that a connection from Config.Dial is on Config.DB. Pub/sub
@@ -3146,26 +3381,87 @@ func (r *run) checkDB(c redis.Conn) error {
 	return nil
 }
 
-// handshakeHint explains an EOF on a fresh connection: a bare "EOF" is what
-// a plaintext client gets from a TLS-only port, which says nothing.
+// handshakeHint explains errors that say little: a bare "EOF" on a fresh
+// connection is what a plaintext client gets from a TLS-only port, and
+// redigo's "unexpected response line" what it gets from, say, an HTTP port.
 func handshakeHint(err error) error {
-	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-		return fmt.Errorf("%w (the server closed a new connection: a TLS port dialled without TLS, or not Redis?)", err)
+	switch {
+	case err == nil || errors.Is(err, errNotRedis) || errors.Is(err, errClosedAtOnce):
+		return err
+	case strings.Contains(err.Error(), "unexpected response line"):
+		return fmt.Errorf("%w (%v)", errNotRedis, err)
 	}
 	return err
 }
 
-// noteRedisError logs a Redis failure and keeps it for Status.
+// dialHint is handshakeHint for a fresh connection, where EOF means the
+// server closed it at once.
+func dialHint(err error) error {
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return fmt.Errorf("%w (%v)", errClosedAtOnce, err)
+	}
+	return handshakeHint(err)
+}
+
+// noteRedisError logs a Redis failure and keeps it for Status. After
+// maxPermanent failures in a row that retrying cannot mend (see permanent),
+// with no subscription in between, it ends Run with the last one: a
+// misconfigured deployment fails where it is started, rather than look
+// alive and never lead.
 func (r *run) noteRedisError(op string, err error) {
 	e := r.e
 	if r.ctx.Err() != nil {
 		return
 	}
+	err = handshakeHint(err)
 	r.logf(slog.LevelWarn, "redis error", "op", op, "err", err)
 	e.mu.Lock()
 	e.c.redisError(op, err)
 	e.mu.Unlock()
+	if permanent(err) {
+		if n := r.permanent.Add(1); n >= maxPermanent {
+			r.abort(fmt.Errorf("leader: giving up after %d failures that retrying cannot mend: %s: %w", n, op, err))
+		}
+	}
 }
+
+// maxPermanent is how many permanent failures in a row end Run: more than
+// one, since a server being reconfigured (an ACL reload, a restart into TLS)
+// can fail a dial or two, and with the capped backoff it is about a second.
+const maxPermanent = 5
+
+// permanent reports whether err is one that retrying cannot mend: a wrong
+// password or user (WRONGPASS, NOAUTH), a missing permission (NOPERM), a
+// server that does not speak Redis's protocol, TLS on one side only, or a
+// certificate that does not verify.
+func permanent(err error) bool {
+	var re redis.Error
+	if errors.As(err, &re) {
+		for _, p := range []string{"WRONGPASS", "NOAUTH", "NOPERM", "ERR AUTH <password> called without", "ERR Client sent AUTH, but no password is set", "ERR invalid password"} {
+			if strings.HasPrefix(string(re), p) {
+				return true
+			}
+		}
+		return false
+	}
+	var rh tls.RecordHeaderError
+	var ua x509.UnknownAuthorityError
+	var he x509.HostnameError
+	var ci x509.CertificateInvalidError
+	switch {
+	case errors.As(err, &rh), errors.As(err, &ua), errors.As(err, &he), errors.As(err, &ci):
+		return true
+	case errors.Is(err, errNotRedis), errors.Is(err, errClosedAtOnce):
+		return true
+	}
+	return false
+}
+
+// Why a fresh connection failed, where the bare error says nothing.
+var (
+	errNotRedis     = errors.New("the server does not speak Redis's protocol (RESP): is this the Redis port?")
+	errClosedAtOnce = errors.New("the server closed a new connection: a TLS port dialled without TLS, or not Redis?")
+)
 
 // backoff is capped exponential backoff with full jitter.
 type backoff struct {

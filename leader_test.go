@@ -66,6 +66,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"flag"
@@ -76,6 +77,7 @@ import (
 	"math/big"
 	mrand "math/rand/v2"
 	"net"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -493,6 +495,24 @@ type node struct {
 	stopped bool       // stop was called (test goroutine only)
 	runErr  error
 	rogue   bool // not watched by the monitor
+	gaveUp  bool // Run returned an error the test expected (see waitGaveUp)
+}
+
+// waitGaveUp waits until n's Run returns by itself, on a permanent failure,
+// and returns its error; the cluster's cleanup then expects that error.
+func (n *node) waitGaveUp() error {
+	n.c.t.Helper()
+	var err error
+	if !poll(waitLong, func() bool {
+		var ok bool
+		err, ok = n.exited()
+		return ok
+	}) {
+		n.c.t.Fatalf("%s: Run did not give up within %v (last error %q)", n.id, waitLong, n.e.Status().LastRedisError)
+	}
+	require.Error(n.c.t, err, "%s: Run returned nil by itself", n.id)
+	n.gaveUp = true
+	return err
 }
 
 // newCluster starts a Redis and returns an empty cluster on it. Its cleanup
@@ -641,7 +661,7 @@ func (c *cluster) shutdown() {
 	}
 	for _, n := range nodes {
 		err := n.stop()
-		if err != nil && !errors.Is(err, context.Canceled) {
+		if err != nil && !errors.Is(err, context.Canceled) && !n.gaveUp {
 			t.Errorf("node %s: Run returned %v; want nil or context.Canceled after its context was cancelled", n.id, err)
 		}
 	}
@@ -1080,8 +1100,11 @@ func (m *monitor) wrap(n *node, cfg *Config) {
 		l.end, l.ended = end, true
 		m.mu.Unlock()
 	}
-	cfg.OnStoppedLeading = func() {
+	cfg.OnStoppedLeading = func(cause error) {
 		now := time.Now()
+		if !slices.Contains(stopCauses[:], cause) {
+			m.record(fmt.Sprintf("%s: OnStoppedLeading(%v): not one of the documented causes", n.id, cause))
+		}
 		m.mu.Lock()
 		var l *leading
 		for _, x := range m.leads {
@@ -1098,7 +1121,7 @@ func (m *monitor) wrap(n *node, cfg *Config) {
 		m.mu.Unlock()
 		m.lockCheck(n, "OnStoppedLeading")
 		if stopped != nil {
-			stopped()
+			stopped(cause)
 		}
 	}
 	cfg.OnNewLeader = func(id string, term uint64) {
@@ -1514,7 +1537,7 @@ func TestLostRedisLeaderStepsDownFirst(t *testing.T) {
 			var stoppedAt sync.Map
 			nodes := c.startN(3, "n", func(cfg *Config) {
 				id := cfg.ID
-				cfg.OnStoppedLeading = func() { stoppedAt.Store(id, time.Now()) }
+				cfg.OnStoppedLeading = func(error) { stoppedAt.Store(id, time.Now()) }
 			})
 			old, oldTerm := c.waitLeader(nodes...)
 			cut := tc.cut(old.proxy)
@@ -1935,7 +1958,7 @@ func TestCallbacksNotUnderLock(t *testing.T) {
 			}
 			<-ctx.Done()
 		}
-		cfg.OnStoppedLeading = func() { count("OnStoppedLeading") }
+		cfg.OnStoppedLeading = func(error) { count("OnStoppedLeading") }
 		cfg.OnNewLeader = func(string, uint64) { count("OnNewLeader") }
 	}
 	nodes = []*node{c.start("n0", mod), c.start("n1", mod), c.start("n2", mod)}
@@ -1972,7 +1995,7 @@ func TestSlowCallbacksDoNotDelayHeartbeats(t *testing.T) {
 	}
 	nodes := c.startN(3, "n", func(cfg *Config) {
 		cfg.OnNewLeader = func(string, uint64) { block() }
-		cfg.OnStoppedLeading = block
+		cfg.OnStoppedLeading = func(error) { block() }
 	})
 	released := false
 	defer func() {
@@ -2713,22 +2736,26 @@ func ignoreCanceled(err error) error {
 }
 
 // TestNonRedisServerNeverLeads points nodes at servers that are not Redis:
-// one that answers garbage and hangs up, one that accepts and says nothing.
-// The node never leads, reports the error, retries with backoff (not in a
-// hot loop), and Run returns promptly on cancel.
+// one that answers garbage (an HTTP port) and hangs up, one that accepts and
+// says nothing. The node never leads, reports the error, and retries with
+// backoff (not in a hot loop). The HTTP port is a mistake that retrying
+// cannot mend: Run gives up after a few tries and returns an error that
+// says what it likely is. The silent server may be a stuck Redis: the node
+// keeps trying, and Run returns promptly on cancel.
 func TestNonRedisServerNeverLeads(t *testing.T) {
 	for _, tc := range []struct {
-		name  string
-		serve func(net.Conn)
+		name   string
+		serve  func(net.Conn)
+		gaveUp string // what Run's error says; "" when it must keep trying
 	}{
 		{"garbage", func(c net.Conn) {
 			_, _ = c.Write([]byte("HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n"))
 			c.Close()
-		}},
+		}, "does not speak Redis's protocol"},
 		{"silent", func(c net.Conn) {
 			_, _ = io.Copy(io.Discard, c) // until the client gives up
 			c.Close()
-		}},
+		}, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -2753,6 +2780,18 @@ func TestNonRedisServerNeverLeads(t *testing.T) {
 			}()
 			c := newCluster(t)
 			n := c.start("n", func(cfg *Config) { cfg.Addr = ln.Addr().String() })
+			if tc.gaveUp != "" {
+				err := n.waitGaveUp()
+				assert.Contains(t, err.Error(), tc.gaveUp)
+				assert.Empty(t, c.mon.activeSpans(n), "led without Redis")
+				ln.Close()
+				wg.Wait()
+				mu.Lock()
+				defer mu.Unlock()
+				t.Logf("Run returned after %d connections: %v", accepted, err)
+				assert.GreaterOrEqual(t, accepted, 2, "the node should try more than once")
+				return
+			}
 			const watch = 1500 * time.Millisecond
 			c.holdFor(watch, "not Redis", func() error {
 				if n.e.IsLeader() {
@@ -2798,14 +2837,11 @@ func TestPasswordRedisThroughDial(t *testing.T) {
 	nodes := []*node{c.start("n0", dial("s3cret", &good, &mu)), c.start("n1", dial("s3cret", &good, &mu))}
 	wrong := c.start("wrong", dial("nope", &bad, &mu))
 	c.waitLeader(nodes...)
-	require.True(t, poll(waitLong, func() bool { return wrong.e.Status().LastRedisError != "" }))
-	c.holdFor(calm, "wrong password", func() error {
-		if wrong.e.IsLeader() {
-			return errors.New("node with the wrong password leads")
-		}
-		return nil
-	})
-	t.Logf("wrong password: %q", wrong.e.Status().LastRedisError)
+	// A wrong password is not mended by retrying: Run gives up and says so.
+	err := wrong.waitGaveUp()
+	assert.Contains(t, err.Error(), "WRONGPASS")
+	assert.Empty(t, c.mon.activeSpans(wrong), "the node with the wrong password led")
+	t.Logf("wrong password: Run returned %v", err)
 	assert.NotContains(t, nodes[0].e.Status().LivePeers, "wrong")
 	mu.Lock()
 	defer mu.Unlock()
@@ -2863,14 +2899,16 @@ func TestTLSAndACLUser(t *testing.T) {
 	ldr.proxy.Heal()
 	c.waitStable(calm, nodes...)
 
+	// Neither mistake is mended by retrying: Run gives up, and says why.
 	for _, n := range []*node{plain, wrong} {
+		err := n.waitGaveUp()
 		s := n.e.Status()
 		assert.NotEmpty(t, s.LastRedisError, "%s: no Redis error reported", n.id)
 		assert.Zero(t, s.Term, "%s: took part in an election", n.id)
-		t.Logf("%s: %q", n.id, s.LastRedisError)
+		t.Logf("%s: Run returned %v", n.id, err)
 	}
-	assert.Contains(t, wrong.e.Status().LastRedisError, "WRONGPASS")
-	assert.Contains(t, plain.e.Status().LastRedisError, "TLS")
+	assert.Contains(t, wrong.runErr.Error(), "WRONGPASS")
+	assert.Contains(t, plain.runErr.Error(), "TLS")
 
 	admin, err := redis.Dial("tcp", r.Addr, redis.DialUsername("admin"), redis.DialPassword("adminpw"))
 	require.NoError(t, err)
@@ -6179,4 +6217,155 @@ func TestDuplicateIDWarnsBothSides(t *testing.T) {
 	assert.True(t, ok, "the running process warned: %v; the new one warned: %v",
 		warned(logs[f].String(), "uses this node's ID"), warned(dupLog.String(), "uses this node's ID"))
 	require.NoError(t, dup.stop())
+}
+
+// ---------------------------------------------------------------------------
+// Operators: what a failover looks like from outside.
+
+// TestFailoverIsExplained runs three nodes through a handover, a leader cut
+// off from Redis and a shutdown, and checks what an operator sees: every
+// leadership ends with a documented cause (context.Cause and
+// OnStoppedLeading), the followers report the loss of their leader
+// (OnNewLeader with "") and log at INFO why and whom they follow next,
+// Status counts the step-downs by cause and the time without a leader,
+// Ready and Handler agree with the roles, and the job reaches its Elector
+// through FromContext.
+func TestFailoverIsExplained(t *testing.T) {
+	c := newCluster(t)
+	var mu sync.Mutex
+	causes := map[string][]error{} // node → the causes its leaderships ended with
+	stops := map[string][]error{}  // node → what OnStoppedLeading got
+	var fromCtx atomic.Int64       // leaderships whose FromContext was their Elector
+	logs := map[string]*lockedBuffer{}
+	var nodes []*node
+	for i := range 3 {
+		id := "n" + strconv.Itoa(i)
+		logs[id] = &lockedBuffer{}
+		nodes = append(nodes, c.start(id, func(cfg *Config) {
+			logsTo(c, logs[id])(cfg)
+			cfg.OnStartedLeading = func(ctx context.Context, term uint64) {
+				if e := FromContext(ctx); e != nil && e.ID() == id && e.IsLeader() {
+					fromCtx.Add(1)
+				}
+				<-ctx.Done()
+				mu.Lock()
+				causes[id] = append(causes[id], context.Cause(ctx))
+				mu.Unlock()
+			}
+			cfg.OnStoppedLeading = func(cause error) {
+				mu.Lock()
+				stops[id] = append(stops[id], cause)
+				mu.Unlock()
+			}
+		}))
+	}
+	ended := func(id string, want error) {
+		t.Helper()
+		ok := poll(waitLong, func() bool {
+			mu.Lock()
+			defer mu.Unlock()
+			cs, ss := causes[id], stops[id]
+			return len(cs) > 0 && len(ss) == len(cs) && cs[len(cs)-1] == want && ss[len(ss)-1] == want
+		})
+		mu.Lock()
+		defer mu.Unlock()
+		assert.True(t, ok, "%s: leaderships ended with %v, OnStoppedLeading got %v; want the last to be %v", id, causes[id], stops[id], want)
+	}
+	noLeaderSeen := func(n *node, after int) bool {
+		for _, x := range c.mon.newLeaders(n)[after:] {
+			if x.id == "" {
+				return true
+			}
+		}
+		return false
+	}
+	ready := func(n *node) (int, string) {
+		rec := httptest.NewRecorder()
+		n.e.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/healthz", nil))
+		return rec.Code, rec.Body.String()
+	}
+
+	ldr, _ := c.waitLeader(nodes...)
+	for _, n := range nodes {
+		require.True(t, poll(waitLong, func() bool { return n.e.Ready() == nil }), "%s: not ready in a healthy group: %v", n.id, n.e.Ready())
+		code, body := ready(n)
+		assert.Equal(t, 200, code, body)
+		var st Status
+		require.NoError(t, json.Unmarshal([]byte(body), &st), body)
+		assert.Equal(t, n.e.Status().State, st.State)
+		assert.Contains(t, body, `"State":"`+n.e.Status().State.String()+`"`)
+	}
+
+	// A handover.
+	marks := map[*node]int{}
+	for _, n := range nodes {
+		marks[n] = len(c.mon.newLeaders(n))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), waitLong)
+	defer cancel()
+	require.NoError(t, ldr.e.Resign(ctx))
+	ended(ldr.id, ErrHandedOver)
+	next, _ := c.waitLeader(nodes...)
+	require.NotEqual(t, ldr, next)
+	for _, n := range without(nodes, ldr, next) {
+		assert.True(t, noLeaderSeen(n, marks[n]), "%s: OnNewLeader never said there was no leader after the handover", n.id)
+		assert.True(t, poll(waitLong, func() bool {
+			return logged(logs[n.id].String(), "INFO", "lost the leader", "leader="+ldr.id, "handed over to")
+		}), "%s did not log the loss of its leader at INFO:\n%s", n.id, logs[n.id].String())
+		assert.True(t, logged(logs[n.id].String(), "INFO", "following", "leader="+next.id), "%s did not log whom it follows", n.id)
+	}
+	assert.Equal(t, uint64(1), ldr.e.Status().HandOvers)
+
+	// A leader cut off from Redis: its lease lapses.
+	for _, n := range nodes {
+		marks[n] = len(c.mon.newLeaders(n))
+	}
+	next.proxy.Cut()
+	ended(next.id, ErrLeaseLost)
+	rest := without(nodes, next)
+	third, _ := c.waitLeader(rest...)
+	for _, n := range without(rest, third) {
+		assert.True(t, noLeaderSeen(n, marks[n]), "%s: OnNewLeader never said there was no leader after the cut", n.id)
+		assert.True(t, logged(logs[n.id].String(), "INFO", "lost the leader", "leader="+next.id), "%s did not log the loss of %s", n.id, next.id)
+		assert.Positive(t, n.e.Status().LastLeaderless, "%s: no time without a leader measured", n.id)
+	}
+	assert.Error(t, next.e.Ready(), "a node cut off from Redis is ready")
+	code, body := ready(next)
+	assert.Equal(t, 503, code, body)
+	assert.Contains(t, body, `"error":`)
+	assert.Equal(t, uint64(1), next.e.Status().LeasesLost)
+	next.proxy.Heal()
+	c.waitLeader(nodes...)
+
+	// A shutdown of the leader.
+	ldr3, _ := c.waitLeader(nodes...)
+	require.NoError(t, ignoreCanceled(ldr3.stop()))
+	ended(ldr3.id, ErrShutdown)
+	assert.Equal(t, uint64(1), ldr3.e.Status().Shutdowns)
+	assert.ErrorIs(t, ldr3.e.Ready(), ErrNotRunning)
+
+	mu.Lock()
+	n := 0
+	for _, cs := range causes {
+		n += len(cs)
+	}
+	mu.Unlock()
+	assert.Equal(t, int64(n), fromCtx.Load(), "FromContext did not return the leading Elector in every leadership")
+}
+
+// logged reports whether a line of log at level contains every one of words.
+func logged(log, level string, words ...string) bool {
+	for _, line := range strings.Split(log, "\n") {
+		if !strings.Contains(line, "level="+level) {
+			continue
+		}
+		ok := true
+		for _, w := range words {
+			ok = ok && strings.Contains(line, w)
+		}
+		if ok {
+			return true
+		}
+	}
+	return false
 }

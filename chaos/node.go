@@ -270,7 +270,7 @@ func nodeMain(args []string) int {
 			}
 			out.emit(Event{Ev: evCbDone, Term: term, Seq: n})
 		},
-		OnStoppedLeading: func() { out.emit(Event{Ev: evStop}) },
+		OnStoppedLeading: func(cause error) { out.emit(Event{Ev: evStop, Msg: cause.Error()}) },
 		OnNewLeader: func(l string, term uint64) {
 			out.emit(Event{Ev: evNew, Leader: l, LTerm: term})
 		},
