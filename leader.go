@@ -124,6 +124,8 @@ const (
 	// beyond that, messages are dropped and counted rather than blocking the
 	// subscriber (which would make Redis disconnect it).
 	inboxSize = 1024
+	// maxPriority bounds Config.Priority.
+	maxPriority = 1000
 	// maxBackoff caps the reconnect backoff.
 	maxBackoff = 2 * time.Second
 )
@@ -182,6 +184,15 @@ type Config struct {
 	// nodes from splitting the vote. Default 150ms.
 	ElectionJitter time.Duration
 
+	// Scale multiplies every timing above (HeartbeatInterval, LeaseTimeout,
+	// PeerTimeout, ElectionJitter; the defaults or what is set) by one
+	// factor, so their ratios, and so the safety margins, stay as they are.
+	// 0 means 1. On a loaded host or a container with a CPU limit, where
+	// the defaults (100ms/300ms/500ms) see pauses that cost a failover,
+	// Scale 5 gives 500ms/1.5s/2.5s/750ms: a failover then takes about 5
+	// times as long, and a pause of under about 2s costs none.
+	Scale float64
+
 	// ClusterSize selects the quorum. 0 (dynamic mode): a majority of the live
 	// nodes this node sees; a lone node elects itself. >0 (strict mode): a
 	// majority of ClusterSize, whatever is live, so a minority never leads.
@@ -189,6 +200,21 @@ type Config struct {
 
 	// Observer nodes vote and ack but never stand for election.
 	Observer bool
+
+	// Priority makes a node preferred as leader: a leader that has heard a
+	// node of higher Priority without a break for PriorityAfter (and has
+	// its acks) hands leadership over to it, as TransferTo does, with no
+	// lease to wait out and one new term. It never disrupts otherwise: the
+	// election itself ignores Priority, nodes of equal Priority never hand
+	// over, and a handover that did not take is not tried again with that
+	// node for PriorityAfter. Default 0; must be at most 1000.
+	Priority int
+
+	// PriorityAfter is how long a node of higher Priority must have been
+	// heard without a break before the leader hands over to it: a node
+	// that flaps must not pull leadership back and forth. Default 10
+	// PeerTimeouts (5s).
+	PriorityAfter time.Duration
 
 	// Secret, when set, makes every message HMAC-SHA256 signed, over the
 	// message and the channel it is published on (so the group and the DB):
@@ -297,6 +323,14 @@ func (cfg Config) withDefaults() Config {
 	if cfg.ElectionJitter == 0 {
 		cfg.ElectionJitter = defaultElectionJitter
 	}
+	if cfg.Scale > 0 && cfg.Scale != 1 {
+		for _, d := range []*time.Duration{&cfg.HeartbeatInterval, &cfg.LeaseTimeout, &cfg.PeerTimeout, &cfg.ElectionJitter} {
+			*d = time.Duration(float64(*d) * cfg.Scale)
+		}
+	}
+	if cfg.PriorityAfter == 0 {
+		cfg.PriorityAfter = 10 * cfg.PeerTimeout
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -338,6 +372,15 @@ func (cfg Config) validate() error {
 	}
 	if cfg.DB < 0 {
 		bad("DB (%d) must not be negative", cfg.DB)
+	}
+	if !(cfg.Scale == 0 || cfg.Scale >= 0.1 && cfg.Scale <= 1000) {
+		bad("Scale (%v) must be 0 (for 1) or between 0.1 and 1000", cfg.Scale)
+	}
+	if cfg.Priority < 0 || cfg.Priority > maxPriority {
+		bad("Priority (%d) must be between 0 and %d", cfg.Priority, maxPriority)
+	}
+	if cfg.PriorityAfter < 0 {
+		bad("PriorityAfter (%v) must not be negative: use 0 for the default", cfg.PriorityAfter)
 	}
 	switch {
 	case len(cfg.PreviousSecret) > 0 && len(cfg.Secret) == 0:
@@ -856,7 +899,9 @@ type output struct {
 // peer is what a node knows of another node.
 type peer struct {
 	heard    time.Time // last valid message, on our clock
+	since    time.Time // start of the streak of messages with no gap of PeerTimeout
 	observer bool
+	prio     int    // its Priority
 	acked    uint64 // highest seq of our current leadership it acked
 }
 
@@ -874,25 +919,27 @@ type state struct {
 	peers        map[string]*peer
 	selfEcho     time.Time // last time one of our own messages came back
 	subscribed   bool
-	joinUntil    time.Time // listening after a (re)subscription: no voting or standing before (rule 8)
-	startUntil   time.Time // the end of the first listening after Run began
-	voteFloor    uint64    // the highest term seen before startUntil: no vote in it or below
-	stallUntil   time.Time // listening after a stall of this process: no standing before (rule 9)
-	lastTick     time.Time // when tick last ran, to notice stalls
-	size         int       // live nodes; decreases only after a PeerTimeout of listening (rule 10)
-	lastSent     time.Time // last message on the group channel
-	knownLive    int       // live nodes as the leader last counted them
-	knownLiveAt  time.Time // when; the count is a quorum floor for PeerTimeout
-	leaderChan   string    // the leader's own channel, where acks go
-	leaderChanOf string    // the leader leaderChan belongs to
-	electionAt   time.Time // when to campaign; zero when not scheduled
-	goneLeader   string    // the leader Redis says is gone (rule 12)
-	heir         string    // a leader: the follower it names in its heartbeats; a follower: the one its leader named
-	endedBy      string    // the leader of the newest leadership known to have ended (it resigned)
-	endedTerm    uint64    // its term: heartbeats of that leader in that term are copies
-	preGrantFor  string    // the candidate of the last pre-vote granted, with its proposed term:
-	preGrantTerm uint64    // that grant postponed this node's campaign once
-	numsubAt     time.Time // last NUMSUB query, to rate-limit them
+	joinUntil    time.Time     // listening after a (re)subscription: no voting or standing before (rule 8)
+	startUntil   time.Time     // the end of the first listening after Run began
+	voteFloor    uint64        // the highest term seen before startUntil: no vote in it or below
+	stallUntil   time.Time     // listening after a stall of this process: no standing before (rule 9)
+	lastTick     time.Time     // when tick last ran, to notice stalls
+	size         int           // live nodes; decreases only after a PeerTimeout of listening (rule 10)
+	lastSent     time.Time     // last message on the group channel
+	knownLive    int           // live nodes as the leader last counted them
+	knownLiveAt  time.Time     // when; the count is a quorum floor for PeerTimeout
+	leaderChan   string        // the leader's own channel, where acks go
+	leaderChanOf string        // the leader leaderChan belongs to
+	electionAt   time.Time     // when to campaign; zero when not scheduled
+	goneLeader   string        // the leader Redis says is gone (rule 12)
+	heir         string        // a leader: the follower it names in its heartbeats; a follower: the one its leader named
+	endedBy      string        // the leader of the newest leadership known to have ended (it resigned)
+	endedTerm    uint64        // its term: heartbeats of that leader in that term are copies
+	preGrantFor  string        // the candidate of the last pre-vote granted, with its proposed term:
+	preGrantTerm uint64        // that grant postponed this node's campaign once
+	prioNext     time.Time     // no handover for Priority before
+	prioWait     time.Duration // the wait after the last such handover; doubles until a preferred node leads
+	numsubAt     time.Time     // last NUMSUB query, to rate-limit them
 	numsubBusy   bool
 	redisSize    int       // dynamic mode: subscribers of the group's channel, as Redis last counted them
 	redisSizeAt  time.Time // when; the count is a floor of the group size for a PeerTimeout
@@ -1165,6 +1212,40 @@ func (c *core) resign(to string, now time.Time) {
 	c.stopLeading(s.round, cause)
 }
 
+// preferred hands leadership over to a peer of higher Priority that has
+// been heard without a break for PriorityAfter and acks this leadership,
+// and reports whether it began the handover. The best such peer (highest
+// Priority, then lowest ID) goes first. A handover can fail (a voter that
+// has not yet heard the resign refuses the successor), so a leader that
+// tried one waits before it tries again, twice as long after each try
+// until it sees a preferred node lead: a node that cannot win must not
+// cost the group a term every PriorityAfter.
+func (c *core) preferred(now time.Time) bool {
+	s := &c.st
+	if now.Sub(s.electedAt) < c.cfg.PeerTimeout || now.Before(s.prioNext) {
+		return false // settle first: the election's own traffic is still going
+	}
+	best, bp := "", -1
+	for id, p := range s.peers {
+		switch {
+		case p.observer || p.prio <= c.cfg.Priority:
+		case p.prio < bp || p.prio == bp && id > best:
+		case now.Sub(p.heard) >= c.cfg.PeerTimeout || now.Sub(p.since) < c.cfg.PriorityAfter:
+		case p.acked == 0 || p.acked+1 < s.seq: // it must be acking this leadership now
+		default:
+			best, bp = id, p.prio
+		}
+	}
+	if best == "" {
+		return false
+	}
+	s.prioWait = min(max(2*s.prioWait, c.cfg.PriorityAfter), 32*c.cfg.PriorityAfter)
+	s.prioNext = now.Add(s.prioWait)
+	c.logf(slog.LevelInfo, "handing over to a node of higher priority", "term", s.term, "to", best, "priority", bp)
+	c.resign(best, now)
+	return true
+}
+
 // pickSuccessor returns the live peer that can stand and acked most
 // recently, or "" if there is none.
 func (c *core) pickSuccessor(now time.Time) string {
@@ -1288,8 +1369,12 @@ func (c *core) onMessage(m *message, now time.Time) {
 		p = &peer{}
 		s.peers[m.From] = p
 	}
+	if p.since.IsZero() || now.Sub(p.heard) >= c.cfg.PeerTimeout {
+		p.since = now
+	}
 	p.heard = now
 	p.observer = m.Flags&flagObserver != 0
+	p.prio = int(min(m.Prio, maxPriority))
 
 	switch m.Type {
 	case msgHeartbeat:
@@ -1401,6 +1486,9 @@ func (c *core) onLeaderHeartbeat(m *message, now time.Time) {
 		s.leader, s.leaderTerm = m.From, m.Term
 	}
 	c.reportLeader(now, m.From, m.Term, "")
+	if m.Prio > uint64(c.cfg.Priority) {
+		s.prioWait = 0 // a handover for Priority took, or was not needed
+	}
 	s.leaderInc, s.leaderSeq, s.heardLead, s.heir = m.Inc, m.Seq, now, m.To
 	s.knownLive, s.knownLiveAt = int(min(m.Live, maxPeers+1)), now
 	s.electionAt, s.goneLeader, s.failed = time.Time{}, "", 0
@@ -1924,6 +2012,9 @@ func (c *core) due(now time.Time) {
 				return
 			}
 		}
+		if s.active && c.preferred(now) {
+			return
+		}
 		if now.Sub(s.lastSent) >= c.cfg.HeartbeatInterval {
 			c.sendHeartbeat(now)
 		}
@@ -2067,7 +2158,7 @@ func (c *core) publishNotify(m message, now time.Time) {
 
 // publishTo queues m for one channel.
 func (c *core) publishTo(channel string, m message) {
-	m.From, m.Inc = c.cfg.ID, c.inc
+	m.From, m.Inc, m.Prio = c.cfg.ID, c.inc, uint64(c.cfg.Priority)
 	if c.cfg.Observer {
 		m.Flags |= flagObserver
 	}
@@ -2109,7 +2200,7 @@ func grantFlag(granted bool) uint8 {
 // ---------------------------------------------------------------------------
 
 // A message is, in order: magic byte, version, type, flags, then uvarints
-// term, seq, ago, live and stamp, then the sender's incarnation (8 bytes
+// term, seq, ago, live, stamp and priority, then the sender's incarnation (8 bytes
 // little-endian), then from and to as uvarint-length-prefixed strings, and,
 // when the group has a Secret, one HMAC-SHA256 per signing key (two during
 // a rotation). Binary, so decoding one allocates only the two strings.
@@ -2175,6 +2266,7 @@ type message struct {
 	Ago   uint64 // vote: microseconds since the voter heard a leader
 	Live  uint64 // leader heartbeat: live nodes the leader counts, itself included
 	Stamp uint64 // the sender's clock, µs since its Elector was created; set by the shell
+	Prio  uint64 // the sender's Priority
 	Inc   uint64
 	From  string
 	To    string
@@ -2256,6 +2348,7 @@ func appendMessage(b []byte, channel string, m *message, sg *signer) []byte {
 	b = binary.AppendUvarint(b, m.Ago)
 	b = binary.AppendUvarint(b, m.Live)
 	b = binary.AppendUvarint(b, m.Stamp)
+	b = binary.AppendUvarint(b, m.Prio)
 	b = binary.LittleEndian.AppendUint64(b, m.Inc)
 	b = binary.AppendUvarint(b, uint64(len(m.From)))
 	b = append(b, m.From...)
@@ -2337,6 +2430,7 @@ func (rd *reader) decode(channel string, b []byte, m *message) error {
 	m.Ago = d.uvarint()
 	m.Live = d.uvarint()
 	m.Stamp = d.uvarint()
+	m.Prio = d.uvarint()
 	m.Inc = d.uint64()
 	m.From = d.str()
 	m.To = d.str()

@@ -74,6 +74,7 @@ import (
 	"io"
 	"log"
 	"log/slog"
+	"math"
 	"math/big"
 	mrand "math/rand/v2"
 	"net"
@@ -1249,6 +1250,15 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		{"Group too long", Config{Group: long}, []string{"Group"}},
 		{"Addr without a port", Config{Addr: "localhost"}, []string{"Addr"}},
 		{"two bad fields", Config{HeartbeatInterval: -1, ClusterSize: -3}, []string{"HeartbeatInterval", "ClusterSize"}},
+		{"negative DB", Config{DB: -1}, []string{"DB"}},
+		{"PreviousSecret without Secret", Config{PreviousSecret: []byte("old")}, []string{"PreviousSecret", "Secret"}},
+		{"PreviousSecret equal to Secret", Config{Secret: []byte("k"), PreviousSecret: []byte("k")}, []string{"PreviousSecret"}},
+		{"negative Priority", Config{Priority: -1}, []string{"Priority"}},
+		{"Priority too high", Config{Priority: 1001}, []string{"Priority", "1000"}},
+		{"negative PriorityAfter", Config{PriorityAfter: -time.Second}, []string{"PriorityAfter"}},
+		{"negative Scale", Config{Scale: -1}, []string{"Scale"}},
+		{"tiny Scale", Config{Scale: 0.01}, []string{"Scale", "0.1"}},
+		{"NaN Scale", Config{Scale: math.NaN()}, []string{"Scale"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -1263,6 +1273,19 @@ func TestNewRejectsBadConfig(t *testing.T) {
 			t.Logf("%s", msg)
 		})
 	}
+}
+
+// TestScaleScalesEveryTiming: Scale multiplies the four timings, defaults
+// or set, and what derives from them, and keeps New's checks true.
+func TestScaleScalesEveryTiming(t *testing.T) {
+	e, err := New(Config{Scale: 5})
+	require.NoError(t, err)
+	assert.Equal(t, []time.Duration{500 * time.Millisecond, 1500 * time.Millisecond, 2500 * time.Millisecond, 750 * time.Millisecond, 25 * time.Second},
+		[]time.Duration{e.cfg.HeartbeatInterval, e.cfg.LeaseTimeout, e.cfg.PeerTimeout, e.cfg.ElectionJitter, e.cfg.PriorityAfter})
+	e, err = New(Config{Scale: 2, HeartbeatInterval: 50 * time.Millisecond, LeaseTimeout: 200 * time.Millisecond, PeerTimeout: time.Second})
+	require.NoError(t, err)
+	assert.Equal(t, []time.Duration{100 * time.Millisecond, 400 * time.Millisecond, 2 * time.Second, 300 * time.Millisecond},
+		[]time.Duration{e.cfg.HeartbeatInterval, e.cfg.LeaseTimeout, e.cfg.PeerTimeout, e.cfg.ElectionJitter})
 }
 
 // TestPublishErrorsAreCounted: a PUBLISH that Redis answers with an error
@@ -4566,6 +4589,7 @@ type simParams struct {
 	weights    [simFaultKinds]float64
 	outBuf     int     // Redis's output-buffer limit, in messages
 	evalFail   float64 // chance a term script fails while term faults are on
+	prios      []int   // Config.Priority of each slot; nil: all 0
 }
 
 // The kinds of faults.
@@ -4812,6 +4836,15 @@ func (s *sim) drawParams() simParams {
 	late := mrand.New(mrand.NewPCG(s.seed, 0x5e91a7))
 	if late.IntN(3) > 0 {
 		p.weights[fReplay] = late.Float64()
+	}
+	if late.IntN(3) == 0 {
+		// Preferred leaders: handovers to the node of the highest
+		// Priority, once it has been heard long enough, faults or not.
+		p.prios = make([]int, p.n)
+		for i := range p.prios {
+			p.prios[i] = late.IntN(3)
+		}
+		p.cfg.PriorityAfter = time.Duration(1+late.IntN(3)) * p.cfg.PeerTimeout
 	}
 	return p
 }
@@ -5216,6 +5249,9 @@ func (n *simNode) start() {
 	n.gen++
 	cfg := s.p.cfg
 	cfg.ID = n.id
+	if s.p.prios != nil {
+		cfg.Priority = s.p.prios[n.slot]
+	}
 	n.inc = s.rnd.Uint64() | 1
 	n.c = &core{}
 	n.c.init(cfg, n.inc, mrand.New(mrand.NewPCG(s.rnd.Uint64(), s.rnd.Uint64())))
@@ -6368,4 +6404,38 @@ func logged(log, level string, words ...string) bool {
 		}
 	}
 	return false
+}
+
+// TestPriorityLeaderReturns: the node of higher Priority takes leadership
+// by a handover once it has been heard for PriorityAfter, and after it is
+// restarted, leadership comes back to it once, by a handover (no lease
+// lapses, one new term per move), and then stays.
+func TestPriorityLeaderReturns(t *testing.T) {
+	c := newCluster(t)
+	const after = 4 * testPeer
+	prio := func(p int) func(*Config) {
+		return func(cfg *Config) { cfg.Priority, cfg.PriorityAfter, cfg.ClusterSize = p, after, 3 }
+	}
+	pref := c.start("pref", prio(5))
+	others := []*node{c.start("n1", prio(0)), c.start("n2", prio(0))}
+	nodes := append([]*node{pref}, others...)
+	ok := poll(waitLong, func() bool { l, _ := agreedLeader(nodes); return l == pref && pref.e.IsLeader() })
+	require.True(t, ok, "the preferred node never led:\n%s", c.dump())
+	_, term := c.waitStable(calm, nodes...)
+
+	require.NoError(t, ignoreCanceled(pref.stop())) // hands over as it stops
+	interim, iterm := c.waitLeader(others...)
+	require.Greater(t, iterm, term)
+	start := time.Now()
+	pref2 := c.start("pref", prio(5))
+	nodes = append([]*node{pref2}, others...)
+	ok = poll(waitLong, func() bool { l, _ := agreedLeader(nodes); return l == pref2 && pref2.e.IsLeader() })
+	require.True(t, ok, "leadership did not come back to the restarted preferred node:\n%s", c.dump())
+	_, back := agreedLeader(nodes)
+	t.Logf("back on %s in term %d, %v after its restart (PriorityAfter %v), from %s (term %d)", pref2.id, back, time.Since(start).Round(time.Millisecond), after, interim.id, iterm)
+	assert.Equal(t, iterm+1, back, "leadership came back through more than one new term")
+	s := interim.e.Status()
+	assert.Equal(t, uint64(1), s.HandOvers, "the interim leader did not hand over exactly once")
+	assert.Zero(t, s.LeasesLost, "a lease lapsed on the way back")
+	c.holdFor(2*after, "once back", stable(pref2, back, nodes...))
 }
