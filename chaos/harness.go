@@ -39,12 +39,13 @@ type Harness struct {
 	tp      *toxiproxy.ApiServer
 	proxies []*toxiproxy.Proxy // index = slot-1
 
-	mu    sync.Mutex  // guards procs, all, cut
-	procs []*nodeProc // current process per slot (index slot-1), nil when none
-	all   []*nodeProc // every process ever started, for Close
-	cut   []bool      // slot has a partition toxic on its link
-	rec   *Recorder   // the current scenario's recorder
-	inc   map[int]int // processes started per slot, for unique IDs
+	mu    sync.Mutex       // guards procs, all, cut
+	procs []*nodeProc      // current process per slot (index slot-1), nil when none
+	all   []*nodeProc      // every process ever started, for Close
+	cut   []bool           // slot has a partition toxic on its link
+	rec   *Recorder        // the current scenario's recorder
+	inc   map[int]int      // processes started per slot, for unique IDs
+	extra map[int][]string // node flags of one slot, after the scenario's (the last of a flag wins)
 
 	stallRec atomic.Pointer[Recorder] // where the harness's own stalls go
 }
@@ -92,7 +93,24 @@ func NewHarness(cfg *Config) (*Harness, error) {
 func (h *Harness) setRecorder(rec *Recorder) {
 	h.rec = rec
 	h.stallRec.Store(rec)
+	h.mu.Lock()
+	h.extra = nil
+	h.mu.Unlock()
 }
+
+// SetSlotArgs gives the next processes of slot extra node flags (a key
+// rotation restarts each node with new keys), until the next scenario.
+func (h *Harness) SetSlotArgs(slot int, args ...string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.extra == nil {
+		h.extra = map[int][]string{}
+	}
+	h.extra[slot] = args
+}
+
+// RedisAddr is the address of redis-server itself, past every proxy.
+func (h *Harness) RedisAddr() string { return h.redis.addr() }
 
 // Close kills every process the harness started and stops the proxies.
 // It is safe to call more than once.
@@ -301,6 +319,9 @@ func (h *Harness) StartNodeID(slot, clusterSize int, id string) (*nodeProc, erro
 		args = append(args, "-stall-every", c.StallEvery.String())
 	}
 	args = append(args, rec.nodeArgs...)
+	h.mu.Lock()
+	args = append(args, h.extra[slot]...)
+	h.mu.Unlock()
 	cmd := exec.Command(h.bin, args...)
 	if c.NodeNice > 0 {
 		// nice(1) execs the node: the same pid, every thread at that niceness.

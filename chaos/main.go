@@ -510,6 +510,9 @@ func runScenario(ctx context.Context, h *Harness, cfg *Config, sc *Scenario, alg
 	rec := newRecorder(lb, algo, cfg.group(algo), cfg.Tick)
 	rec.nodeArgs = sc.NodeArgs
 	h.setRecorder(rec)
+	if sc.Setup != nil {
+		sc.Setup(h, cfg)
+	}
 	sr := &scenarioRun{sc: sc, label: lb, algo: algo, strict: strict, rec: rec, start: mono()}
 	n := cfg.trialsFor(sc)
 	mode := modeName(strict)

@@ -628,10 +628,16 @@ func analyzeTrial(tr *TrialRecord, evs []Event, segs []*Segment, stalls []Stall,
 		}
 		last[e.ID] = e
 	}
-	var stepDowns uint64
-	var underDropped []string
+	var stepDowns, leasesLost, unverified uint64
+	var underDropped, underRefused []string
 	for id, e := range last {
 		f := first[id]
+		leasesLost += e.LeasesLost - min(f.LeasesLost, e.LeasesLost)
+		unverified += e.Unverified - min(f.Unverified, e.Unverified)
+		refused := e.Unverified - min(f.Unverified, e.Unverified) + e.Replays - min(f.Replays, e.Replays)
+		if tr.Refused > 0 && refused < tr.Refused && alive(evs, id, tr.End) {
+			underRefused = append(underRefused, fmt.Sprintf("%s %d", id, refused))
+		}
 		res.Elections += e.Elections - min(f.Elections, e.Elections)
 		res.Received += e.MsgsIn - min(f.MsgsIn, e.MsgsIn)
 		stepDowns += e.StepDowns - min(f.StepDowns, e.StepDowns)
@@ -645,6 +651,19 @@ func analyzeTrial(tr *TrialRecord, evs []Event, segs []*Segment, stalls []Stall,
 	}
 	if tr.NoStepDowns && stepDowns > 0 {
 		res.Failures = append(res.Failures, fmt.Sprintf("%d step-downs (a lease lapsed) where none may happen", stepDowns))
+	}
+	if tr.NoLeaseLost && leasesLost > 0 {
+		res.Failures = append(res.Failures, fmt.Sprintf("%d leases lapsed where none may", leasesLost))
+	}
+	if tr.NoUnverified && unverified > 0 {
+		res.Failures = append(res.Failures, fmt.Sprintf("%d messages could not be verified where every node accepts every key in use", unverified))
+	}
+	if tr.CheckChanges && res.Changes > tr.MaxChanges {
+		res.Failures = append(res.Failures, fmt.Sprintf("%d leader changes; at most %d may happen", res.Changes, tr.MaxChanges))
+	}
+	if len(underRefused) > 0 {
+		slices.Sort(underRefused)
+		res.Failures = append(res.Failures, fmt.Sprintf("nodes that counted fewer than %d unverified or replayed messages: %s", tr.Refused, strings.Join(underRefused, ", ")))
 	}
 	if len(underDropped) > 0 {
 		slices.Sort(underDropped)

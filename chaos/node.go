@@ -85,6 +85,10 @@ type Event struct {
 	MsgsIn      uint64 `json:"min,omitempty"`      // status: valid messages received
 	MsgsOut     uint64 `json:"mout,omitempty"`     // status: messages published
 	Dropped     uint64 `json:"drop,omitempty"`     // status: messages dropped
+	Unverified  uint64 `json:"unv,omitempty"`      // status: messages that could not be verified (another key, another group's copy)
+	Replays     uint64 `json:"repl,omitempty"`     // status: verified messages dropped as repeats or stale
+	LeasesLost  uint64 `json:"lost,omitempty"`     // status: step-downs because the lease lapsed
+	HandOvers   uint64 `json:"hand,omitempty"`     // status: step-downs by a handover
 	Goroutines  int    `json:"gor,omitempty"`      // status: runtime.NumGoroutine() of the node process
 	Msg         string `json:"msg,omitempty"`      // anomaly/exit/proc-exit
 	Scenario    string `json:"scenario,omitempty"` // set in events.jsonl only
@@ -213,6 +217,10 @@ func nodeMain(args []string) int {
 		algo        = fs.String("algo", algoQuasiRaft, "election algorithm")
 		cbLinger    = fs.Duration("cb-linger", 0, "OnStartedLeading returns this long after its context ends (a job winding down)")
 		stallEvery  = fs.Duration("stall-every", 10*time.Millisecond, "period of the stall watch (a stall: a sleep that took over max(60ms, 3x this))")
+		secret      = fs.String("secret", "", "Config.Secret")
+		previous    = fs.String("previous-secret", "", "Config.PreviousSecret (a key rotation)")
+		priority    = fs.Int("priority", 0, "Config.Priority")
+		prioAfter   = fs.Duration("priority-after", 0, "Config.PriorityAfter")
 	)
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -260,6 +268,10 @@ func nodeMain(args []string) int {
 		PeerTimeout:       *peer,
 		ElectionJitter:    *jitter,
 		ClusterSize:       *clusterSize,
+		Secret:            []byte(*secret),
+		PreviousSecret:    []byte(*previous),
+		Priority:          *priority,
+		PriorityAfter:     *prioAfter,
 		Logger:            logger,
 		OnStartedLeading: func(ctx context.Context, term uint64) {
 			n := cbSeq.Add(1) // tells the calls apart, also two in one term
@@ -292,7 +304,8 @@ func nodeMain(args []string) int {
 		l, lt := el.Leader()
 		return Event{Ev: evStatus, Term: s.Term, Leader: l, LTerm: lt, Heir: s.Heir, State: s.State.String(),
 			Active: s.Active, Connected: s.Connected, Elections: s.Elections, StepDowns: s.StepDowns,
-			Reconnects: s.Reconnects, MsgsIn: s.MessagesIn, MsgsOut: s.MessagesOut, Dropped: s.Dropped}
+			Reconnects: s.Reconnects, MsgsIn: s.MessagesIn, MsgsOut: s.MessagesOut, Dropped: s.Dropped,
+			Unverified: s.Unverified, Replays: s.Replays, LeasesLost: s.LeasesLost, HandOvers: s.HandOvers}
 	}, *statusEvery, out)
 	go stallLoop(out.emit, *stallEvery)
 

@@ -29,7 +29,10 @@ type Scenario struct {
 	// chaos-quick); run them by name with -scenarios.
 	Optional bool
 	NodeArgs []string // extra flags for the node processes of this scenario
-	Run      func(t *Trial)
+	// Setup, if set, runs before the scenario's nodes start (per-slot node
+	// flags, say).
+	Setup func(h *Harness, c *Config)
+	Run   func(t *Trial)
 }
 
 // floodSize is how many junk messages the flood scenario publishes.
@@ -307,6 +310,24 @@ var scenarios = []Scenario{
 				t.quietFrom(mono())
 			}
 		}},
+	{Name: "replay", Trials: 2, Algos: []string{algoQuasiRaft},
+		SkipWhy:  "a lock signs nothing",
+		Fault:    "with a Secret shared by two groups on one Redis: a client without the key captures both groups' traffic (a handover in each), then publishes all of it again, pipelined: into the channels it came from, in order, and each group's into the other's",
+		Checks:   "no leader change, no term change, no lease lapse; every node counts at least the copies on its group's channel as unverified or replayed",
+		NodeArgs: []string{"-secret", chaosSecret},
+		Run:      replayScenario},
+	{Name: "secret-rotation", Trials: 1, Algos: []string{algoQuasiRaft},
+		SkipWhy:  "a lock signs nothing",
+		Fault:    "rotate the running group's key one process at a time (SIGTERM, restart): every node from Secret=old to Secret=new with PreviousSecret=old, then to Secret=new",
+		Checks:   "leader changes only by the handovers of restarted leaders; no lease lapse; no node counts an unverifiable message",
+		NodeArgs: []string{"-secret", "chaos old key"},
+		Run:      rotationScenario},
+	{Name: "priority", Trials: 2, Algos: []string{algoQuasiRaft},
+		SkipWhy: "a lock has no priority",
+		Fault:   "node 1 has Priority 5 (PriorityAfter 4*PeerTimeout), the others 0: once it leads, SIGTERM it, then restart it",
+		Checks:  "leadership goes to another node by the handover and comes back to node 1 once, by a handover: two leader changes, no lease lapse",
+		Setup:   prioritySetup,
+		Run:     priorityScenario},
 	{Name: "minority", Trials: 3, Strict: true, Algos: []string{algoQuasiRaft},
 		SkipWhy: "a lock has no quorum: whoever reaches Redis takes it, so 'the minority never leads' does not apply",
 		Fault:   "strict mode: blackhole nodes/2+1 nodes (the leader among them) for 3*PeerTimeout, then heal",
@@ -454,27 +475,32 @@ type Trial struct {
 // TrialRecord is what a trial's script did and declared, stamped on
 // CLOCK_MONOTONIC. The analysis reads it together with the events.
 type TrialRecord struct {
-	Scenario    string
-	Trial       int
-	Start, End  int64
-	OldSlot     int
-	OldID       string
-	OldTerm     uint64
-	Episodes    []*Episode
-	Quiet       []Window    // no leader change may start in these
-	SameTerm    bool        // every node must end at OldTerm
-	NoElections bool        // no election may start at all
-	NoStepDowns bool        // no node may stop leading (no lease may lapse)
-	Dropped     uint64      // every node alive at the end must count at least this many dropped messages
-	Notes       []string    // worth knowing, not a failure (e.g. how fast a flood went)
-	Cuts        []CutWindow // slots cut off from Redis: they must not lead after From+LeaseTimeout
-	NoLead      []CutWindow // slots that must not lead at all in the window
-	Paused      []int       // slots SIGSTOPped in this trial
-	Handover    bool        // the old leader's callback must return before the new one's begins
-	Amnesia     []Amnesia   // nodes restarted with the same ID right after they were asked to vote
-	Failures    []string
-	Aborted     bool // the script stopped early
-	Unrecovered bool // a wait for a stable leader timed out
+	Scenario     string
+	Trial        int
+	Start, End   int64
+	OldSlot      int
+	OldID        string
+	OldTerm      uint64
+	Episodes     []*Episode
+	Quiet        []Window // no leader change may start in these
+	SameTerm     bool     // every node must end at OldTerm
+	NoElections  bool     // no election may start at all
+	NoStepDowns  bool     // no node may stop leading (no lease may lapse)
+	Dropped      uint64   // every node alive at the end must count at least this many dropped messages
+	Refused      uint64   // every node alive at the end must count at least this many unverified or replayed messages
+	MaxChanges   int      // with CheckChanges: at most this many leader changes
+	CheckChanges bool
+	NoLeaseLost  bool        // no lease may lapse on any node
+	NoUnverified bool        // no node may count an unverifiable message
+	Notes        []string    // worth knowing, not a failure (e.g. how fast a flood went)
+	Cuts         []CutWindow // slots cut off from Redis: they must not lead after From+LeaseTimeout
+	NoLead       []CutWindow // slots that must not lead at all in the window
+	Paused       []int       // slots SIGSTOPped in this trial
+	Handover     bool        // the old leader's callback must return before the new one's begins
+	Amnesia      []Amnesia   // nodes restarted with the same ID right after they were asked to vote
+	Failures     []string
+	Aborted      bool // the script stopped early
+	Unrecovered  bool // a wait for a stable leader timed out
 }
 
 // Episode is one fault whose effect is measured: failover, convergence,
