@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -39,13 +40,14 @@ type Harness struct {
 	tp      *toxiproxy.ApiServer
 	proxies []*toxiproxy.Proxy // index = slot-1
 
-	mu    sync.Mutex       // guards procs, all, cut
-	procs []*nodeProc      // current process per slot (index slot-1), nil when none
-	all   []*nodeProc      // every process ever started, for Close
-	cut   []bool           // slot has a partition toxic on its link
-	rec   *Recorder        // the current scenario's recorder
-	inc   map[int]int      // processes started per slot, for unique IDs
-	extra map[int][]string // node flags of one slot, after the scenario's (the last of a flag wins)
+	mu      sync.Mutex       // guards procs, all, cut
+	procs   []*nodeProc      // current process per slot (index slot-1), nil when none
+	all     []*nodeProc      // every process ever started, for Close
+	cut     []bool           // slot has a partition toxic on its link
+	rec     *Recorder        // the current scenario's recorder
+	inc     map[int]int      // processes started per slot, for unique IDs
+	extra   map[int][]string // node flags of one slot, after the scenario's (the last of a flag wins)
+	burners []burner         // -load
 
 	stallRec atomic.Pointer[Recorder] // where the harness's own stalls go
 }
@@ -109,6 +111,32 @@ func (h *Harness) SetSlotArgs(slot int, args ...string) {
 	h.extra[slot] = args
 }
 
+// StartLoad starts n processes that burn CPU until the harness ends: a
+// loaded host, where the nodes compete for the cores. Close kills them.
+func (h *Harness) StartLoad(n int) error {
+	for range n {
+		cmd := exec.Command(h.bin, "burn")
+		cmd.SysProcAttr = procAttr()
+		stdin, err := cmd.StdinPipe() // EOF ends it, should the harness die
+		if err != nil {
+			return err
+		}
+		if err := cmd.Start(); err != nil {
+			return fmt.Errorf("starting a CPU burner: %w", err)
+		}
+		h.mu.Lock()
+		h.burners = append(h.burners, burner{cmd, stdin})
+		h.mu.Unlock()
+	}
+	return nil
+}
+
+// burner is one CPU-burning process.
+type burner struct {
+	cmd   *exec.Cmd
+	stdin io.Closer
+}
+
 // RedisAddr is the address of redis-server itself, past every proxy.
 func (h *Harness) RedisAddr() string { return h.redis.addr() }
 
@@ -117,7 +145,14 @@ func (h *Harness) RedisAddr() string { return h.redis.addr() }
 func (h *Harness) Close() {
 	h.mu.Lock()
 	all := slices.Clone(h.all)
+	burners := h.burners
+	h.burners = nil
 	h.mu.Unlock()
+	for _, b := range burners {
+		_ = b.cmd.Process.Kill()
+		b.stdin.Close()
+		_ = b.cmd.Wait()
+	}
 	for _, p := range all {
 		p.kill()
 	}

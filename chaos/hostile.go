@@ -7,7 +7,10 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
+	"os"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -358,3 +361,43 @@ func prioritySetup(h *Harness, c *Config) {
 // priorityAfter is the PriorityAfter of the priority scenario: short, so a
 // trial is short, and still several PeerTimeouts.
 func priorityAfter(c *Config) time.Duration { return 4 * c.PeerTimeout }
+
+// burnMain is the CPU burner of -load: it spins on every thread Go gives
+// it until its stdin closes (the harness ended) or it is killed.
+func burnMain() {
+	go func() {
+		_, _ = io.Copy(io.Discard, os.Stdin)
+		os.Exit(0)
+	}()
+	var wg sync.WaitGroup
+	for range runtime.GOMAXPROCS(0) {
+		wg.Go(func() {
+			x := uint64(1)
+			for {
+				x = x*6364136223846793005 + 1442695040888963407
+				if x == 0 {
+					fmt.Println(x) // never: keeps the loop from being optimised away
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// loadCalm watches a group with no fault for loadCalmFor (a quarter of it
+// with -quick) and reports how often leadership moved: on a loaded host
+// (-load) every move is a restart of the singleton job. Safety only.
+func loadCalm(t *Trial) {
+	d := loadCalmFor
+	if t.cfg.Quick {
+		d /= 4
+	}
+	start := mono()
+	t.sleep(d)
+	t.R.Notes = append(t.R.Notes, fmt.Sprintf("trial %d: watched %v with -load %d and timings %v/%v/%v/%v",
+		t.R.Trial, d, t.cfg.Load, t.cfg.Heartbeat, t.cfg.Lease, t.cfg.PeerTimeout, t.cfg.Jitter))
+	t.R.CalmFrom, t.R.CalmTo = start, mono()
+}
+
+// loadCalmFor is how long load-calm watches.
+const loadCalmFor = time.Minute

@@ -73,6 +73,8 @@ type Config struct {
 	Soak          time.Duration // -soak
 	SoakFlapEvery time.Duration
 	SoakSample    time.Duration
+	Load          int     // -load: CPU-burning processes for the whole run
+	Scale         float64 // -scale: multiplies the four timings (Config.Scale's effect)
 }
 
 // recoveryTimeout bounds every wait for a stable leader.
@@ -133,6 +135,9 @@ func main() {
 	if len(os.Args) > 1 && os.Args[1] == "node" {
 		os.Exit(nodeMain(os.Args[2:]))
 	}
+	if len(os.Args) > 1 && os.Args[1] == "burn" {
+		burnMain()
+	}
 	os.Exit(harnessMain(os.Args[1:]))
 }
 
@@ -163,6 +168,8 @@ func parseFlags(args []string) (*Config, error) {
 	fs.DurationVar(&c.SoakFlapEvery, "soak-flap-every", 20*time.Second, "soak: flap the leader's link this often")
 	fs.DurationVar(&c.SoakSample, "soak-sample", 5*time.Second, "soak: sample RSS and goroutines this often")
 	fs.DurationVar(&c.StatusEvery, "status", 100*time.Millisecond, "period of the nodes' status reports")
+	fs.IntVar(&c.Load, "load", 0, "run this many CPU-burning processes beside the nodes for the whole run (a loaded host)")
+	fs.Float64Var(&c.Scale, "scale", 1, "multiply -heartbeat, -lease, -peer-timeout and -jitter by this (what Config.Scale does): e.g. 5 for a loaded host")
 	fs.IntVar(&c.NodeNice, "node-nice", 0, "niceness (0-19) of the node processes, so that redis-server and the harness, which stand for other machines, run first (default 10 with -sweep)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: go run . [flags]\n\nScenarios:\n")
@@ -213,6 +220,17 @@ func parseFlags(args []string) (*Config, error) {
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if c.Scale <= 0 || c.Scale > 100 {
+		return nil, fmt.Errorf("-scale %v: want a factor in (0, 100]", c.Scale)
+	}
+	if c.Scale != 1 {
+		for _, d := range []*time.Duration{&c.Heartbeat, &c.Lease, &c.PeerTimeout, &c.Jitter} {
+			*d = time.Duration(float64(*d) * c.Scale)
+		}
+	}
+	if c.Load < 0 || c.Load > 64 {
+		return nil, fmt.Errorf("-load %d: want 0 to 64 processes", c.Load)
+	}
 	if (c.Sweep != "" || c.Soak > 0) && len(c.Algos) > 1 {
 		return nil, fmt.Errorf("-sweep and -soak run one algorithm: -algo quasi-raft or -algo lock")
 	}
@@ -375,6 +393,13 @@ func harnessMain(args []string) int {
 	}
 	defer h.Close()
 	say("redis-server on %s, %d proxies, output in %s", h.redis.addr(), len(h.proxies), cfg.Out)
+	if cfg.Load > 0 {
+		if err := h.StartLoad(cfg.Load); err != nil {
+			fmt.Fprintln(os.Stderr, "chaos:", err)
+			return 2
+		}
+		say("%d CPU-burning processes run beside the nodes", cfg.Load)
+	}
 
 	rng := rand.New(rand.NewPCG(cfg.Seed, 0x5eed))
 	var runs []*scenarioRun

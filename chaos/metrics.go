@@ -83,6 +83,7 @@ type TrialResult struct {
 	Recovered  bool            `json:"recovered"`
 	Episodes   []EpisodeResult `json:"episodes"`
 	Changes    int             `json:"leader_changes"`
+	PerMinute  float64         `json:"changes_per_minute,omitempty"` // load-calm: leader changes (job restarts) per minute of its window
 	Spurious   int             `json:"spurious_changes"`
 	TermsUsed  uint64          `json:"terms"`
 	Elections  uint64          `json:"elections"`
@@ -494,6 +495,15 @@ func analyzeTrial(tr *TrialRecord, evs []Event, segs []*Segment, stalls []Stall,
 		}
 	}
 	res.Changes = len(changes)
+	if tr.CalmTo > tr.CalmFrom {
+		n := 0
+		for _, s := range changes {
+			if s.FirstT0 >= tr.CalmFrom && s.FirstT0 <= tr.CalmTo {
+				n++
+			}
+		}
+		res.PerMinute = float64(n) / (float64(tr.CalmTo-tr.CalmFrom) / float64(time.Minute))
+	}
 
 	expected := map[*Segment]bool{} // the failover segment of each episode
 	for _, ep := range tr.Episodes {

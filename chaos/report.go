@@ -119,6 +119,11 @@ func summarizeScenario(sr *scenarioRun, algo string) {
 	for _, tr := range sr.trials {
 		r.Notes = append(r.Notes, tr.Notes...)
 	}
+	for _, tr := range an.Trials {
+		if tr.PerMinute > 0 || sr.sc.Name == "load-calm" {
+			r.Notes = append(r.Notes, fmt.Sprintf("trial %d: %.1f leader changes (job restarts) per minute", tr.Trial, tr.PerMinute))
+		}
+	}
 	r.Stalls = len(an.Stalls)
 	for _, st := range an.Stalls {
 		r.MaxStallMs = max(r.MaxStallMs, ms(st.To-st.From))

@@ -328,6 +328,10 @@ var scenarios = []Scenario{
 		Checks:  "leadership goes to another node by the handover and comes back to node 1 once, by a handover: two leader changes, no lease lapse",
 		Setup:   prioritySetup,
 		Run:     priorityScenario},
+	{Name: "load-calm", Trials: 1, Optional: true,
+		Fault:  "no fault for a minute (15s with -quick); meant for -load N, with -scale 1 and -scale 5 side by side",
+		Checks: "safety only; reports leader changes (restarts of the singleton job) per minute",
+		Run:    loadCalm},
 	{Name: "minority", Trials: 3, Strict: true, Algos: []string{algoQuasiRaft},
 		SkipWhy: "a lock has no quorum: whoever reaches Redis takes it, so 'the minority never leads' does not apply",
 		Fault:   "strict mode: blackhole nodes/2+1 nodes (the leader among them) for 3*PeerTimeout, then heal",
@@ -490,8 +494,10 @@ type TrialRecord struct {
 	Refused      uint64   // every node alive at the end must count at least this many unverified or replayed messages
 	MaxChanges   int      // with CheckChanges: at most this many leader changes
 	CheckChanges bool
-	NoLeaseLost  bool        // no lease may lapse on any node
-	NoUnverified bool        // no node may count an unverifiable message
+	NoLeaseLost  bool  // no lease may lapse on any node
+	NoUnverified bool  // no node may count an unverifiable message
+	CalmFrom     int64 // load-calm: the window whose leader changes are counted per minute
+	CalmTo       int64
 	Notes        []string    // worth knowing, not a failure (e.g. how fast a flood went)
 	Cuts         []CutWindow // slots cut off from Redis: they must not lead after From+LeaseTimeout
 	NoLead       []CutWindow // slots that must not lead at all in the window
