@@ -1059,6 +1059,7 @@ func (c *core) subscribed(now time.Time) []output {
 	if s.startUntil.IsZero() {
 		s.startUntil = s.joinUntil
 	}
+	c.logf(slog.LevelInfo, "subscribed; listening before voting or standing", "channel", c.channel, "for", c.cfg.PeerTimeout)
 	c.sendHeartbeat(now)
 	return c.out
 }
