@@ -500,6 +500,7 @@ type Status struct {
 	HandOvers      uint64        // step-downs with ErrHandedOver
 	Shutdowns      uint64        // step-downs with ErrShutdown
 	Superseded     uint64        // step-downs with ErrSuperseded
+	LastElection   time.Duration // how long this node's last won election took, from the start of its winning round to the win
 	LastLeaderless time.Duration // how long this node last went without a leader, from losing one to following (or being) the next: a failover as this node saw it
 	MessagesIn     uint64        // valid messages received
 	MessagesOut    uint64        // messages published
@@ -616,6 +617,7 @@ func (e *Elector) Status() Status {
 		Shutdowns:      st.stepDownsBy[2],
 		Superseded:     st.stepDownsBy[3],
 		LastLeaderless: st.leaderless,
+		LastElection:   st.lastElection,
 		LastRedisError: st.lastRedisErr,
 	}
 	if s.Active {
@@ -646,8 +648,10 @@ func (e *Elector) Status() Status {
 
 // Ready reports whether this node is healthy in its group, the meaning a
 // readiness probe wants: Run is running, it is connected to Redis (its
-// subscription is up and its own messages come back), and it is either the
-// active leader or follows a leader it heard within PeerTimeout. The error
+// subscription is up and its own messages come back), it has listened for
+// PeerTimeout since it subscribed (before that it neither votes nor acks),
+// and it is either the active leader or follows a leader it heard within
+// PeerTimeout. The error
 // says what is missing. Handler serves the same over HTTP.
 func (e *Elector) Ready() error {
 	if !e.running.Load() {
@@ -665,12 +669,18 @@ func (e *Elector) Ready() error {
 	connected, active := c.linkUp(now), st.activeAt(now)
 	following := st.toldID != "" && st.toldID != e.cfg.ID && now.Sub(st.heardLead) < e.cfg.PeerTimeout
 	role, term, lastErr := st.role, st.term, st.lastRedisErr
+	listening := st.joinUntil.IsZero() || now.Before(st.joinUntil)
 	e.mu.Unlock()
 	switch {
 	case !connected && lastErr != "":
 		return fmt.Errorf("leader: not connected to Redis (last error: %s)", lastErr)
 	case !connected:
 		return errors.New("leader: not connected to Redis")
+	case listening:
+		// It neither votes nor acks yet (it may be a restart that forgot
+		// a vote): a rolling restart must wait for this before it stops
+		// the next node.
+		return errors.New("leader: listening for PeerTimeout after subscribing, before it votes or acks")
 	case active || following:
 		return nil
 	case role == Leader:
@@ -981,6 +991,7 @@ type state struct {
 	toldTerm      uint64
 	lostAt        time.Time     // when the last leader was reported lost
 	leaderless    time.Duration // how long the last gap without a leader lasted
+	lastElection  time.Duration // how long the last won round took
 	stalls        int           // stalls not yet logged
 	stallLogged   time.Time
 	termKeyErrors uint64    // failed writes of the term key
@@ -1753,6 +1764,7 @@ func (c *core) becomeLeader(now time.Time) {
 	}
 	s.role, s.leader, s.leaderTerm, s.leaderInc = Leader, c.cfg.ID, s.term, c.inc
 	s.electedAt, s.notBefore = now, now.Add(max(wait, 0))
+	s.lastElection = now.Sub(s.roundStart)
 	s.leaseEnd, s.seq, s.selfAcked = time.Time{}, 0, 0
 	s.resigning, s.successor, s.heir = false, "", ""
 	s.electionAt, s.goneLeader, s.failed = time.Time{}, "", 0

@@ -6351,6 +6351,7 @@ func TestFailoverIsExplained(t *testing.T) {
 		assert.True(t, logged(logs[n.id].String(), "INFO", "following", "leader="+next.id), "%s did not log whom it follows", n.id)
 	}
 	assert.Equal(t, uint64(1), ldr.e.Status().HandOvers)
+	assert.Positive(t, next.e.Status().LastElection, "the winner measured no election time")
 
 	// A leader cut off from Redis: its lease lapses.
 	for _, n := range nodes {
@@ -6438,4 +6439,24 @@ func TestPriorityLeaderReturns(t *testing.T) {
 	assert.Equal(t, uint64(1), s.HandOvers, "the interim leader did not hand over exactly once")
 	assert.Zero(t, s.LeasesLost, "a lease lapsed on the way back")
 	c.holdFor(2*after, "once back", stable(pref2, back, nodes...))
+}
+
+// TestNotReadyWhileListening: after it (re)subscribes a node neither votes
+// nor acks for a PeerTimeout, so it is not ready yet: a rolling restart
+// that waits for readiness must not take a second voter away meanwhile.
+func TestNotReadyWhileListening(t *testing.T) {
+	c := newCluster(t)
+	slow := func(cfg *Config) {
+		cfg.HeartbeatInterval, cfg.LeaseTimeout, cfg.PeerTimeout, cfg.ElectionJitter = 100*time.Millisecond, 1500*time.Millisecond, 2*time.Second, 100*time.Millisecond
+	}
+	nodes := c.startN(2, "n", slow)
+	c.waitLeader(nodes...)
+	late := c.start("late", slow)
+	require.True(t, poll(waitLong, func() bool { return late.e.Status().Connected }), "never connected")
+	err := late.e.Ready()
+	require.Error(t, err, "ready at once after subscribing, while it still listens")
+	assert.Contains(t, err.Error(), "listening")
+	connected := time.Now()
+	require.True(t, poll(2*waitLong, func() bool { return late.e.Ready() == nil }), "never ready: %v", late.e.Ready())
+	assert.Greater(t, time.Since(connected), time.Second, "ready well before its PeerTimeout of listening ended")
 }

@@ -25,6 +25,7 @@ var statusMetrics = []statusMetric{
 	{"nodes", "Live nodes in the group, this one included, as the leader last reported; 0 when unknown.", prometheus.GaugeValue, func(s *leader.Status) float64 { return float64(s.Nodes) }},
 	{"live_peers", "Other nodes heard within PeerTimeout; a healthy follower hears only the leader.", prometheus.GaugeValue, func(s *leader.Status) float64 { return float64(len(s.LivePeers)) }},
 	{"last_leaderless_seconds", "How long this node last went without a leader: the last failover as this node saw it.", prometheus.GaugeValue, func(s *leader.Status) float64 { return s.LastLeaderless.Seconds() }},
+	{"last_election_seconds", "How long this node's last won election took, from the start of its winning round.", prometheus.GaugeValue, func(s *leader.Status) float64 { return s.LastElection.Seconds() }},
 
 	{"elections_total", "Elections this node started (after a pre-vote).", prometheus.CounterValue, func(s *leader.Status) float64 { return float64(s.Elections) }},
 	{"term_key_errors_total", "Failed writes of the term key; each ended an election round unelected.", prometheus.CounterValue, func(s *leader.Status) float64 { return float64(s.TermKeyErrors) }},
