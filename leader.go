@@ -42,8 +42,11 @@
 //     ignores its context keeps running. Fence the writes it makes.
 //   - Without Secret, any client that can PUBLISH on the group's channel can
 //     forge votes and handovers, and so break every guarantee above. Secret
-//     makes nodes drop what a client without the key publishes; Redis ACLs
-//     and TLS protect the channel itself.
+//     makes nodes drop what a client without the key publishes, and what it
+//     copies from another channel or replays; Redis ACLs and TLS protect the
+//     channel itself. In dynamic mode every subscriber of the group's
+//     channel counts towards the quorum, so a stray subscriber can cost
+//     availability, never safety.
 //
 // # Example
 //
