@@ -3416,6 +3416,8 @@ func (r *run) unverified(channel string, m *message, err error) bool {
 	case errVersion:
 		// The same magic byte, another wire format: nodes of two versions
 		// of this file cannot hear each other, which is as bad as two keys.
+		// (Junk that starts with the magic byte lands here too, now and
+		// then; the warning says what it most likely is.)
 		hint = "sent by another version of this library: nodes of different wire versions cannot hear each other; run one version in a group"
 	default:
 		return false
@@ -3528,43 +3530,47 @@ func (r *run) noteRedisError(op string, err error) {
 	e.mu.Lock()
 	e.c.redisError(op, err)
 	e.mu.Unlock()
-	if permanent(err) {
-		if n := r.permanent.Add(1); n >= maxPermanent {
-			r.abort(fmt.Errorf("leader: giving up after %d failures that retrying cannot mend: %s: %w", n, op, err))
+	if w := permanent(err); w > 0 {
+		if n := r.permanent.Add(int64(w)); n >= maxPermanent {
+			r.abort(fmt.Errorf("leader: giving up after failures that retrying cannot mend: %s: %w", op, err))
 		}
 	}
 }
 
-// maxPermanent is how many permanent failures in a row end Run: more than
-// one, since a server being reconfigured (an ACL reload, a restart into TLS)
-// can fail a dial or two, and with the capped backoff it is about a second.
-const maxPermanent = 5
+// maxPermanent is the weight of permanent failures in a row that ends Run
+// (see permanent): five definite ones, more than one since a server being
+// reconfigured (an ACL reload) can fail a dial or two, which with the
+// capped backoff is about a second; or ten connections closed at once,
+// which a Redis that is being killed can also do, once.
+const maxPermanent = 10
 
-// permanent reports whether err is one that retrying cannot mend: a wrong
-// password or user (WRONGPASS, NOAUTH), a missing permission (NOPERM), a
-// server that does not speak Redis's protocol, TLS on one side only, or a
-// certificate that does not verify.
-func permanent(err error) bool {
+// permanent weighs err against maxPermanent: 2 for one that retrying
+// cannot mend (a wrong password or user: WRONGPASS, NOAUTH; a missing
+// permission: NOPERM; a server that does not speak Redis's protocol; a TLS
+// client at a plain port; a certificate that does not verify), 1 for a new
+// connection the server closed at once (a plain client at a TLS port, but
+// also, now and then, a Redis being killed), 0 for the rest.
+func permanent(err error) int {
 	var re redis.Error
 	if errors.As(err, &re) {
 		for _, p := range []string{"WRONGPASS", "NOAUTH", "NOPERM", "ERR AUTH <password> called without", "ERR Client sent AUTH, but no password is set", "ERR invalid password"} {
 			if strings.HasPrefix(string(re), p) {
-				return true
+				return 2
 			}
 		}
-		return false
+		return 0
 	}
 	var rh tls.RecordHeaderError
 	var ua x509.UnknownAuthorityError
 	var he x509.HostnameError
 	var ci x509.CertificateInvalidError
 	switch {
-	case errors.As(err, &rh), errors.As(err, &ua), errors.As(err, &he), errors.As(err, &ci):
-		return true
-	case errors.Is(err, errNotRedis), errors.Is(err, errClosedAtOnce):
-		return true
+	case errors.As(err, &rh), errors.As(err, &ua), errors.As(err, &he), errors.As(err, &ci), errors.Is(err, errNotRedis):
+		return 2
+	case errors.Is(err, errClosedAtOnce):
+		return 1
 	}
-	return false
+	return 0
 }
 
 // Why a fresh connection failed, where the bare error says nothing.

@@ -504,12 +504,16 @@ type node struct {
 func (n *node) waitGaveUp() error {
 	n.c.t.Helper()
 	var err error
-	if !poll(waitLong, func() bool {
+	// A connection closed at once weighs half a definite failure (a Redis
+	// being killed can do that too), so with the capped backoff giving up
+	// on one can take about 10 s.
+	const within = 4 * waitLong
+	if !poll(within, func() bool {
 		var ok bool
 		err, ok = n.exited()
 		return ok
 	}) {
-		n.c.t.Fatalf("%s: Run did not give up within %v (last error %q)", n.id, waitLong, n.e.Status().LastRedisError)
+		n.c.t.Fatalf("%s: Run did not give up within %v (last error %q)", n.id, within, n.e.Status().LastRedisError)
 	}
 	require.Error(n.c.t, err, "%s: Run returned nil by itself", n.id)
 	n.gaveUp = true

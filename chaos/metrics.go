@@ -651,7 +651,10 @@ func analyzeTrial(tr *TrialRecord, evs []Event, segs []*Segment, stalls []Stall,
 		res.Elections += e.Elections - min(f.Elections, e.Elections)
 		res.Received += e.MsgsIn - min(f.MsgsIn, e.MsgsIn)
 		stepDowns += e.StepDowns - min(f.StepDowns, e.StepDowns)
-		if d := e.Dropped - min(f.Dropped, e.Dropped); tr.Dropped > 0 && d < tr.Dropped && alive(evs, id, tr.End) {
+		// Junk that begins like a message of another version counts as
+		// unverified, not dropped: both are refused.
+		refusedJunk := e.Dropped - min(f.Dropped, e.Dropped) + e.Unverified - min(f.Unverified, e.Unverified)
+		if d := refusedJunk; tr.Dropped > 0 && d < tr.Dropped && alive(evs, id, tr.End) {
 			underDropped = append(underDropped, fmt.Sprintf("%s %d", id, d))
 		}
 	}
