@@ -4422,8 +4422,9 @@ var simRegressions = []uint64{
 	// on), and they stay here as varied cases.
 	1283, 1389, 1404, 1426, 1639, 1684, 1701, 1776, 1790, 1797, 1820, 1960, 1966, 1994, 2000, 2171, 2377, 2386, // gone with the lease timer; 1389, traced: a starved loop's live context
 	2949, 3844, 4338, 5372, 5687, // a failed term script fell back to local term + 1
-	11360,  // dynamic mode: a node that heard nobody for a while won alone
-	537552, // a handover inside the wait for an old lease freed the successor from it
+	11360,                            // dynamic mode: a node that heard nobody for a while won alone
+	537552,                           // a handover inside the wait for an old lease freed the successor from it
+	104713282734575, 104713282731364, // a priority handover that could not take, retried every term
 	// The simulator's own mistakes, once fixed, as schedules that exercised them.
 	1957, 2477, 4267, 7024, 8272, 17083, 17893, 19419, 547124, 578733,
 }
