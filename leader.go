@@ -209,8 +209,9 @@ type Config struct {
 	// its acks) hands leadership over to it, as TransferTo does, with no
 	// lease to wait out and one new term. It never disrupts otherwise: the
 	// election itself ignores Priority, nodes of equal Priority never hand
-	// over, and a handover that did not take is not tried again with that
-	// node for PriorityAfter. Default 0; must be at most 1000.
+	// over, and a leader that tried waits PriorityAfter, then twice as
+	// long after each further try, until it sees a preferred node lead.
+	// Default 0; must be at most 1000.
 	Priority int
 
 	// PriorityAfter is how long a node of higher Priority must have been
@@ -483,7 +484,8 @@ func (s *State) UnmarshalText(b []byte) error {
 
 // Status is a snapshot of an Elector, for metrics, health checks and tests.
 // It marshals to JSON with State as its name ("follower", "candidate",
-// "leader") and durations (LeaseLeft, LastLeaderless) in nanoseconds.
+// "leader") and durations (LeaseLeft, LastElection, LastLeaderless) in
+// nanoseconds.
 type Status struct {
 	ID        string
 	State     State
@@ -654,8 +656,8 @@ func (e *Elector) Status() Status {
 // subscription is up and its own messages come back), it has listened for
 // PeerTimeout since it subscribed (before that it neither votes nor acks),
 // and it is either the active leader or follows a leader it heard within
-// PeerTimeout. The error
-// says what is missing. Handler serves the same over HTTP.
+// PeerTimeout. The error says what is missing. Handler serves the same
+// over HTTP.
 func (e *Elector) Ready() error {
 	if !e.running.Load() {
 		return ErrNotRunning
@@ -756,8 +758,13 @@ func (e *Elector) handover(ctx context.Context, to string, strict bool) error {
 // survives Redis outages. When ctx is cancelled a leader hands over
 // gracefully, as Resign does; Run then waits for every goroutine it started
 // (the leader callback included) and returns nil. A failure that retrying
-// cannot mend (a connection from Dial on another DB than Config.DB) ends
-// Run the same way, and Run returns it. An Elector runs once.
+// cannot mend ends Run the same way, and Run returns it: a connection from
+// Dial on another DB than Config.DB, or about five failures in a row with
+// no subscription between them of a wrong password or user, a missing
+// permission, a server that does not speak Redis's protocol, TLS on one
+// side only, or a certificate that does not verify. Transient failures
+// (refused connections, timeouts, a Redis restart) are retried for as long
+// as Run runs. An Elector runs once.
 func (e *Elector) Run(ctx context.Context) error {
 	if !e.running.CompareAndSwap(false, true) {
 		return ErrAlreadyRunning
@@ -863,6 +870,16 @@ func (e *Elector) Run(ctx context.Context) error {
 //     the random delays wider (2, 4, then 8 times): on a starved machine
 //     answers come slower than a round, and colliding candidates need room.
 //  15. Bad input is dropped and counted; it never panics or changes state.
+//  16. Copies. The shell drops repeats and stale messages before they get
+//     here (see the wire format), but a node that just started remembers
+//     no sender, so the core takes copies in its stride too: a vote or
+//     pre-vote request granted again postpones nothing, and once a leader
+//     has said its leadership ended, its heartbeats of that term are
+//     ignored (a leader never leads a term twice).
+//  17. Priority. A leader that has heard a node of higher Priority without
+//     a break for PriorityAfter, and has its acks, hands over to it (rule
+//     7). A handover can fail, so a leader that tried waits, twice as long
+//     after each try, until it sees a preferred node lead.
 type core struct {
 	cfg      Config // with the defaults filled in
 	inc      uint64 // random per incarnation: tells echoes from a duplicate ID
