@@ -129,7 +129,7 @@ const (
 	inboxSize = 1024
 	// maxPriority bounds Config.Priority.
 	maxPriority = 1000
-	// maxBackoff caps the reconnect backoff.
+	// maxBackoff caps the reconnect backoff of every group (see backoffCap).
 	maxBackoff = 2 * time.Second
 )
 
@@ -3133,7 +3133,7 @@ func (r *run) publisher() {
 			pc.close()
 		}
 	}()
-	backoff := newBackoff()
+	backoff := newBackoff(backoffCap(&r.e.cfg))
 	for {
 		var j job
 		select {
@@ -3297,7 +3297,7 @@ func (r *run) reply(j job, v any, err error) {
 func (r *run) subscriber() {
 	e := r.e
 	rd := newReader(newSigner(&e.cfg), e.cfg.PeerTimeout)
-	backoff := newBackoff()
+	backoff := newBackoff(backoffCap(&r.e.cfg))
 	first := true
 	for r.ctx.Err() == nil {
 		if !first {
@@ -3600,14 +3600,23 @@ var (
 type backoff struct {
 	next  time.Time
 	delay time.Duration
+	limit time.Duration
 }
 
-func newBackoff() *backoff { return &backoff{} }
+func newBackoff(limit time.Duration) *backoff { return &backoff{limit: limit} }
+
+// backoffCap is the reconnect backoff's cap for cfg: PeerTimeout, within
+// [100ms, maxBackoff]. A node that redials later than that after Redis is
+// back costs its group a PeerTimeout of listening on top; the full jitter
+// still spreads a crowd of nodes over the cap.
+func backoffCap(cfg *Config) time.Duration {
+	return min(maxBackoff, max(cfg.PeerTimeout, 100*time.Millisecond))
+}
 
 func (b *backoff) reset() { b.delay, b.next = 0, time.Time{} }
 
 func (b *backoff) failed() {
-	b.delay = min(max(2*b.delay, 50*time.Millisecond), maxBackoff)
+	b.delay = min(max(2*b.delay, 50*time.Millisecond), b.limit)
 	b.next = time.Now().Add(b.delay/2 + time.Duration(mrand.Int64N(int64(b.delay/2)+1)))
 }
 

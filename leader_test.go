@@ -4729,8 +4729,8 @@ type simBackoff struct {
 	next  time.Time
 }
 
-func (b *simBackoff) failed(now time.Time, rnd *mrand.Rand) {
-	b.delay = min(max(2*b.delay, 50*time.Millisecond), maxBackoff)
+func (b *simBackoff) failed(now time.Time, rnd *mrand.Rand, cfg *Config) {
+	b.delay = min(max(2*b.delay, 50*time.Millisecond), backoffCap(cfg))
 	b.next = now.Add(b.delay/2 + time.Duration(rnd.Int64N(int64(b.delay/2)+1)))
 }
 
@@ -5644,7 +5644,7 @@ func (n *simNode) closeConn(c *simConn, why string) {
 			n.subBackoff.reset()
 			n.input(func(now time.Time) []output { return n.c.disconnected(now, errors.New(why)) })
 		} else {
-			n.subBackoff.failed(n.local(), s.rnd)
+			n.subBackoff.failed(n.local(), s.rnd, &s.p.cfg)
 		}
 		g := n.gen
 		s.at(n.real(n.subBackoff.next), func() {
@@ -5667,7 +5667,7 @@ func (n *simNode) job(j simJob) {
 	c := n.pub
 	if c != nil && !c.open {
 		n.pub, c = nil, nil
-		n.pubBackoff.failed(n.local(), s.rnd)
+		n.pubBackoff.failed(n.local(), s.rnd, &s.p.cfg)
 	}
 	if c == nil {
 		if n.local().Before(n.pubBackoff.next) {
