@@ -87,6 +87,7 @@ import (
 	"io"
 	"log/slog"
 	mrand "math/rand/v2"
+	"net"
 	"net/http"
 	"os"
 	"slices"
@@ -146,6 +147,11 @@ type Config struct {
 	// can dial. The context carries the dial deadline. The returned
 	// connection should support redis.ConnWithTimeout (redigo's own do).
 	Dial func(ctx context.Context) (redis.Conn, error)
+
+	// Sentinel, when set, finds the primary through Redis Sentinel instead
+	// of Addr (see the Sentinel type). It needs strict mode (ClusterSize >
+	// 0): New refuses dynamic mode with it.
+	Sentinel *Sentinel
 
 	// Group names the election. Each group on one Redis is independent.
 	// Default "default". Its channel is "leader:{Group}" ("leader:dbN:{Group}"
@@ -269,6 +275,31 @@ type Config struct {
 	// of the Elector's, never while the Elector holds a lock; a slow
 	// callback delays later callbacks, never heartbeats.
 	OnNewLeader func(id string, term uint64)
+}
+
+// Sentinel finds the primary of a Redis deployment run by Sentinel. For
+// every connection the Elector asks the sentinels (SENTINEL MASTER), takes
+// the answer with the highest config epoch (right after a switch they may
+// disagree for a second), dials that address and checks with ROLE that it
+// is the primary. It also watches the sentinels' +switch-master: on a
+// switch of MasterName it closes both of its connections at once and
+// redials the new primary without backoff, rather than stay on the old
+// one, which stays writable (a separate pub/sub domain) for seconds after
+// the switch until Sentinel demotes it.
+//
+// What Sentinel cannot promise: Redis replicates asynchronously, so the new
+// primary may lack the newest term key; the nodes push it past the terms
+// they know (see Terms in the package doc).
+type Sentinel struct {
+	// Addrs are the sentinels, host:port.
+	Addrs []string
+	// MasterName is the name the sentinels monitor the primary by.
+	MasterName string
+	// Dial, when set, opens the connections to the sentinels (sentinel
+	// true) and to the primary: for TLS, passwords or ACL users. It should
+	// select Config.DB on the primary. Default: plain TCP, with Config.DB
+	// selected on the primary.
+	Dial func(ctx context.Context, addr string, sentinel bool) (redis.Conn, error)
 }
 
 // Errors returned by the Elector's methods.
@@ -398,8 +429,24 @@ func (cfg Config) validate() error {
 	if err := checkName("ID", cfg.ID); err != nil {
 		errs = append(errs, err)
 	}
+	if sn := cfg.Sentinel; sn != nil {
+		switch {
+		case len(sn.Addrs) == 0:
+			bad("Sentinel.Addrs is empty: give the host:port of every sentinel")
+		case sn.MasterName == "":
+			bad("Sentinel.MasterName is empty: give the name the sentinels monitor the primary by")
+		case cfg.Dial != nil:
+			bad("Sentinel and Dial are both set: for TLS or a password with Sentinel, set Sentinel.Dial")
+		case cfg.ClusterSize == 0:
+			// A node that redials the new primary while the others are
+			// still on the old one (writable for seconds after the switch)
+			// is alone there: in dynamic mode it would win alone, and both
+			// sides would INCR their own copy of the term key.
+			bad("Sentinel needs strict mode: set ClusterSize to the number of nodes; in dynamic mode a node that moves to the new primary first would elect itself while the others are still on the old one")
+		}
+	}
 	switch {
-	case cfg.Dial != nil:
+	case cfg.Dial != nil || cfg.Sentinel != nil:
 	case strings.Contains(cfg.Addr, "://") || strings.Contains(cfg.Addr, "@"):
 		// Never echo it: it may hold a password, and errors get logged.
 		bad("Addr must be host:port, not a URL or user:password@host: for a user, a password, a DB or TLS, set Dial (e.g. with redis.DialURLContext)")
@@ -2625,6 +2672,15 @@ type run struct {
 		stop context.CancelFunc
 	}
 	dbUnchecked atomic.Bool  // CLIENT INFO failed and that was logged
+
+	// With Sentinel: the connections in use, so that a switch of the
+	// primary closes both at once, and how many switches were seen.
+	conns struct {
+		sync.Mutex
+		sub, pub redis.Conn
+	}
+	switches atomic.Uint64
+	primary  atomic.Value // string: the primary last dialled
 	permanent   atomic.Int64 // permanent failures since the last subscription (see noteRedisError)
 
 	pubErrLogged     atomic.Int64 // when a PUBLISH error reply was last logged (since Elector.base)
@@ -2684,6 +2740,13 @@ func (e *Elector) runShell(ctx context.Context) error {
 	wg.Go(r.subscriber)
 	wg.Go(r.publisher)
 	wg.Go(r.dispatcher)
+	if sn := e.cfg.Sentinel; sn != nil {
+		// One watch per sentinel: the one that runs a failover announces
+		// it at once, the others only seconds later.
+		for _, a := range sn.Addrs {
+			wg.Go(func() { r.watchSentinel(a) })
+		}
+	}
 
 	r.loop(lctx)
 	lstop()
@@ -3143,8 +3206,12 @@ func (r *run) publisher() {
 		}
 		if pc != nil && pc.dead() {
 			pc.close()
+			if pc.gen != r.switches.Load() {
+				backoff.reset() // the primary moved: redial it at once
+			} else {
+				backoff.failed()
+			}
 			pc = nil
-			backoff.failed()
 		}
 		if pc == nil {
 			if !backoff.ready() {
@@ -3159,7 +3226,10 @@ func (r *run) publisher() {
 				continue
 			}
 			backoff.reset()
+			gen := r.switches.Load()
 			pc = r.startPipeline(c)
+			pc.gen = gen
+			r.track(&r.conns.pub, c)
 		}
 		if err := pc.write(j); err != nil {
 			r.e.nPubErr.Add(1)
@@ -3175,6 +3245,7 @@ func (r *run) publisher() {
 // pipeline is one publishing connection: the publisher writes, a reader
 // goroutine reads the replies in order.
 type pipeline struct {
+	gen     uint64 // the Sentinel switches seen when it was dialled
 	c       redis.Conn
 	pending chan job      // written, reply not yet read; in order
 	failed  chan struct{} // closed by the reader when the connection died
@@ -3316,9 +3387,14 @@ func (r *run) subscriber() {
 			e.nReconnects.Add(1)
 		}
 		first = false
-		if r.receive(c, rd) {
-			backoff.reset()
-		} else {
+		gen := r.switches.Load()
+		r.track(&r.conns.sub, c)
+		ok := r.receive(c, rd)
+		r.track(&r.conns.sub, nil)
+		switch {
+		case ok || r.switches.Load() != gen:
+			backoff.reset() // redial at once: it worked, or the primary moved
+		default:
 			backoff.failed()
 		}
 	}
@@ -3457,14 +3533,17 @@ func (r *run) dial() (redis.Conn, error) {
 	defer cancel()
 	var c redis.Conn
 	var err error
-	if e.cfg.Dial != nil {
+	switch {
+	case e.cfg.Sentinel != nil:
+		c, err = r.dialPrimary(ctx)
+	case e.cfg.Dial != nil:
 		c, err = e.cfg.Dial(ctx)
 		if err == nil {
 			if err = r.checkDB(c); err != nil {
 				c.Close()
 			}
 		}
-	} else {
+	default:
 		c, err = redis.DialContext(ctx, "tcp", e.cfg.Addr,
 			redis.DialDatabase(e.cfg.DB),
 			redis.DialReadTimeout(e.cfg.PeerTimeout),
@@ -3636,4 +3715,226 @@ func (b *backoff) wait(ctx context.Context) bool {
 	case <-ctx.Done():
 		return false
 	}
+}
+
+// ---------------------------------------------------------------------------
+// Sentinel
+// ---------------------------------------------------------------------------
+
+// sentinelDial opens a connection to a sentinel or, with sentinel false,
+// to the primary at addr.
+func (r *run) sentinelDial(ctx context.Context, addr string, sentinel bool) (redis.Conn, error) {
+	e := r.e
+	if d := e.cfg.Sentinel.Dial; d != nil {
+		c, err := d(ctx, addr, sentinel)
+		if err == nil && !sentinel {
+			if err = r.checkDB(c); err != nil {
+				c.Close()
+			}
+		}
+		return c, err
+	}
+	opts := []redis.DialOption{redis.DialReadTimeout(e.cfg.PeerTimeout), redis.DialWriteTimeout(e.cfg.PeerTimeout)}
+	if !sentinel {
+		opts = append(opts, redis.DialDatabase(e.cfg.DB))
+	}
+	return redis.DialContext(ctx, "tcp", addr, opts...)
+}
+
+// dialPrimary asks every sentinel at once for the primary, dials the one
+// named with the highest config epoch and checks that it is the primary.
+func (r *run) dialPrimary(ctx context.Context) (redis.Conn, error) {
+	e := r.e
+	sn := e.cfg.Sentinel
+	type answer struct {
+		addr  string
+		epoch int64
+		err   error
+	}
+	answers := make([]answer, len(sn.Addrs))
+	qctx, cancel := context.WithTimeout(ctx, min(e.cfg.PeerTimeout, time.Second))
+	var wg sync.WaitGroup
+	for i, a := range sn.Addrs {
+		wg.Go(func() { answers[i].addr, answers[i].epoch, answers[i].err = r.askSentinel(qctx, a) })
+	}
+	wg.Wait()
+	cancel()
+	best := -1
+	var errs []error
+	for i, a := range answers {
+		switch {
+		case a.err != nil:
+			errs = append(errs, fmt.Errorf("sentinel %s: %w", sn.Addrs[i], a.err))
+		case best < 0 || a.epoch > answers[best].epoch:
+			best = i
+		}
+	}
+	if best < 0 {
+		return nil, fmt.Errorf("leader: no sentinel named a primary for %q: %w", sn.MasterName, errors.Join(errs...))
+	}
+	addr := answers[best].addr
+	if r.e.log.Enabled(ctx, slog.LevelDebug) {
+		var named []string
+		for _, a := range answers {
+			if a.err == nil {
+				named = append(named, fmt.Sprintf("%s@%d", a.addr, a.epoch))
+			}
+		}
+		r.logf(slog.LevelDebug, "the sentinels name the primary", "chosen", addr, "answers", strings.Join(named, " "))
+	}
+	c, err := r.sentinelDial(ctx, addr, false)
+	if err != nil {
+		return nil, err
+	}
+	// Right after a switch a sentinel may still name the old primary, and
+	// the old one answers as a replica once demoted.
+	v, err := redis.Values(redis.DoContext(c, ctx, "ROLE"))
+	if err == nil && len(v) > 0 {
+		if role, _ := redis.String(v[0], nil); role != "master" {
+			err = fmt.Errorf("leader: %s, named by the sentinels as the primary of %q, is a %s", addr, sn.MasterName, role)
+		}
+	} else if err == nil {
+		err = errors.New("leader: empty ROLE reply")
+	}
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	r.primary.Store(addr)
+	return c, nil
+}
+
+// askSentinel returns the primary's address and the config epoch that one
+// sentinel knows for the master name.
+func (r *run) askSentinel(ctx context.Context, addr string) (string, int64, error) {
+	sn := r.e.cfg.Sentinel
+	c, err := r.sentinelDial(ctx, addr, true)
+	if err != nil {
+		return "", 0, err
+	}
+	defer c.Close()
+	// SENTINEL MASTER gives the config epoch; GET-MASTER-ADDR-BY-NAME the
+	// address, which during a failover is already the promoted replica's.
+	m, err := redis.StringMap(redis.DoContext(c, ctx, "SENTINEL", "MASTER", sn.MasterName))
+	if err != nil {
+		return "", 0, err
+	}
+	epoch, _ := strconv.ParseInt(m["config-epoch"], 10, 64)
+	hp, err := redis.Strings(redis.DoContext(c, ctx, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", sn.MasterName))
+	if err != nil {
+		return "", 0, err
+	}
+	if len(hp) != 2 {
+		return "", 0, errors.New("no address in GET-MASTER-ADDR-BY-NAME's reply")
+	}
+	primary := net.JoinHostPort(hp[0], hp[1])
+	if primary == net.JoinHostPort(m["ip"], m["port"]) && strings.Contains(m["flags"], "o_down") {
+		return "", 0, fmt.Errorf("it sees the primary %s as down, and no failover has promoted another yet", primary)
+	}
+	return primary, epoch, nil
+}
+
+// watchSentinel follows one sentinel's +promoted-slave and +switch-master
+// channels until Run ends. When the primary of our master name moves, it
+// closes both of the Elector's connections at once, and they redial the
+// new primary without backoff.
+func (r *run) watchSentinel(addr string) {
+	e := r.e
+	backoff := newBackoff(backoffCap(&e.cfg))
+	for r.ctx.Err() == nil {
+		ctx, cancel := context.WithTimeout(r.ctx, max(e.cfg.PeerTimeout, time.Second))
+		c, err := r.sentinelDial(ctx, addr, true)
+		cancel()
+		if err == nil {
+			if r.followSwitches(c) {
+				backoff.reset()
+			}
+		}
+		if !backoff.ready() {
+			if !backoff.wait(r.ctx) {
+				return
+			}
+		}
+		backoff.failed()
+	}
+}
+
+// followSwitches runs one subscription to +switch-master until it fails
+// or Run ends, and reports whether it was established.
+func (r *run) followSwitches(c redis.Conn) (subscribed bool) {
+	e := r.e
+	psc := redis.PubSubConn{Conn: c}
+	stop := make(chan struct{})
+	var pinger sync.WaitGroup
+	defer func() {
+		close(stop)
+		c.Close()
+		pinger.Wait()
+	}()
+	if psc.Subscribe("+switch-master", "+promoted-slave") != nil {
+		return false
+	}
+	pinger.Go(func() {
+		t := time.NewTicker(e.cfg.PeerTimeout)
+		defer t.Stop()
+		for {
+			select {
+			case <-t.C:
+				if psc.Ping("") != nil {
+					return
+				}
+			case <-stop:
+				return
+			case <-r.ctx.Done():
+				c.Close()
+				return
+			}
+		}
+	})
+	for {
+		switch v := psc.ReceiveWithTimeout(3 * e.cfg.PeerTimeout).(type) {
+		case redis.Message:
+			f := strings.Fields(string(v.Data))
+			var to string
+			switch {
+			case v.Channel == "+switch-master" && len(f) == 5 && f[0] == e.cfg.Sentinel.MasterName:
+				// "<master name> <old ip> <old port> <new ip> <new port>"
+				to = net.JoinHostPort(f[3], f[4])
+			case v.Channel == "+promoted-slave" && len(f) == 8 && f[5] == e.cfg.Sentinel.MasterName:
+				// "slave <ip:port> <ip> <port> @ <master name> <ip> <port>":
+				// the replica is the primary now, seconds before the
+				// failover ends with +switch-master.
+				to = net.JoinHostPort(f[2], f[3])
+			}
+			if to != "" && r.primary.Load() != to {
+				r.logf(slog.LevelInfo, "Sentinel moved the primary; redialling at once", "event", v.Channel, "to", to)
+				r.switched()
+			}
+		case redis.Subscription:
+			subscribed = true
+		case error:
+			return subscribed
+		}
+	}
+}
+
+// switched closes the connections in use, so that both redial the new
+// primary now, and counts the switch (the redials skip their backoff).
+func (r *run) switched() {
+	r.switches.Add(1)
+	r.conns.Lock()
+	defer r.conns.Unlock()
+	for _, c := range []redis.Conn{r.conns.sub, r.conns.pub} {
+		if c != nil {
+			c.Close()
+		}
+	}
+}
+
+// track records c as the connection in use at *slot (nil: none), for
+// switched.
+func (r *run) track(slot *redis.Conn, c redis.Conn) {
+	r.conns.Lock()
+	*slot = c
+	r.conns.Unlock()
 }

@@ -53,6 +53,9 @@ package leader
 //	key rotation with PreviousSecret             TestKeyRotationWithoutDowntime
 //	one group name on two DBs: two elections     TestDBsNeverJoin
 //	duplicate IDs warned on both sides           TestDuplicateIDWarnsBothSides
+//	a failover explained (causes, logs, health)  TestFailoverIsExplained, TestNotReadyWhileListening
+//	preferred leader, Scale                      TestPriorityLeaderReturns, TestScaleScalesEveryTiming
+//	Sentinel: on the new primary at once         TestSentinelFailover
 //	random schedules of the real core, checked   TestSim (the simulator, at the end of this file)
 //	at every step (never two active, one leader
 //	per term, terms never back, a leader soon)
@@ -2199,7 +2202,14 @@ func TestSlowLeaderCallbackReturn(t *testing.T) {
 			assert.Less(t, took, testPeer+raceSlack, "Resign waited too long")
 			nw, newTerm := c.waitLeader(without(nodes, ldr)...)
 			assert.Greater(t, newTerm, term)
-			nl, _ := c.mon.lastLead(nw)
+			// The new leader's callback of newTerm (waitLeader may return
+			// before it started, and nw may have led an earlier term).
+			var nl leading
+			require.True(t, poll(waitLong, func() bool {
+				l, ok := c.mon.lastLead(nw)
+				nl = l
+				return ok && l.term == newTerm
+			}), "%s never started its callback for term %d", nw.id, newTerm)
 			require.True(t, poll(waitLong, func() bool { l, _ := c.mon.lastLead(ldr); return l.ended }))
 			ol, _ := c.mon.lastLead(ldr)
 			if tc.overlap {
@@ -6465,4 +6475,116 @@ func TestNotReadyWhileListening(t *testing.T) {
 	connected := time.Now()
 	require.True(t, poll(2*waitLong, func() bool { return late.e.Ready() == nil }), "never ready: %v", late.e.Ready())
 	assert.Greater(t, time.Since(connected), time.Second, "ready well before its PeerTimeout of listening ended")
+}
+
+// startSentinels starts n sentinels (redis-server --sentinel) on free
+// loopback ports that monitor the primary on port as "mymaster" (quorum 2,
+// down-after 2000 ms), and stops them when the test ends.
+func startSentinels(t *testing.T, port, n int) []string {
+	t.Helper()
+	bin, err := exec.LookPath("redis-server")
+	require.NoError(t, err)
+	var addrs []string
+	for i := range n {
+		dir := t.TempDir()
+		sp := freePort(t)
+		conf := filepath.Join(dir, "sentinel.conf")
+		require.NoError(t, os.WriteFile(conf, []byte(fmt.Sprintf(
+			"port %d\nbind 127.0.0.1\ndir %s\nsentinel monitor mymaster 127.0.0.1 %d 2\nsentinel down-after-milliseconds mymaster 2000\nsentinel failover-timeout mymaster 10000\n",
+			sp, dir, port)), 0o644))
+		cmd := exec.Command(bin, conf, "--sentinel")
+		out := &lockedBuffer{}
+		cmd.Stdout, cmd.Stderr = out, out
+		require.NoError(t, cmd.Start(), "sentinel %d", i)
+		done := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(done) }()
+		t.Cleanup(func() { _ = cmd.Process.Kill(); <-done })
+		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(sp))
+		require.True(t, poll(5*time.Second, func() bool { return pingRedis(addr) }), "sentinel %d did not answer: %s", i, out)
+		addrs = append(addrs, addr)
+	}
+	return addrs
+}
+
+// TestSentinelFailover: a primary, two replicas and three sentinels; three
+// strict-mode nodes find the primary through Config.Sentinel. After
+// SENTINEL FAILOVER every node must be on the new primary soon after the
+// sentinels switched (they watch +switch-master), not when the old primary
+// is demoted and closes its clients seconds later; a leader is elected
+// there, and terms never go back (the monitor checks that, and that no two
+// nodes led at once). New refuses dynamic mode with Sentinel.
+func TestSentinelFailover(t *testing.T) {
+	_, err := New(Config{Sentinel: &Sentinel{Addrs: []string{"127.0.0.1:26379"}, MasterName: "mymaster"}})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "strict mode")
+
+	primary := startRedis(t)
+	port := strconv.Itoa(primary.port)
+	replicas := []*redisServer{startRedis(t, "--replicaof", "127.0.0.1", port), startRedis(t, "--replicaof", "127.0.0.1", port)}
+	sentinels := startSentinels(t, primary.port, 3)
+	ask := func(args ...any) (any, error) {
+		s, err := redis.Dial("tcp", sentinels[0])
+		if err != nil {
+			return nil, err
+		}
+		defer s.Close()
+		return s.Do("SENTINEL", args...)
+	}
+	// The sentinels must know both replicas, in sync, before a failover.
+	require.True(t, poll(20*time.Second, func() bool {
+		vs, err := redis.Values(ask("REPLICAS", "mymaster"))
+		if err != nil || len(vs) != 2 {
+			return false
+		}
+		for _, v := range vs {
+			m, err := redis.StringMap(v, nil)
+			if err != nil || m["flags"] != "slave" || m["master-link-status"] != "ok" {
+				return false
+			}
+		}
+		return true
+	}), "the sentinels never saw both replicas in sync")
+
+	c := newClusterOn(t, primary, "g")
+	viaSentinel := func(cfg *Config) {
+		cfg.Addr, cfg.ClusterSize = "", 3
+		cfg.Sentinel = &Sentinel{Addrs: sentinels, MasterName: "mymaster"}
+	}
+	nodes := c.startN(3, "n", viaSentinel)
+	_, term := c.waitStable(calm, nodes...)
+
+	_, err = ask("FAILOVER", "mymaster")
+	require.NoError(t, err)
+	var switchedAt time.Time
+	var newAddr string
+	require.True(t, poll(20*time.Second, func() bool {
+		hp, err := redis.Strings(ask("GET-MASTER-ADDR-BY-NAME", "mymaster"))
+		if err == nil && len(hp) == 2 && hp[1] != port {
+			switchedAt, newAddr = time.Now(), net.JoinHostPort(hp[0], hp[1])
+			return true
+		}
+		return false
+	}), "the sentinels never switched the primary")
+	onNew := func() bool {
+		conn, err := redis.Dial("tcp", newAddr)
+		if err != nil {
+			return false
+		}
+		defer conn.Close()
+		v, err := redis.Values(conn.Do("PUBSUB", "NUMSUB", "leader:{g}"))
+		if err != nil || len(v) != 2 {
+			return false
+		}
+		n, _ := redis.Int(v[1], nil)
+		return n == len(nodes)
+	}
+	require.True(t, poll(15*time.Second, onNew), "the nodes never all subscribed on the new primary %s", newAddr)
+	moved := time.Since(switchedAt)
+	ldr, nterm := c.waitLeader(nodes...)
+	t.Logf("sentinels switched to %s; every node subscribed there %v later; %s leads term %d (was %d)", newAddr, moved.Round(time.Millisecond), ldr.id, nterm, term)
+	// The old primary stays writable for about 10 s after the switch; the
+	// nodes must not wait for it to close their connections.
+	assert.Less(t, moved, 2*time.Second, "the nodes stayed on the old primary")
+	assert.GreaterOrEqual(t, nterm, term)
+	_ = replicas
 }
