@@ -2671,7 +2671,7 @@ type run struct {
 		err  error
 		stop context.CancelFunc
 	}
-	dbUnchecked atomic.Bool  // CLIENT INFO failed and that was logged
+	dbUnchecked atomic.Bool // CLIENT INFO failed and that was logged
 
 	// With Sentinel: the connections in use, so that a switch of the
 	// primary closes both at once, and how many switches were seen.
@@ -2679,9 +2679,9 @@ type run struct {
 		sync.Mutex
 		sub, pub redis.Conn
 	}
-	switches atomic.Uint64
-	primary  atomic.Value // string: the primary last dialled
-	permanent   atomic.Int64 // permanent failures since the last subscription (see noteRedisError)
+	switches  atomic.Uint64
+	primary   atomic.Value // string: the primary last dialled
+	permanent atomic.Int64 // permanent failures since the last subscription (see noteRedisError)
 
 	pubErrLogged     atomic.Int64 // when a PUBLISH error reply was last logged (since Elector.base)
 	unverifiedLogged atomic.Int64 // when an unverifiable message was last logged (since Elector.base)
