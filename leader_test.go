@@ -3919,47 +3919,16 @@ func ExampleConfig_dial() {
 	_ = e.Run(context.Background())
 }
 
-// With Sentinel, Dial asks the sentinels for the current primary and dials
-// it. The Elector dials again after every connection failure, so when
-// Sentinel promotes a replica the group follows within a reconnect.
+// ExampleConfig_sentinel finds the primary through Redis Sentinel, in
+// strict mode: three sentinels watched for a switch, and the primary
+// checked with ROLE.
 func ExampleConfig_sentinel() {
-	sentinels := []string{"10.0.0.1:26379", "10.0.0.2:26379", "10.0.0.3:26379"}
-	primary := func(ctx context.Context, sentinel string) (redis.Conn, error) {
-		s, err := redis.DialContext(ctx, "tcp", sentinel)
-		if err != nil {
-			return nil, err
-		}
-		defer s.Close()
-		hp, err := redis.Strings(redis.DoContext(s, ctx, "SENTINEL", "get-master-addr-by-name", "mymaster"))
-		if err != nil || len(hp) != 2 {
-			return nil, fmt.Errorf("sentinel %s: no primary: %v", sentinel, err)
-		}
-		c, err := redis.DialContext(ctx, "tcp", net.JoinHostPort(hp[0], hp[1]))
-		if err != nil {
-			return nil, err
-		}
-		// Right after a failover a sentinel may still name the old primary.
-		if role, err := redis.Values(redis.DoContext(c, ctx, "ROLE")); err != nil || len(role) == 0 {
-			c.Close()
-			return nil, fmt.Errorf("ROLE: %v", err)
-		} else if r, _ := redis.String(role[0], nil); r != "master" {
-			c.Close()
-			return nil, fmt.Errorf("%s:%s is a %s, not the primary", hp[0], hp[1], r)
-		}
-		return c, nil
-	}
 	e, err := New(Config{
-		Group: "mailer",
-		Dial: func(ctx context.Context) (redis.Conn, error) {
-			var errs []error
-			for _, s := range sentinels {
-				c, err := primary(ctx, s)
-				if err == nil {
-					return c, nil
-				}
-				errs = append(errs, err)
-			}
-			return nil, errors.Join(errs...)
+		Group:       "mailer",
+		ClusterSize: 3,
+		Sentinel: &Sentinel{
+			Addrs:      []string{"10.0.0.1:26379", "10.0.0.2:26379", "10.0.0.3:26379"},
+			MasterName: "mymaster",
 		},
 	})
 	if err != nil {
