@@ -3405,12 +3405,12 @@ func (r *run) subscriber() {
 func (r *run) receive(c redis.Conn, rd *reader) (subscribed bool) {
 	e := r.e
 	psc := redis.PubSubConn{Conn: c}
-	stop := make(chan struct{})
-	var pinger sync.WaitGroup
+	var stop func()
 	defer func() {
-		close(stop)
+		if stop != nil {
+			stop()
+		}
 		c.Close()
-		pinger.Wait()
 		if subscribed {
 			r.send(event{kind: evDisconnected, err: c.Err()})
 		}
@@ -3419,31 +3419,13 @@ func (r *run) receive(c redis.Conn, rd *reader) (subscribed bool) {
 		r.noteRedisError("subscribe", dialHint(err))
 		return false
 	}
-	pinger.Go(func() {
-		t := time.NewTicker(e.cfg.HeartbeatInterval)
-		defer t.Stop()
-		for {
-			select {
-			case <-t.C:
-				// Ping only a quiet connection: in a healthy group every
-				// node hears something each HeartbeatInterval (a follower
-				// the leader's heartbeat, the leader its acks), which
-				// proves the link as well as a PONG, and a PING per node
-				// per interval would double Redis's work and wake every
-				// node twice as often.
-				if time.Since(e.stamp(&e.recvAt)) < e.cfg.HeartbeatInterval {
-					continue
-				}
-				if psc.Ping("") != nil {
-					return
-				}
-			case <-stop:
-				return
-			case <-r.ctx.Done():
-				c.Close() // unblocks the receive below
-				return
-			}
-		}
+	// Ping only a quiet connection: in a healthy group every node hears
+	// something each HeartbeatInterval (a follower the leader's heartbeat,
+	// the leader its acks), which proves the link as well as a PONG, and a
+	// PING per node per interval would double Redis's work and wake every
+	// node twice as often.
+	stop = r.keepAlive(psc, e.cfg.HeartbeatInterval, func() bool {
+		return time.Since(e.stamp(&e.recvAt)) < e.cfg.HeartbeatInterval
 	})
 	confirmed := 0
 	for {
@@ -3524,6 +3506,41 @@ func (r *run) unverified(channel string, m *message, err error) bool {
 			"channel", channel, "from", m.From, "unverified", n)
 	}
 	return true
+}
+
+// keepAlive pings psc's connection every period, except when heard (if
+// set) says something arrived recently, so that a dead link shows as a
+// receive timeout; when Run ends it closes the connection, which unblocks
+// a receive. The returned stop ends it, closing the connection too, and
+// waits for it.
+func (r *run) keepAlive(psc redis.PubSubConn, period time.Duration, heard func() bool) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		t := time.NewTicker(period)
+		defer t.Stop()
+		for {
+			select {
+			case <-t.C:
+				if heard != nil && heard() {
+					continue
+				}
+				if psc.Ping("") != nil {
+					return
+				}
+			case <-done:
+				return
+			case <-r.ctx.Done():
+				psc.Conn.Close()
+				return
+			}
+		}
+	})
+	return func() {
+		close(done)
+		psc.Conn.Close() // a Ping blocked in a write returns
+		wg.Wait()
+	}
 }
 
 // dial opens a Redis connection with Config.Dial or Addr.
@@ -3864,33 +3881,11 @@ func (r *run) watchSentinel(addr string) {
 func (r *run) followSwitches(c redis.Conn) (subscribed bool) {
 	e := r.e
 	psc := redis.PubSubConn{Conn: c}
-	stop := make(chan struct{})
-	var pinger sync.WaitGroup
-	defer func() {
-		close(stop)
-		c.Close()
-		pinger.Wait()
-	}()
+	defer c.Close()
 	if psc.Subscribe("+switch-master", "+promoted-slave") != nil {
 		return false
 	}
-	pinger.Go(func() {
-		t := time.NewTicker(e.cfg.PeerTimeout)
-		defer t.Stop()
-		for {
-			select {
-			case <-t.C:
-				if psc.Ping("") != nil {
-					return
-				}
-			case <-stop:
-				return
-			case <-r.ctx.Done():
-				c.Close()
-				return
-			}
-		}
-	})
+	defer r.keepAlive(psc, e.cfg.PeerTimeout, nil)()
 	for {
 		switch v := psc.ReceiveWithTimeout(3 * e.cfg.PeerTimeout).(type) {
 		case redis.Message:
