@@ -256,3 +256,28 @@ func TestZombieAfterStartBeforeFirstTick(t *testing.T) {
 		t.Fatalf("violations = %v; want two-leaders", a.Violations)
 	}
 }
+
+// TestSideBySideRatio: with two algorithms the side-by-side table ends
+// each row with the first's failover p99 over the second's.
+func TestSideBySideRatio(t *testing.T) {
+	rs := []ScenarioResult{
+		{Name: "crash", Algo: algoQuasiRaft, Failover: Pcts{N: 3, P50: 280, P99: 300}},
+		{Name: "crash", Algo: algoLock, Failover: Pcts{N: 3, P50: 450, P99: 480}},
+		{Name: "flood", Algo: algoQuasiRaft},
+	}
+	var b strings.Builder
+	writeSideBySide(&b, rs, []string{algoQuasiRaft, algoLock})
+	lines := strings.Split(strings.TrimSpace(b.String()), "\n")
+	if len(lines) != 3 {
+		t.Fatalf("want a header and two rows:\n%s", b.String())
+	}
+	if !strings.Contains(lines[0], "p99 quasi-raft/lock") {
+		t.Errorf("header has no ratio column: %q", lines[0])
+	}
+	if !strings.HasSuffix(strings.TrimSpace(lines[1]), "0.62") {
+		t.Errorf("crash row: %q; want it to end with 300/480 = 0.62", lines[1])
+	}
+	if !strings.HasSuffix(strings.TrimSpace(lines[2]), "-") {
+		t.Errorf("flood row (no failover): %q; want it to end with -", lines[2])
+	}
+}

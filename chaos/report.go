@@ -249,12 +249,16 @@ func verdict(violations, failures []string) string {
 
 // writeSideBySide prints one row per scenario with its floor, then each
 // algorithm's failover percentiles, p99 against the floor, overlap and
-// result next to each other.
+// result next to each other, and, for two algorithms, the first's p99 over
+// the second's (below 1: the first fails over faster).
 func writeSideBySide(w io.Writer, rs []ScenarioResult, algos []string) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprint(tw, "scenario\tfloor ms\t")
 	for _, a := range algos {
 		fmt.Fprintf(tw, "%s p50\tp99 ms\tp99/floor\toverlap ms\tviolations\tresult\t", a)
+	}
+	if len(algos) == 2 {
+		fmt.Fprintf(tw, "p99 %s/%s\t", algos[0], algos[1])
 	}
 	fmt.Fprintln(tw)
 	var names []string
@@ -292,6 +296,15 @@ func writeSideBySide(w io.Writer, rs []ScenarioResult, algos []string) {
 			}
 			result := verdict(r.Violations, r.Failures)
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%.1f\t%d\t%s\t", p50, p99, ratio, r.OverlapMs, len(r.Violations), result)
+		}
+		if len(algos) == 2 {
+			a, aok := by[n+"/"+algos[0]]
+			b, bok := by[n+"/"+algos[1]]
+			if aok && bok && a.Failover.N > 0 && b.Failover.N > 0 && b.Failover.P99 > 0 {
+				fmt.Fprintf(tw, "%.2f\t", a.Failover.P99/b.Failover.P99)
+			} else {
+				fmt.Fprint(tw, "-\t")
+			}
 		}
 		fmt.Fprintln(tw)
 	}
