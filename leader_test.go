@@ -4391,6 +4391,7 @@ var (
 	simTime  = flag.Duration("sim.time", 0, "simulator: stop starting schedules after this long (0: the default)")
 	simBase  = flag.Uint64("sim.base", 0, "simulator: seed of the first schedule (0: a fresh one, printed)")
 	simTrace = flag.Bool("sim.trace", false, "simulator: print the trace of -sim.seed even if it passes")
+	simLarge = flag.Int("sim.large", 0, "simulator: TestSimLargeGroup's group size (0: skip it)")
 )
 
 // simRegressions are schedules that once broke a rule. They run first,
@@ -4629,6 +4630,8 @@ type sim struct {
 	captured    []simJob // ring of published messages
 	capturedAt  int
 	replayUntil time.Duration
+
+	delivered uint64 // messages delivered to subscribers (TestSimLargeGroup)
 }
 
 // simRedis is the simulated Redis server.
@@ -5186,6 +5189,7 @@ func (s *sim) deliver(c *simConn, m message) {
 		return
 	}
 	c.inFlight++
+	s.delivered++
 	n.down(c, func() {
 		c.inFlight--
 		n.receive(m)
@@ -6556,4 +6560,96 @@ func TestSentinelFailover(t *testing.T) {
 	assert.Less(t, moved, 2*time.Second, "the nodes stayed on the old primary")
 	assert.GreaterOrEqual(t, nterm, term)
 	_ = replicas
+}
+
+// TestSimLargeGroup runs a group of -sim.large nodes (1025, say) in the
+// simulator with no faults but crashes of the leader, at the default
+// timings, in dynamic and strict mode, and reports what the group costs:
+// the time to its first leader, messages delivered per HeartbeatInterval
+// with a healthy leader, and per crash the failover and the terms it used.
+// The checks of every schedule still apply (no two active leaders, one
+// leader per term, terms never back).
+//
+//	go test -run '^TestSimLargeGroup$' -sim.large 1025 -v .
+func TestSimLargeGroup(t *testing.T) {
+	if *simLarge == 0 {
+		t.Skip("set -sim.large N")
+	}
+	for _, strict := range []bool{false, true} {
+		s := &sim{seed: 1, rnd: mrand.New(mrand.NewPCG(1, 0x1a6e)), leaders: map[uint64]string{}}
+		s.redis = simRedis{up: true, subs: map[string][]*simConn{}}
+		cfg := Config{Group: "g"}.withDefaults()
+		if strict {
+			cfg.ClusterSize = *simLarge
+		}
+		s.p = simParams{n: *simLarge, strict: strict, cfg: cfg, rateSpread: 0.005,
+			latency: 500 * time.Microsecond, jitter: time.Millisecond, outBuf: 1 << 30}
+		for i := range s.p.n {
+			n := &simNode{s: s, slot: i, rate: 1 + s.p.rateSpread*(2*s.rnd.Float64()-1),
+				origin: time.Unix(int64(1e9+s.rnd.IntN(1e6)), 0)}
+			n.id = fmt.Sprintf("n%d", i)
+			s.nodes = append(s.nodes, n)
+			s.at(time.Duration(s.rnd.Int64N(int64(cfg.PeerTimeout))), n.start)
+		}
+		// run steps the schedule until done holds or limit of simulated
+		// time passes, and reports whether done held.
+		run := func(limit time.Duration, done func() bool) bool {
+			end := s.now + limit
+			for len(s.queue) > 0 && s.fail == "" {
+				ev := s.queue.pop()
+				if ev.at > end {
+					s.queue.push(ev)
+					s.now = end
+					return false
+				}
+				s.now = ev.at
+				ev.fn()
+				if done != nil && done() {
+					return true
+				}
+			}
+			return false
+		}
+		activeLeader := func() *simNode {
+			for _, n := range s.nodes {
+				if n.alive && n.c.st.activeAt(n.local()) {
+					return n
+				}
+			}
+			return nil
+		}
+		mode := modeLabel(strict)
+		wall := time.Now()
+		require.True(t, run(30*time.Second, func() bool { return activeLeader() != nil }), "%s: no leader within 30 s", mode)
+		first := s.now
+		run(time.Second, nil) // settle
+		d0, t0 := s.delivered, s.now
+		run(2*time.Second, nil)
+		perBeat := float64(s.delivered-d0) / (float64(s.now-t0) / float64(cfg.HeartbeatInterval))
+		t.Logf("%s, %d nodes: first leader at %v; %.0f messages delivered per HeartbeatInterval with a healthy leader (%.2f per node)",
+			mode, s.p.n, first.Round(time.Millisecond), perBeat, perBeat/float64(s.p.n))
+		for k := range 3 {
+			l := activeLeader()
+			require.NotNil(t, l, "%s: no leader before crash %d", mode, k+1)
+			term := l.c.st.term
+			l.crash()
+			at := s.now
+			ok := run(30*time.Second, func() bool { n := activeLeader(); return n != nil && n.c.st.term > term })
+			require.True(t, ok, "%s: no new leader within 30 s of crash %d", mode, k+1)
+			nl := activeLeader()
+			t.Logf("%s crash %d: %s (term %d) -> %s (term %d) in %v, %d term(s)", mode, k+1, l.id, term, nl.id, nl.c.st.term,
+				(s.now - at).Round(time.Millisecond), nl.c.st.term-term)
+			s.at(s.now+cfg.PeerTimeout, l.start) // back, as a new incarnation
+			run(2*time.Second, nil)
+		}
+		require.Empty(t, s.fail, "%s: a check failed", mode)
+		t.Logf("%s: %v simulated in %v", mode, s.now.Round(time.Millisecond), time.Since(wall).Round(time.Millisecond))
+	}
+}
+
+func modeLabel(strict bool) string {
+	if strict {
+		return "strict"
+	}
+	return "dynamic"
 }
