@@ -2787,13 +2787,13 @@ func (r *run) loop(ctx context.Context) {
 		case ev := <-r.events:
 			r.step(func(c *core, now time.Time) []output { return r.onEvent(c, ev, now) })
 		case cmd := <-e.cmds:
-			r.command(cmd.to, cmd.strict, cmd.reply)
+			r.command(cmd.to, cmd.strict, false, cmd.reply)
 		case <-timer.C:
 		case <-done:
 			done = nil
 			stopped = make(chan error, 1)
 			deadline = time.After(e.cfg.PeerTimeout)
-			r.shutdown(stopped)
+			r.command("", false, true, stopped)
 			continue
 		case <-stopped:
 			r.finish()
@@ -2857,33 +2857,25 @@ func (r *run) onEvent(c *core, ev event, now time.Time) []output {
 	return nil
 }
 
-// command asks the core for a handover; reply gets the answer, now or
-// once the handover is published.
-func (r *run) command(to string, strict bool, reply chan error) {
+// command asks the core for a handover (stopping: the one at the end of
+// Run); reply gets the answer, now or once the handover is published.
+func (r *run) command(to string, strict, stopping bool, reply chan error) {
 	e := r.e
 	e.mu.Lock()
 	e.syncLink()
-	out, wait, err := e.c.handover(time.Now(), to, strict)
+	var out []output
+	var wait bool
+	var err error
+	if stopping {
+		out, wait = e.c.shutdown(time.Now())
+	} else {
+		out, wait, err = e.c.handover(time.Now(), to, strict)
+	}
 	e.mu.Unlock()
 	if wait {
 		r.waiters = append(r.waiters, reply)
 	} else {
 		reply <- err
-	}
-	r.apply(out)
-}
-
-// shutdown is command for the handover at the end of Run.
-func (r *run) shutdown(reply chan error) {
-	e := r.e
-	e.mu.Lock()
-	e.syncLink()
-	out, wait := e.c.shutdown(time.Now())
-	e.mu.Unlock()
-	if wait {
-		r.waiters = append(r.waiters, reply)
-	} else {
-		reply <- nil
 	}
 	r.apply(out)
 }
