@@ -287,6 +287,8 @@ type Config struct {
 // one, which stays writable (a separate pub/sub domain) for seconds after
 // the switch until Sentinel demotes it.
 //
+// The watch costs one connection per sentinel, besides the Elector's two.
+//
 // What Sentinel cannot promise: Redis replicates asynchronously, so the new
 // primary may lack the newest term key; the nodes push it past the terms
 // they know (see Terms in the package doc).
