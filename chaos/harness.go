@@ -236,7 +236,7 @@ func (r *redisServer) start() error {
 				_, err = c.Do("PING")
 				if err == nil {
 					r.epoch++
-					_, _, kEpoch := fenceKeys("")
+					_, _, kEpoch := fenceKeys("", false)
 					_, err = c.Do("SET", kEpoch, r.epoch)
 				}
 				c.Close()

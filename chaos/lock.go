@@ -17,7 +17,12 @@ package main
 //
 // ttl = PeerTimeout, interval = HeartbeatInterval. The connection goes
 // through the node's toxiproxy proxy; every command has a read timeout of
-// ttl, after which the connection is dropped and dialled again.
+// ttl, after which the connection is dropped and dialled again. In a
+// Sentinel deployment each dial asks the sentinels for the primary (the
+// highest config epoch) and checks ROLE, as a plain client does: it does
+// not watch for switches, so it moves when its connection fails or the
+// old primary answers READONLY. In a Cluster it dials a seed and follows
+// MOVED to the owner of the lock's slot.
 
 import (
 	"context"
@@ -58,7 +63,8 @@ return 0
 
 // lockNode is one participant of the lock election.
 type lockNode struct {
-	id, addr      string
+	id            string
+	loc           *locator
 	ttl, interval time.Duration
 	kLock, kCount string
 	kTok          string
@@ -80,9 +86,9 @@ type lockNode struct {
 	dials      uint64
 }
 
-func newLockNode(id, addr, group string, ttl, interval time.Duration, out *emitter) *lockNode {
+func newLockNode(id string, loc *locator, group string, ttl, interval time.Duration, out *emitter) *lockNode {
 	p := "chaos:{" + group + "}:lock"
-	return &lockNode{id: id, addr: addr, ttl: ttl, interval: interval, out: out,
+	return &lockNode{id: id, loc: loc, ttl: ttl, interval: interval, out: out,
 		kLock: p, kCount: p + ":counter", kTok: p + ":token"}
 }
 
@@ -151,10 +157,10 @@ func (l *lockNode) expiryLoop(ctx context.Context) {
 }
 
 func (l *lockNode) dial() (redis.Conn, error) {
-	return redis.Dial("tcp", l.addr,
-		redis.DialConnectTimeout(l.interval),
-		redis.DialReadTimeout(l.ttl),
-		redis.DialWriteTimeout(l.ttl))
+	ctx, cancel := context.WithTimeout(context.Background(), l.ttl)
+	defer cancel()
+	c, _, _, err := l.loc.dial(ctx)
+	return c, err
 }
 
 // Run takes part until ctx ends, then releases the lock if it is ours.
@@ -187,8 +193,10 @@ func (l *lockNode) Run(ctx context.Context) error {
 		holding := l.holding
 		l.cmdsOut++
 		l.mu.Unlock()
+		var opErr error
 		if holding {
-			n, err := redis.Int(lockExtend.Do(c, l.kLock, l.id, ttlMs))
+			n, err := redis.Int(l.do(&c, lockExtend, l.kLock, l.id, ttlMs))
+			opErr = err
 			l.mu.Lock()
 			switch {
 			case err != nil:
@@ -205,10 +213,11 @@ func (l *lockNode) Run(ctx context.Context) error {
 			}
 			l.mu.Unlock()
 		} else {
-			v, err := redis.Values(lockAcquire.Do(c, l.kLock, l.kCount, l.kTok, l.id, ttlMs))
+			v, err := redis.Values(l.do(&c, lockAcquire, l.kLock, l.kCount, l.kTok, l.id, ttlMs))
 			var ok int
 			var who string
 			var tok uint64
+			opErr = err
 			if err == nil {
 				_, err = redis.Scan(v, &ok, &who, &tok)
 			}
@@ -231,7 +240,8 @@ func (l *lockNode) Run(ctx context.Context) error {
 			}
 			l.mu.Unlock()
 		}
-		if err := c.Err(); err != nil {
+		if c.Err() != nil || (opErr != nil && l.loc.failed(opErr)) {
+			// broken, or the wrong server: a demoted primary, MOVED
 			c.Close()
 			c = nil
 		}
@@ -254,6 +264,23 @@ func (l *lockNode) Run(ctx context.Context) error {
 		c.Close()
 	}
 	return nil
+}
+
+// do runs a script on *c; on MOVED it dials where MOVED points and runs
+// it there once more, as a Cluster client does (*c is then that
+// connection, or the closed one when the dial failed).
+func (l *lockNode) do(c *redis.Conn, s *redis.Script, keysAndArgs ...any) (any, error) {
+	r, err := s.Do(*c, keysAndArgs...)
+	if err == nil || l.loc.mode() != deployCluster || !l.loc.failed(err) || l.loc.moved == "" {
+		return r, err
+	}
+	(*c).Close()
+	nc, derr := l.dial()
+	if derr != nil {
+		return nil, derr
+	}
+	*c = nc
+	return s.Do(nc, keysAndArgs...)
 }
 
 // wait sleeps until sent+interval or until ctx ends.

@@ -58,8 +58,8 @@ func TestLockElectionHandsOver(t *testing.T) {
 	addr := startRedis(t)
 	ttl, every := 300*time.Millisecond, 50*time.Millisecond
 	var out syncBuf
-	a := newLockNode("a", addr, "t", ttl, every, &emitter{w: &out, id: "a"})
-	b := newLockNode("b", addr, "t", ttl, every, &emitter{w: &out, id: "b"})
+	a := newLockNode("a", &locator{addr: addr, timeout: ttl, connect: every}, "t", ttl, every, &emitter{w: &out, id: "a"})
+	b := newLockNode("b", &locator{addr: addr, timeout: ttl, connect: every}, "t", ttl, every, &emitter{w: &out, id: "b"})
 	ctxA, stopA := context.WithCancel(context.Background())
 	ctxB, stopB := context.WithCancel(context.Background())
 	defer stopB()
@@ -104,7 +104,7 @@ func TestLockStopsAtTTLWithoutRenewal(t *testing.T) {
 	addr := startRedis(t)
 	ttl := 200 * time.Millisecond
 	var out syncBuf
-	a := newLockNode("a", addr, "t", ttl, 50*time.Millisecond, &emitter{w: &out, id: "a"})
+	a := newLockNode("a", &locator{addr: addr, timeout: ttl, connect: 50 * time.Millisecond}, "t", ttl, 50*time.Millisecond, &emitter{w: &out, id: "a"})
 	a.mu.Lock()
 	a.holding, a.token, a.validUntil = true, 1, mono()+int64(ttl)
 	a.mu.Unlock()

@@ -20,6 +20,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -123,43 +124,63 @@ end
 return {0, stored, n, ep}
 `)
 
-// fenceKeys returns the keys the fencing script uses for a group.
-func fenceKeys(group string) (fence, order, epoch string) {
-	return "chaos:{" + group + "}:fence", "chaos:{" + group + "}:fence-n", "chaos:epoch"
+// fenceKeys returns the keys the fencing script uses for a group. With
+// one redis-server the epoch key is the server's incarnation, which the
+// harness sets at every start; in a deployment the fencer reports the
+// epoch of the primary it writes to itself, and the key (then never set)
+// only has to be in the group's slot, as a Cluster requires.
+func fenceKeys(group string, deployed bool) (fence, order, epoch string) {
+	epoch = "chaos:epoch"
+	if deployed {
+		epoch = "chaos:{" + group + "}:epoch"
+	}
+	return "chaos:{" + group + "}:fence", "chaos:{" + group + "}:fence-n", epoch
 }
 
-// fencer writes ticks to Redis directly (not through the node's proxy). It
-// never blocks a tick for long: short timeouts, and after an error it waits
+// fencer writes ticks to Redis directly (not through the node's proxy): to
+// the one redis-server, or in a deployment to the server its locator finds
+// (the primary the sentinels name, followed within 50 ms of a switch; the
+// Cluster node owning the group's slot, followed by MOVED). It never
+// blocks a tick for long: short timeouts, and after an error it waits
 // before dialling again.
 type fencer struct {
-	addr, id             string
+	id                   string
 	kFence, kOrder, kEpo string
+	loc                  *locator
+	watch                *primaryWatch // Sentinel: the primary the sentinels name now
 	c                    redis.Conn
+	at                   string // where c is connected
+	epoch                int64  // in a deployment: the epoch of the server at at
 	nextDial             time.Time
 }
 
 func (f *fencer) write(ev *Event) {
+	if f.c != nil && f.watch != nil && f.watch.moved(f.at) {
+		f.c.Close()
+		f.c = nil
+	}
 	if f.c == nil {
 		if time.Now().Before(f.nextDial) {
 			ev.Fence = fenceError
 			return
 		}
-		c, err := redis.Dial("tcp", f.addr,
-			redis.DialConnectTimeout(100*time.Millisecond),
-			redis.DialReadTimeout(200*time.Millisecond),
-			redis.DialWriteTimeout(200*time.Millisecond))
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		c, at, epoch, err := f.loc.dial(ctx)
+		cancel()
 		if err != nil {
 			f.nextDial = time.Now().Add(50 * time.Millisecond)
 			ev.Fence = fenceError
 			return
 		}
-		f.c = c
+		f.c, f.at, f.epoch = c, at, epoch
 	}
 	v, err := redis.Int64s(fenceScript.Do(f.c, f.kFence, f.kOrder, f.kEpo, ev.Term, f.id))
 	if err != nil || len(v) != 4 {
 		f.c.Close()
 		f.c = nil
-		f.nextDial = time.Now().Add(50 * time.Millisecond)
+		if err == nil || !f.loc.failed(err) || f.loc.moved == "" {
+			f.nextDial = time.Now().Add(50 * time.Millisecond)
+		}
 		ev.Fence = fenceError
 		return
 	}
@@ -169,6 +190,9 @@ func (f *fencer) write(ev *Event) {
 		ev.Fence = fenceRejected
 	}
 	ev.FenceStored, ev.FenceN, ev.FenceEpoch = uint64(v[1]), v[2], v[3]
+	if f.loc.mode() != "" {
+		ev.FenceEpoch = f.epoch
+	}
 }
 
 // emitter writes events as JSON lines, one write(2) per line, so lines from
@@ -221,6 +245,9 @@ func nodeMain(args []string) int {
 		previous    = fs.String("previous-secret", "", "Config.PreviousSecret (a key rotation)")
 		priority    = fs.Int("priority", 0, "Config.Priority")
 		prioAfter   = fs.Duration("priority-after", 0, "Config.PriorityAfter")
+		sentinels   = fs.String("sentinels", "", "Sentinel deployment: the sentinels, comma-separated (dialled directly)")
+		seeds       = fs.String("cluster", "", "Cluster deployment: seed nodes, comma-separated")
+		addrMapFlag = fs.String("addr-map", "", "deployment: real=proxy,...: where this node dials each data server (its proxies)")
 	)
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -243,11 +270,31 @@ func nodeMain(args []string) int {
 		_, _ = io.Copy(io.Discard, bufio.NewReader(os.Stdin))
 		os.Exit(4)
 	}()
-	kFence, kOrder, kEpoch := fenceKeys(*group)
-	f := &fencer{addr: *direct, id: *id, kFence: kFence, kOrder: kOrder, kEpo: kEpoch}
+	addrMap, err := parseAddrMap(*addrMapFlag)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "node:", err)
+		return 2
+	}
+	split := func(s string) []string {
+		if s == "" {
+			return nil
+		}
+		return strings.Split(s, ",")
+	}
+	// The fencer's locator dials the data servers directly, the lock's
+	// through this node's proxies.
+	fenceLoc := &locator{addr: *direct, sentinels: split(*sentinels), seeds: split(*seeds),
+		timeout: 200 * time.Millisecond, connect: 100 * time.Millisecond}
+	nodeLoc := &locator{addr: *addr, sentinels: fenceLoc.sentinels, seeds: fenceLoc.seeds, addrMap: addrMap,
+		timeout: *peer, connect: *hb}
+	kFence, kOrder, kEpoch := fenceKeys(*group, fenceLoc.mode() != "")
+	f := &fencer{id: *id, kFence: kFence, kOrder: kOrder, kEpo: kEpoch, loc: fenceLoc}
+	if len(fenceLoc.sentinels) > 0 {
+		f.watch = watchPrimary(fenceLoc.sentinels, 50*time.Millisecond)
+	}
 
 	if *algo == algoLock {
-		ln := newLockNode(*id, *addr, *group, *peer, *hb, out)
+		ln := newLockNode(*id, nodeLoc, *group, *peer, *hb, out)
 		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 		defer stop()
 		go tickLoop(ln, *id, *tickEvery, out, f)
@@ -259,7 +306,7 @@ func nodeMain(args []string) int {
 		return 0
 	}
 
-	el, err := leader.New(leader.Config{
+	cfg := leader.Config{
 		Addr:              *addr,
 		Group:             *group,
 		ID:                *id,
@@ -286,7 +333,18 @@ func nodeMain(args []string) int {
 		OnNewLeader: func(l string, term uint64) {
 			out.emit(Event{Ev: evNew, Leader: l, LTerm: term})
 		},
-	})
+	}
+	if nodeLoc.mode() == deploySentinel {
+		cfg.Addr = ""
+		cfg.Sentinel = &leader.Sentinel{Addrs: nodeLoc.sentinels, MasterName: sentinelMaster,
+			Dial: func(ctx context.Context, addr string, sentinel bool) (redis.Conn, error) {
+				if sentinel {
+					return redis.DialContext(ctx, "tcp", addr, redis.DialReadTimeout(*peer), redis.DialWriteTimeout(*peer))
+				}
+				return nodeLoc.dialData(ctx, addr)
+			}}
+	}
+	el, err := leader.New(cfg)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
