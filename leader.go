@@ -324,8 +324,8 @@ type Sentinel struct {
 // the group subscribes. (Classic PUBSUB NUMSUB counts only the node it is
 // asked on.) A MOVED, ASK or CLUSTERDOWN reply, or an unsolicited
 // sunsubscribe (a failover or a resharding moved the slot), makes it
-// resolve the slot again and redial both connections at once, trying the
-// address MOVED or ASK names first.
+// resolve the slot again and redial both connections, at once to the
+// address MOVED names.
 //
 // What a Cluster cannot promise: replication is asynchronous, so a
 // promoted replica may lack the newest term key; the nodes push it past the
@@ -2737,7 +2737,8 @@ type run struct {
 	}
 	switches atomic.Uint64
 	primary  atomic.Value // string: the primary last dialled
-	moved    atomic.Value // string: with Cluster, where MOVED or ASK sent us; "" once tried
+	moved    atomic.Value // string: with Cluster, where MOVED sent us; "" once tried
+	movedAt  atomic.Int64 // when a MOVED last redialled at once (since Elector.base)
 	nodes    struct {
 		sync.Mutex
 		addrs []string // with Cluster, the nodes the last CLUSTER SLOTS named
@@ -4048,7 +4049,7 @@ func (r *run) clusterDial(ctx context.Context, addr string) (redis.Conn, error) 
 }
 
 // dialSlotOwner dials the primary that serves the group's slot: the node
-// a MOVED or ASK named, if that is new, or else the one most nodes name.
+// a MOVED named, if that is new, or else the one most nodes name.
 func (r *run) dialSlotOwner(ctx context.Context) (redis.Conn, error) {
 	var errs []error
 	if to, _ := r.moved.Swap("").(string); to != "" {
@@ -4218,22 +4219,31 @@ func (r *run) redirected(c redis.Conn, err error) bool {
 	msg := string(re)
 	to := ""
 	switch {
-	case strings.HasPrefix(msg, "MOVED "), strings.HasPrefix(msg, "ASK "):
+	case strings.HasPrefix(msg, "MOVED "):
 		if f := strings.Fields(msg); len(f) == 3 {
 			to = f[2]
 		}
-	case strings.HasPrefix(msg, "CLUSTERDOWN"):
+	case strings.HasPrefix(msg, "ASK "), strings.HasPrefix(msg, "CLUSTERDOWN"):
+		// ASK: the slot is being migrated, and the term key already went;
+		// the slot stays where it is until the migration ends (then a
+		// sunsubscribe comes), so the redial finds the same node, and the
+		// term key fails until then. (The target would take the key only
+		// after ASKING, and not the subscription.)
 	default:
 		return false
 	}
-	fresh := to != "" && r.primary.Load() != to
+	e := r.e
+	now := time.Since(e.base)
+	// At once only to a node not tried just now: two nodes that each name
+	// the other, for a moment in a failover, must not make a busy loop of
+	// redials. Otherwise (a CLUSTERDOWN, an ASK) the redial backs off.
+	fresh := to != "" && r.primary.Load() != to && now-time.Duration(r.movedAt.Load()) >= 100*time.Millisecond
 	if fresh {
+		r.movedAt.Store(int64(now))
 		r.moved.Store(to)
 	}
-	r.e.nRedirects.Add(1)
+	e.nRedirects.Add(1)
 	r.logf(slog.LevelInfo, "Redis Cluster redirects the group's slot; redialling", "from", r.primary.Load(), "reply", msg)
-	// A CLUSTERDOWN, or a MOVED back to where we are, redials with
-	// backoff: at once, it could repeat as fast as the node answers.
 	r.switched(c, fresh)
 	return true
 }

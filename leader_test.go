@@ -6799,6 +6799,51 @@ func TestRedisCluster(t *testing.T) {
 	t.Logf("after kill -9 of %s every node subscribed on %s within %v (node-timeout 2s); %s leads term %d",
 		replica.Addr, primary.Addr, moved.Round(time.Millisecond), kldr.id, kterm)
 	assert.Greater(t, kterm, nterm)
+
+	// Resharding: the slot migrates, term key and all, to another primary.
+	// The nodes' EVALs get ASK while it migrates and MOVED after, their
+	// subscriptions an unasked sunsubscribe; they follow it.
+	slot := keySlot(c.channel())
+	var to *redisServer
+	for _, n := range rc.nodes {
+		role, err := redis.Values(redisClient(t, n.Addr).Do("ROLE"))
+		if n != primary && n != replica && err == nil && string(role[0].([]byte)) == "master" {
+			to = n
+			break
+		}
+	}
+	require.NotNil(t, to, "no other primary")
+	from := redisClient(t, primary.Addr)
+	dest := redisClient(t, to.Addr)
+	fromID, err := redis.String(from.Do("CLUSTER", "MYID"))
+	require.NoError(t, err)
+	toID, err := redis.String(dest.Do("CLUSTER", "MYID"))
+	require.NoError(t, err)
+	_, err = dest.Do("CLUSTER", "SETSLOT", slot, "IMPORTING", fromID)
+	require.NoError(t, err)
+	_, err = from.Do("CLUSTER", "SETSLOT", slot, "MIGRATING", toID)
+	require.NoError(t, err)
+	keys, err := redis.Strings(from.Do("CLUSTER", "GETKEYSINSLOT", slot, 100))
+	require.NoError(t, err)
+	for _, k := range keys {
+		_, err = from.Do("MIGRATE", "127.0.0.1", to.port, k, 0, 5000)
+		require.NoError(t, err, "MIGRATE %s", k)
+	}
+	time.Sleep(calm) // the slot half-migrated for a while: EVALs get ASK
+	for _, n := range []redis.Conn{dest, from} {
+		_, err = n.Do("CLUSTER", "SETSLOT", slot, "NODE", toID)
+		require.NoError(t, err)
+	}
+	start = time.Now()
+	require.True(t, poll(20*time.Second, func() bool { return shardSubs(to.Addr, c.channel()) == len(nodes) }),
+		"the nodes never all subscribed on %s after the resharding", to.Addr)
+	moved = time.Since(start)
+	rldr, rterm := c.waitStable(calm, nodes...)
+	got, err = redis.Uint64(dest.Do("GET", c.channel()+":term"))
+	require.NoError(t, err, "no term key on the slot's new primary")
+	assert.GreaterOrEqual(t, got, rterm)
+	t.Logf("after the resharding (%d keys moved) every node subscribed on %s within %v; %s leads term %d",
+		len(keys), to.Addr, moved.Round(time.Millisecond), rldr.id, rterm)
 }
 
 // TestSimLargeGroup runs a group of -sim.large nodes (1025, say) in the
