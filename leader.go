@@ -153,9 +153,16 @@ type Config struct {
 	// 0): New refuses dynamic mode with it.
 	Sentinel *Sentinel
 
+	// Cluster, when set, runs the group on a Redis Cluster instead of Addr
+	// (see the Cluster type). It needs strict mode (ClusterSize > 0) and
+	// DB 0.
+	Cluster *Cluster
+
 	// Group names the election. Each group on one Redis is independent.
 	// Default "default". Its channel is "leader:{Group}" ("leader:dbN:{Group}"
-	// on DB N > 0), and its term key that channel's name plus ":term".
+	// on DB N > 0), and its term key that channel's name plus ":term". The
+	// braces make the group name the hash tag of all of them, so that in a
+	// Redis Cluster they share one slot; a Group must not contain { or }.
 	Group string
 
 	// DB is the Redis logical database of the group's term key. Pub/sub
@@ -304,6 +311,34 @@ type Sentinel struct {
 	Dial func(ctx context.Context, addr string, sentinel bool) (redis.Conn, error)
 }
 
+// Cluster runs a group on a Redis Cluster. The group's channels and term
+// key share one hash slot (the group name is their hash tag), so one shard
+// holds all of the group's state. The Elector computes the slot, asks the
+// nodes which primary serves it (CLUSTER SLOTS), puts both of its
+// connections there and checks with ROLE that it is a primary.
+//
+// It uses sharded pub/sub (SSUBSCRIBE, SPUBLISH, PUBSUB SHARDNUMSUB): a
+// message stays in its shard (one cluster-bus message per replica of the
+// shard) instead of reaching every node of the cluster, and the subscriber
+// count of the crash fast path is the slot owner's, where every node of
+// the group subscribes. (Classic PUBSUB NUMSUB counts only the node it is
+// asked on.) A MOVED, ASK or CLUSTERDOWN reply, or an unsolicited
+// sunsubscribe (a failover or a resharding moved the slot), makes it
+// resolve the slot again and redial both connections, at once to the
+// address MOVED names.
+//
+// What a Cluster cannot promise: replication is asynchronous, so a
+// promoted replica may lack the newest term key; the nodes push it past the
+// terms they know (see Terms in the package doc).
+type Cluster struct {
+	// Addrs are seed nodes, host:port: any nodes of the cluster. Once
+	// known, the nodes the cluster names are asked too.
+	Addrs []string
+	// Dial, when set, opens every connection, to the seeds and to the
+	// slot's primary: for TLS, passwords or ACL users. Default: plain TCP.
+	Dial func(ctx context.Context, addr string) (redis.Conn, error)
+}
+
 // Errors returned by the Elector's methods.
 var (
 	// ErrNotLeader is returned by TransferTo when this node does not lead.
@@ -447,8 +482,22 @@ func (cfg Config) validate() error {
 			bad("Sentinel needs strict mode: set ClusterSize to the number of nodes; in dynamic mode a node that moves to the new primary first would elect itself while the others are still on the old one")
 		}
 	}
+	if cl := cfg.Cluster; cl != nil {
+		switch {
+		case len(cl.Addrs) == 0:
+			bad("Cluster.Addrs is empty: give the host:port of at least one node of the cluster")
+		case cfg.Dial != nil || cfg.Sentinel != nil:
+			bad("Cluster cannot be combined with Dial or Sentinel: for TLS or a password with Cluster, set Cluster.Dial")
+		case cfg.DB != 0:
+			bad("DB (%d) must be 0 with Cluster: a Redis Cluster has only DB 0", cfg.DB)
+		case cfg.ClusterSize == 0:
+			// As with Sentinel: after a failover the old primary serves
+			// its clients for a while, a separate pub/sub domain.
+			bad("Cluster needs strict mode: set ClusterSize to the number of nodes; in dynamic mode a node that moves to the slot's new primary first would elect itself while the others are still on the old one")
+		}
+	}
 	switch {
-	case cfg.Dial != nil || cfg.Sentinel != nil:
+	case cfg.Dial != nil || cfg.Sentinel != nil || cfg.Cluster != nil:
 	case strings.Contains(cfg.Addr, "://") || strings.Contains(cfg.Addr, "@"):
 		// Never echo it: it may hold a password, and errors get logged.
 		bad("Addr must be host:port, not a URL or user:password@host: for a user, a password, a DB or TLS, set Dial (e.g. with redis.DialURLContext)")
@@ -466,6 +515,9 @@ func checkName(field, v string) error {
 		if r <= ' ' || r == 0x7f {
 			return fmt.Errorf("leader: %s (%q) must not contain spaces or control characters", field, v)
 		}
+	}
+	if field == "Group" && strings.ContainsAny(v, "{}") {
+		return fmt.Errorf("leader: Group (%q) must not contain { or }: the group name is the hash tag of the group's channels and term key, which keeps them in one slot of a Redis Cluster", v)
 	}
 	return nil
 }
@@ -562,6 +614,7 @@ type Status struct {
 	Unverified     uint64        // messages dropped because they could not be verified: another Secret, no Secret, a copy from another group or channel, another wire version
 	Replays        uint64        // verified messages dropped as a repeat of one already seen, or as delivered more than PeerTimeout after they were sent
 	Reconnects     uint64        // Redis (re)connections after the first
+	Redirects      uint64        // Redis Cluster: MOVED, ASK and CLUSTERDOWN replies and unasked sunsubscribes, each followed by a redial
 	PublishErrors  uint64        // failed PUBLISH or commands
 	LastRedisError string        // the last Redis error seen, "" if none
 }
@@ -580,7 +633,7 @@ type Elector struct {
 	c  core
 
 	// counters of the Redis goroutines, read by Status without the lock
-	nIn, nOut, nDropped, nReconnects, nPubErr, nUnverified, nReplays atomic.Uint64
+	nIn, nOut, nDropped, nReconnects, nPubErr, nUnverified, nReplays, nRedirects atomic.Uint64
 
 	// Set by the Redis goroutines with mark, read with stamp.
 	base   time.Time    // origin of these timestamps (monotonic)
@@ -696,6 +749,7 @@ func (e *Elector) Status() Status {
 	s.Unverified = e.nUnverified.Load()
 	s.Replays = e.nReplays.Load()
 	s.Reconnects = e.nReconnects.Load()
+	s.Redirects = e.nRedirects.Load()
 	s.PublishErrors = e.nPubErr.Load()
 	return s
 }
@@ -2675,14 +2729,20 @@ type run struct {
 	}
 	dbUnchecked atomic.Bool // CLIENT INFO failed and that was logged
 
-	// With Sentinel: the connections in use, so that a switch of the
-	// primary closes both at once, and how many switches were seen.
+	// With Sentinel or Cluster: the connections in use, so that a switch
+	// of the primary closes both at once, and how many switches were seen.
 	conns struct {
 		sync.Mutex
 		sub, pub redis.Conn
 	}
-	switches  atomic.Uint64
-	primary   atomic.Value // string: the primary last dialled
+	switches atomic.Uint64
+	primary  atomic.Value // string: the primary last dialled
+	moved    atomic.Value // string: with Cluster, where MOVED sent us; "" once tried
+	movedAt  atomic.Int64 // when a MOVED last redialled at once (since Elector.base)
+	nodes    struct {
+		sync.Mutex
+		addrs []string // with Cluster, the nodes the last CLUSTER SLOTS named
+	}
 	permanent atomic.Int64 // permanent failures since the last subscription (see noteRedisError)
 
 	pubErrLogged     atomic.Int64 // when a PUBLISH error reply was last logged (since Elector.base)
@@ -3239,7 +3299,8 @@ func (r *run) publisher() {
 // pipeline is one publishing connection: the publisher writes, a reader
 // goroutine reads the replies in order.
 type pipeline struct {
-	gen     uint64 // the Sentinel switches seen when it was dialled
+	gen     uint64 // the switches of the primary seen when it was dialled
+	sharded bool   // Cluster: SPUBLISH and SHARDNUMSUB
 	c       redis.Conn
 	pending chan job      // written, reply not yet read; in order
 	failed  chan struct{} // closed by the reader when the connection died
@@ -3248,7 +3309,7 @@ type pipeline struct {
 
 func (r *run) startPipeline(c redis.Conn) *pipeline {
 	e := r.e
-	pc := &pipeline{c: c, pending: make(chan job, cap(r.out)), failed: make(chan struct{})}
+	pc := &pipeline{c: c, pending: make(chan job, cap(r.out)), failed: make(chan struct{}), sharded: e.cfg.Cluster != nil}
 	// Writes never wait for replies, so the reply timeout only decides when
 	// a silent connection is dead: as for the subscriber, PeerTimeout.
 	timeout := e.cfg.PeerTimeout
@@ -3260,6 +3321,7 @@ func (r *run) startPipeline(c redis.Conn) *pipeline {
 				continue
 			}
 			v, err := redis.ReceiveWithTimeout(c, timeout)
+			r.redirected(c, err)
 			r.reply(j, v, err)
 			if err != nil && c.Err() != nil {
 				// redigo closed the connection (a timeout included): fail
@@ -3277,12 +3339,16 @@ func (r *run) startPipeline(c redis.Conn) *pipeline {
 // write sends j's command without waiting for its reply.
 func (pc *pipeline) write(j job) error {
 	var err error
-	switch j.kind {
-	case jobPublish:
+	switch {
+	case j.kind == jobPublish && pc.sharded:
+		err = pc.c.Send("SPUBLISH", j.key, *j.buf)
+	case j.kind == jobPublish:
 		err = pc.c.Send("PUBLISH", j.key, *j.buf)
-	case jobTerm:
+	case j.kind == jobTerm:
 		err = pc.c.Send("EVAL", nextTermScript, 1, j.key, j.term)
-	case jobNumSub:
+	case j.kind == jobNumSub && pc.sharded:
+		err = pc.c.Send("PUBSUB", "SHARDNUMSUB", j.key)
+	case j.kind == jobNumSub:
 		err = pc.c.Send("PUBSUB", "NUMSUB", j.key)
 	}
 	if err == nil {
@@ -3399,6 +3465,7 @@ func (r *run) subscriber() {
 func (r *run) receive(c redis.Conn, rd *reader) (subscribed bool) {
 	e := r.e
 	psc := redis.PubSubConn{Conn: c}
+	sharded := e.cfg.Cluster != nil
 	var stop func()
 	defer func() {
 		if stop != nil {
@@ -3409,7 +3476,17 @@ func (r *run) receive(c redis.Conn, rd *reader) (subscribed bool) {
 			r.send(event{kind: evDisconnected, err: c.Err()})
 		}
 	}()
-	if err := psc.Subscribe(e.c.channel, e.c.selfChan); err != nil {
+	var err error
+	if sharded {
+		// redigo's PubSubConn does not know the sharded frames: the
+		// subscription is sent here and its pushes parsed by receiveSharded.
+		if err = c.Send("SSUBSCRIBE", e.c.channel, e.c.selfChan); err == nil {
+			err = c.Flush()
+		}
+	} else {
+		err = psc.Subscribe(e.c.channel, e.c.selfChan)
+	}
+	if err != nil {
 		r.noteRedisError("subscribe", dialHint(err))
 		return false
 	}
@@ -3423,7 +3500,12 @@ func (r *run) receive(c redis.Conn, rd *reader) (subscribed bool) {
 	})
 	confirmed := 0
 	for {
-		v := psc.ReceiveWithTimeout(e.cfg.PeerTimeout)
+		var v any
+		if sharded {
+			v = receiveSharded(c, e.cfg.PeerTimeout)
+		} else {
+			v = psc.ReceiveWithTimeout(e.cfg.PeerTimeout)
+		}
 		if _, failed := v.(error); !failed {
 			e.mark(&e.recvAt)
 		}
@@ -3448,16 +3530,27 @@ func (r *run) receive(c redis.Conn, rd *reader) (subscribed bool) {
 				e.nDropped.Add(1) // the state machine is behind: shed load
 			}
 		case redis.Subscription:
-			if v.Kind == "subscribe" {
+			switch v.Kind {
+			case "subscribe", "ssubscribe":
 				confirmed++
 				if confirmed == 2 && !subscribed {
 					subscribed = true
 					r.permanent.Store(0)
 					r.send(event{kind: evSubscribed})
 				}
+			case "sunsubscribe":
+				// Unasked: the slot moved off this node (a failover or a
+				// resharding), which is now deaf to the group.
+				e.nRedirects.Add(1)
+				r.logf(slog.LevelInfo, "Redis Cluster moved the group's slot; redialling at once", "from", r.primary.Load())
+				r.switched(c, true)
+				return subscribed
 			}
 		case redis.Pong:
 		case error:
+			if r.redirected(c, v) {
+				return subscribed
+			}
 			if !subscribed {
 				v = dialHint(v) // the connection's first answer
 			}
@@ -3547,6 +3640,8 @@ func (r *run) dial() (redis.Conn, error) {
 	switch {
 	case e.cfg.Sentinel != nil:
 		c, err = r.dialPrimary(ctx)
+	case e.cfg.Cluster != nil:
+		c, err = r.dialSlotOwner(ctx)
 	case e.cfg.Dial != nil:
 		c, err = e.cfg.Dial(ctx)
 		if err == nil {
@@ -3633,7 +3728,11 @@ func (r *run) noteRedisError(op string, err error) {
 		return
 	}
 	err = handshakeHint(err)
-	r.logf(slog.LevelWarn, "redis error", "op", op, "err", err)
+	level := slog.LevelWarn
+	if errors.Is(err, net.ErrClosed) {
+		level = slog.LevelDebug // closed here, on a switch of the primary: logged as that
+	}
+	r.logf(level, "redis error", "op", op, "err", err)
 	e.mu.Lock()
 	e.c.redisError(op, err)
 	e.mu.Unlock()
@@ -3897,7 +3996,7 @@ func (r *run) followSwitches(c redis.Conn) (subscribed bool) {
 			}
 			if to != "" && r.primary.Load() != to {
 				r.logf(slog.LevelInfo, "Sentinel moved the primary; redialling at once", "event", v.Channel, "to", to)
-				r.switched()
+				r.switched(nil, true)
 			}
 		case redis.Subscription:
 			subscribed = true
@@ -3908,11 +4007,18 @@ func (r *run) followSwitches(c redis.Conn) (subscribed bool) {
 }
 
 // switched closes the connections in use, so that both redial the new
-// primary now, and counts the switch (the redials skip their backoff).
-func (r *run) switched() {
-	r.switches.Add(1)
+// primary now. With at, only if at is one of them: the others' answers
+// are old news once they redialled. With count the switch is counted, and
+// the redials skip their backoff.
+func (r *run) switched(at redis.Conn, count bool) {
 	r.conns.Lock()
 	defer r.conns.Unlock()
+	if at != nil && at != r.conns.sub && at != r.conns.pub {
+		return
+	}
+	if count {
+		r.switches.Add(1)
+	}
 	for _, c := range []redis.Conn{r.conns.sub, r.conns.pub} {
 		if c != nil {
 			c.Close()
@@ -3926,4 +4032,273 @@ func (r *run) track(slot *redis.Conn, c redis.Conn) {
 	r.conns.Lock()
 	*slot = c
 	r.conns.Unlock()
+}
+
+// ---------------------------------------------------------------------------
+// Cluster
+// ---------------------------------------------------------------------------
+
+// clusterDial opens a connection to a node of the cluster.
+func (r *run) clusterDial(ctx context.Context, addr string) (redis.Conn, error) {
+	e := r.e
+	if d := e.cfg.Cluster.Dial; d != nil {
+		return d(ctx, addr)
+	}
+	return redis.DialContext(ctx, "tcp", addr,
+		redis.DialReadTimeout(e.cfg.PeerTimeout), redis.DialWriteTimeout(e.cfg.PeerTimeout))
+}
+
+// dialSlotOwner dials the primary that serves the group's slot: the node
+// a MOVED named, if that is new, or else the one most nodes name.
+func (r *run) dialSlotOwner(ctx context.Context) (redis.Conn, error) {
+	var errs []error
+	if to, _ := r.moved.Swap("").(string); to != "" {
+		c, err := r.dialOwner(ctx, to)
+		if err == nil {
+			return c, nil
+		}
+		errs = append(errs, err)
+	}
+	owners, err := r.askSlots(ctx)
+	if err != nil {
+		return nil, errors.Join(append(errs, err)...)
+	}
+	for _, a := range owners {
+		c, err := r.dialOwner(ctx, a)
+		if err == nil {
+			return c, nil
+		}
+		errs = append(errs, err)
+	}
+	return nil, errors.Join(errs...)
+}
+
+// dialOwner dials addr and checks that it is a primary. That it serves the
+// slot, SSUBSCRIBE and every command check (a MOVED otherwise).
+func (r *run) dialOwner(ctx context.Context, addr string) (redis.Conn, error) {
+	c, err := r.clusterDial(ctx, addr)
+	if err != nil {
+		return nil, err
+	}
+	v, err := redis.Values(redis.DoContext(c, ctx, "ROLE"))
+	if err == nil && len(v) > 0 {
+		if role, _ := redis.String(v[0], nil); role != "master" {
+			err = fmt.Errorf("leader: %s, named as the primary of the group's slot, is a %s", addr, role)
+		}
+	} else if err == nil {
+		err = errors.New("leader: empty ROLE reply")
+	}
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	r.primary.Store(addr)
+	return c, nil
+}
+
+// askSlots asks the seeds and the nodes they named, all at once, which
+// primary serves the group's slot, and returns the answers, the most
+// named first: right after a failover some nodes still name the old one.
+func (r *run) askSlots(ctx context.Context) ([]string, error) {
+	e := r.e
+	slot := keySlot(e.c.channel)
+	r.nodes.Lock()
+	asks := slices.Clone(e.cfg.Cluster.Addrs)
+	for _, a := range r.nodes.addrs {
+		if !slices.Contains(asks, a) {
+			asks = append(asks, a)
+		}
+	}
+	r.nodes.Unlock()
+	type answer struct {
+		owner string
+		nodes []string
+		err   error
+	}
+	answers := make([]answer, len(asks))
+	qctx, cancel := context.WithTimeout(ctx, min(e.cfg.PeerTimeout, time.Second))
+	var wg sync.WaitGroup
+	for i, a := range asks {
+		wg.Go(func() {
+			c, err := r.clusterDial(qctx, a)
+			if err != nil {
+				answers[i].err = err
+				return
+			}
+			defer c.Close()
+			v, err := redis.DoContext(c, qctx, "CLUSTER", "SLOTS")
+			if err == nil {
+				answers[i].owner, answers[i].nodes, err = slotOwner(v, slot, a)
+			}
+			answers[i].err = err
+		})
+	}
+	wg.Wait()
+	cancel()
+	votes := map[string]int{}
+	var owners, nodes []string
+	var errs []error
+	for i, a := range answers {
+		if a.err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", asks[i], a.err))
+			continue
+		}
+		if votes[a.owner] == 0 {
+			owners = append(owners, a.owner)
+		}
+		votes[a.owner]++
+		for _, n := range a.nodes {
+			if !slices.Contains(nodes, n) && len(nodes) < maxClusterNodes {
+				nodes = append(nodes, n)
+			}
+		}
+	}
+	if len(owners) == 0 {
+		return nil, fmt.Errorf("leader: no node of the cluster named the primary of slot %d: %w", slot, errors.Join(errs...))
+	}
+	slices.SortStableFunc(owners, func(a, b string) int { return votes[b] - votes[a] })
+	r.nodes.Lock()
+	r.nodes.addrs = nodes
+	r.nodes.Unlock()
+	return owners, nil
+}
+
+// maxClusterNodes bounds the nodes remembered as further seeds.
+const maxClusterNodes = 64
+
+// slotOwner reads a CLUSTER SLOTS reply (asked of node asked): the primary
+// that serves slot, and every node named. A node of unknown address ("")
+// is the one asked.
+func slotOwner(v any, slot int, asked string) (owner string, nodes []string, err error) {
+	ranges, err := redis.Values(v, nil)
+	if err != nil {
+		return "", nil, err
+	}
+	for _, rg := range ranges {
+		f, err := redis.Values(rg, nil)
+		if err != nil || len(f) < 3 {
+			continue
+		}
+		lo, err1 := redis.Int(f[0], nil)
+		hi, err2 := redis.Int(f[1], nil)
+		for i, n := range f[2:] {
+			nf, err := redis.Values(n, nil)
+			if err != nil || len(nf) < 2 {
+				continue
+			}
+			host, _ := redis.String(nf[0], nil)
+			port, err := redis.Int(nf[1], nil)
+			if err != nil {
+				continue
+			}
+			if host == "" || host == "?" {
+				host, _, _ = net.SplitHostPort(asked)
+			}
+			a := net.JoinHostPort(host, strconv.Itoa(port))
+			nodes = append(nodes, a)
+			if i == 0 && err1 == nil && err2 == nil && lo <= slot && slot <= hi {
+				owner = a
+			}
+		}
+	}
+	if owner == "" {
+		return "", nodes, fmt.Errorf("no node serves slot %d", slot)
+	}
+	return owner, nodes, nil
+}
+
+// redirected reports whether err is a Redis Cluster's answer that the
+// group's slot is served elsewhere (MOVED, ASK) or not at all (CLUSTERDOWN)
+// on connection c, and if so has both connections redial: at once, to the
+// node named, when it names a new one.
+func (r *run) redirected(c redis.Conn, err error) bool {
+	var re redis.Error
+	if r.e.cfg.Cluster == nil || !errors.As(err, &re) {
+		return false
+	}
+	msg := string(re)
+	to := ""
+	switch {
+	case strings.HasPrefix(msg, "MOVED "):
+		if f := strings.Fields(msg); len(f) == 3 {
+			to = f[2]
+		}
+	case strings.HasPrefix(msg, "ASK "), strings.HasPrefix(msg, "CLUSTERDOWN"):
+		// ASK: the slot is being migrated, and the term key already went;
+		// the slot stays where it is until the migration ends (then a
+		// sunsubscribe comes), so the redial finds the same node, and the
+		// term key fails until then. (The target would take the key only
+		// after ASKING, and not the subscription.)
+	default:
+		return false
+	}
+	e := r.e
+	now := time.Since(e.base)
+	// At once only to a node not tried just now: two nodes that each name
+	// the other, for a moment in a failover, must not make a busy loop of
+	// redials. Otherwise (a CLUSTERDOWN, an ASK) the redial backs off.
+	fresh := to != "" && r.primary.Load() != to && now-time.Duration(r.movedAt.Load()) >= 100*time.Millisecond
+	if fresh {
+		r.movedAt.Store(int64(now))
+		r.moved.Store(to)
+	}
+	e.nRedirects.Add(1)
+	r.logf(slog.LevelInfo, "Redis Cluster redirects the group's slot; redialling", "from", r.primary.Load(), "reply", msg)
+	r.switched(c, fresh)
+	return true
+}
+
+// receiveSharded reads one push of a sharded subscription, in the types
+// redigo's PubSubConn returns for classic ones.
+func receiveSharded(c redis.Conn, timeout time.Duration) any {
+	v, err := redis.ReceiveWithTimeout(c, timeout)
+	if err != nil {
+		return err
+	}
+	f, err := redis.Values(v, nil)
+	if err != nil || len(f) < 2 {
+		return fmt.Errorf("leader: unexpected reply on a sharded subscription: %T", v)
+	}
+	kind, _ := redis.String(f[0], nil)
+	switch {
+	case kind == "smessage" && len(f) == 3:
+		ch, err1 := redis.String(f[1], nil)
+		data, err2 := redis.Bytes(f[2], nil)
+		if err1 == nil && err2 == nil {
+			return redis.Message{Channel: ch, Data: data}
+		}
+	case (kind == "ssubscribe" || kind == "sunsubscribe") && len(f) == 3:
+		ch, err1 := redis.String(f[1], nil)
+		n, err2 := redis.Int(f[2], nil)
+		if err1 == nil && err2 == nil {
+			return redis.Subscription{Kind: kind, Channel: ch, Count: n}
+		}
+	case kind == "pong":
+		data, _ := redis.String(f[1], nil)
+		return redis.Pong{Data: data}
+	}
+	return fmt.Errorf("leader: unexpected %q push on a sharded subscription", kind)
+}
+
+// keySlot is the Redis Cluster hash slot of key: CRC16 (XMODEM) of its
+// hash tag (the part between the first { and the next }, if not empty) or
+// of the whole key, modulo 16384.
+func keySlot(key string) int {
+	if i := strings.IndexByte(key, '{'); i >= 0 {
+		if j := strings.IndexByte(key[i+1:], '}'); j > 0 {
+			key = key[i+1 : i+1+j]
+		}
+	}
+	var crc uint16
+	for i := 0; i < len(key); i++ {
+		crc ^= uint16(key[i]) << 8
+		for range 8 {
+			if crc&0x8000 != 0 {
+				crc = crc<<1 ^ 0x1021
+			} else {
+				crc <<= 1
+			}
+		}
+	}
+	return int(crc & 16383)
 }

@@ -1255,6 +1255,11 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		{"ID too long", Config{ID: long}, []string{"ID"}},
 		{"Group with a space", Config{Group: "my group"}, []string{"Group"}},
 		{"Group too long", Config{Group: long}, []string{"Group"}},
+		{"Group with a brace", Config{Group: "a{b}"}, []string{"Group", "hash tag"}},
+		{"Cluster in dynamic mode", Config{Cluster: &Cluster{Addrs: []string{"127.0.0.1:7000"}}}, []string{"Cluster", "strict mode"}},
+		{"Cluster without Addrs", Config{Cluster: &Cluster{}, ClusterSize: 3}, []string{"Cluster.Addrs"}},
+		{"Cluster on DB 1", Config{Cluster: &Cluster{Addrs: []string{"127.0.0.1:7000"}}, ClusterSize: 3, DB: 1}, []string{"DB", "Cluster"}},
+		{"Cluster with Dial", Config{Cluster: &Cluster{Addrs: []string{"127.0.0.1:7000"}}, ClusterSize: 3, Dial: func(context.Context) (redis.Conn, error) { return nil, nil }}, []string{"Cluster.Dial"}},
 		{"Addr without a port", Config{Addr: "localhost"}, []string{"Addr"}},
 		{"two bad fields", Config{HeartbeatInterval: -1, ClusterSize: -3}, []string{"HeartbeatInterval", "ClusterSize"}},
 		{"negative DB", Config{DB: -1}, []string{"DB"}},
@@ -6560,6 +6565,285 @@ func TestSentinelFailover(t *testing.T) {
 	assert.Less(t, moved, 2*time.Second, "the nodes stayed on the old primary")
 	assert.GreaterOrEqual(t, nterm, term)
 	_ = replicas
+}
+
+// redisCluster is a Redis Cluster of three primaries with a replica each,
+// started on free loopback ports, created with redis-cli --cluster create,
+// and stopped when the test ends.
+type redisCluster struct {
+	t     *testing.T
+	nodes []*redisServer
+}
+
+// startRedisCluster starts the cluster and waits until every node reports
+// it healthy and agrees on every slot's primary.
+func startRedisCluster(t *testing.T) *redisCluster {
+	t.Helper()
+	cli, err := exec.LookPath("redis-cli")
+	if err != nil {
+		t.Fatal("redis-cli not found: run 'bash scripts/ensure-redis.sh' (Debian: apt-get install redis-tools)")
+	}
+	bin, err := exec.LookPath("redis-server")
+	require.NoError(t, err)
+	rc := &redisCluster{t: t}
+	for len(rc.nodes) < 6 {
+		// A cluster node also listens on port+10000 (the cluster bus).
+		port := freePort(t)
+		if port+10000 > 65535 {
+			continue
+		}
+		if l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port+10000))); err != nil {
+			continue
+		} else {
+			l.Close()
+		}
+		r := &redisServer{t: t, bin: bin, port: port, extra: []string{"--dir", t.TempDir(),
+			"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000"}}
+		r.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+		if r.start() != nil {
+			continue
+		}
+		t.Cleanup(r.stop)
+		rc.nodes = append(rc.nodes, r)
+	}
+	args := []string{"--cluster", "create"}
+	for _, n := range rc.nodes {
+		args = append(args, n.Addr)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, cli, append(args, "--cluster-replicas", "1", "--cluster-yes")...).CombinedOutput()
+	require.NoError(t, err, "redis-cli --cluster create: %s", out)
+	require.True(t, poll(30*time.Second, rc.agreed), "the cluster never became healthy")
+	return rc
+}
+
+// agreed reports whether every node says cluster_state:ok and names the
+// same primary for the test group's slot.
+func (rc *redisCluster) agreed() bool {
+	owner := ""
+	for _, n := range rc.nodes {
+		c, err := redis.Dial("tcp", n.Addr, redis.DialReadTimeout(time.Second))
+		if err != nil {
+			return false
+		}
+		info, err := redis.String(c.Do("CLUSTER", "INFO"))
+		v, err2 := c.Do("CLUSTER", "SLOTS")
+		c.Close()
+		if err != nil || err2 != nil || !strings.Contains(info, "cluster_state:ok") {
+			return false
+		}
+		o, _, err := slotOwner(v, keySlot("leader:{g}"), n.Addr)
+		if err != nil || owner != "" && o != owner {
+			return false
+		}
+		ranges, _ := redis.Values(v, nil)
+		for _, rg := range ranges {
+			if f, _ := redis.Values(rg, nil); len(f) < 4 {
+				return false // a replica not attached yet
+			}
+		}
+		owner = o
+	}
+	return true
+}
+
+// owner returns the node that is the primary of the test group's slot,
+// and its replica, as the cluster's first node sees them.
+func (rc *redisCluster) owner() (primary, replica *redisServer) {
+	rc.t.Helper()
+	c := redisClient(rc.t, rc.nodes[0].Addr)
+	v, err := c.Do("CLUSTER", "SLOTS")
+	require.NoError(rc.t, err)
+	slot := keySlot("leader:{g}")
+	ranges, _ := redis.Values(v, nil)
+	for _, rg := range ranges {
+		f, _ := redis.Values(rg, nil)
+		lo, _ := redis.Int(f[0], nil)
+		hi, _ := redis.Int(f[1], nil)
+		if slot < lo || slot > hi {
+			continue
+		}
+		port := func(i int) int {
+			nf, _ := redis.Values(f[i], nil)
+			p, _ := redis.Int(nf[1], nil)
+			return p
+		}
+		for _, n := range rc.nodes {
+			if n.port == port(2) {
+				primary = n
+			}
+			if len(f) > 3 && n.port == port(3) {
+				replica = n
+			}
+		}
+	}
+	require.NotNil(rc.t, primary, "no primary for slot %d", slot)
+	require.NotNil(rc.t, replica, "no replica for slot %d", slot)
+	return primary, replica
+}
+
+// clusterStat reads one field of CLUSTER INFO of addr.
+func clusterStat(t *testing.T, addr, field string) int64 {
+	t.Helper()
+	info, err := redis.String(redisClient(t, addr).Do("CLUSTER", "INFO"))
+	require.NoError(t, err)
+	for _, l := range strings.Split(info, "\r\n") {
+		if v, ok := strings.CutPrefix(l, field+":"); ok {
+			n, _ := strconv.ParseInt(v, 10, 64)
+			return n
+		}
+	}
+	return 0
+}
+
+// shardSubs is PUBSUB SHARDNUMSUB of channel on addr.
+func shardSubs(addr, channel string) int {
+	c, err := redis.Dial("tcp", addr, redis.DialReadTimeout(time.Second))
+	if err != nil {
+		return -1
+	}
+	defer c.Close()
+	v, err := redis.Values(c.Do("PUBSUB", "SHARDNUMSUB", channel))
+	if err != nil || len(v) != 2 {
+		return -1
+	}
+	n, _ := redis.Int(v[1], nil)
+	return n
+}
+
+// TestKeySlot: keySlot agrees with CLUSTER KEYSLOT, hash tags included.
+func TestKeySlot(t *testing.T) {
+	r := startRedis(t, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf")
+	c := redisClient(t, r.Addr)
+	for _, k := range []string{"leader:{g}", "leader:{g}:term", "leader:{g}:node:n1", "leader:db2:{billing}",
+		"foo", "123456789", "{user1000}.following", "foo{}{bar}", "foo{{bar}}", "{}", "", "x{y"} {
+		want, err := redis.Int(c.Do("CLUSTER", "KEYSLOT", k))
+		require.NoError(t, err)
+		assert.Equal(t, want, keySlot(k), "slot of %q", k)
+	}
+}
+
+// TestRedisCluster: three strict-mode nodes given one seed that does not
+// serve the group's slot find its primary themselves, put both of their
+// connections there (its SHARDNUMSUB counts all three) and elect a leader
+// whose term is in the group's term key there. Sharded pub/sub keeps the
+// traffic in the shard: no classic PUBLISH crosses the cluster bus, and
+// each publish costs about one bus message (to the shard's replica). After
+// CLUSTER FAILOVER every node follows the slot to the promoted replica soon,
+// and a leader is elected there; the monitor checks that no two nodes led at
+// once and that terms never went back.
+func TestRedisCluster(t *testing.T) {
+	rc := startRedisCluster(t)
+	primary, replica := rc.owner()
+	var seed *redisServer
+	for _, n := range rc.nodes {
+		if n != primary && n != replica {
+			seed = n
+			break
+		}
+	}
+	c := newClusterOn(t, seed, "g")
+	onCluster := func(cfg *Config) {
+		cfg.Addr, cfg.ClusterSize = "", 3
+		cfg.Cluster = &Cluster{Addrs: []string{seed.Addr}}
+	}
+	nodes := c.startN(3, "n", onCluster)
+	ldr, term := c.waitStable(calm, nodes...)
+	assert.Equal(t, 3, shardSubs(primary.Addr, c.channel()), "not every node subscribed on the slot's primary")
+	got, err := redis.Uint64(redisClient(t, primary.Addr).Do("GET", c.channel()+":term"))
+	require.NoError(t, err, "no term key on the slot's primary")
+	assert.GreaterOrEqual(t, got, term)
+
+	out := func() (n uint64) {
+		for _, nd := range nodes {
+			n += nd.e.Status().MessagesOut
+		}
+		return n
+	}
+	classic0, shard0, out0 := clusterStat(t, primary.Addr, "cluster_stats_messages_publish_sent"),
+		clusterStat(t, primary.Addr, "cluster_stats_messages_publishshard_sent"), out()
+	time.Sleep(calm) // a measured window, not a wait for a condition
+	classic, shard, published := clusterStat(t, primary.Addr, "cluster_stats_messages_publish_sent")-classic0,
+		clusterStat(t, primary.Addr, "cluster_stats_messages_publishshard_sent")-shard0, out()-out0
+	t.Logf("in %v: %d publishes, %d sharded and %d classic bus messages from the slot's primary", calm, published, shard, classic)
+	assert.Zero(t, classic, "classic PUBLISH crossed the cluster bus")
+	require.NotZero(t, published)
+	assert.InDelta(t, 1, float64(shard)/float64(published), 0.25, "bus messages per publish")
+
+	_, err = redisClient(t, replica.Addr).Do("CLUSTER", "FAILOVER")
+	require.NoError(t, err)
+	start := time.Now()
+	require.True(t, poll(20*time.Second, func() bool { return shardSubs(replica.Addr, c.channel()) == len(nodes) }),
+		"the nodes never all subscribed on the promoted replica %s", replica.Addr)
+	moved := time.Since(start)
+	nldr, nterm := c.waitStable(calm, nodes...)
+	var redirects uint64
+	for _, nd := range nodes {
+		redirects += nd.e.Status().Redirects
+	}
+	t.Logf("%s led term %d; after CLUSTER FAILOVER every node subscribed on %s within %v; %s leads term %d; %d redirects",
+		ldr.id, term, replica.Addr, moved.Round(time.Millisecond), nldr.id, nterm, redirects)
+	assert.Less(t, moved, 5*time.Second, "the nodes stayed on the demoted primary")
+	assert.NotZero(t, redirects, "no node noticed the slot move")
+	assert.GreaterOrEqual(t, nterm, term)
+
+	// kill -9 of the slot's primary: the cluster promotes its replica (the
+	// first primary) after its node-timeout, and the nodes find it.
+	replica.stop()
+	start = time.Now()
+	require.True(t, poll(30*time.Second, func() bool { return shardSubs(primary.Addr, c.channel()) == len(nodes) }),
+		"the nodes never all subscribed on %s after the kill", primary.Addr)
+	moved = time.Since(start)
+	kldr, kterm := c.waitStable(calm, nodes...)
+	t.Logf("after kill -9 of %s every node subscribed on %s within %v (node-timeout 2s); %s leads term %d",
+		replica.Addr, primary.Addr, moved.Round(time.Millisecond), kldr.id, kterm)
+	assert.Greater(t, kterm, nterm)
+
+	// Resharding: the slot migrates, term key and all, to another primary.
+	// The nodes' EVALs get ASK while it migrates and MOVED after, their
+	// subscriptions an unasked sunsubscribe; they follow it.
+	slot := keySlot(c.channel())
+	var to *redisServer
+	for _, n := range rc.nodes {
+		role, err := redis.Values(redisClient(t, n.Addr).Do("ROLE"))
+		if n != primary && n != replica && err == nil && string(role[0].([]byte)) == "master" {
+			to = n
+			break
+		}
+	}
+	require.NotNil(t, to, "no other primary")
+	from := redisClient(t, primary.Addr)
+	dest := redisClient(t, to.Addr)
+	fromID, err := redis.String(from.Do("CLUSTER", "MYID"))
+	require.NoError(t, err)
+	toID, err := redis.String(dest.Do("CLUSTER", "MYID"))
+	require.NoError(t, err)
+	_, err = dest.Do("CLUSTER", "SETSLOT", slot, "IMPORTING", fromID)
+	require.NoError(t, err)
+	_, err = from.Do("CLUSTER", "SETSLOT", slot, "MIGRATING", toID)
+	require.NoError(t, err)
+	keys, err := redis.Strings(from.Do("CLUSTER", "GETKEYSINSLOT", slot, 100))
+	require.NoError(t, err)
+	for _, k := range keys {
+		_, err = from.Do("MIGRATE", "127.0.0.1", to.port, k, 0, 5000)
+		require.NoError(t, err, "MIGRATE %s", k)
+	}
+	time.Sleep(calm) // the slot half-migrated for a while: EVALs get ASK
+	for _, n := range []redis.Conn{dest, from} {
+		_, err = n.Do("CLUSTER", "SETSLOT", slot, "NODE", toID)
+		require.NoError(t, err)
+	}
+	start = time.Now()
+	require.True(t, poll(20*time.Second, func() bool { return shardSubs(to.Addr, c.channel()) == len(nodes) }),
+		"the nodes never all subscribed on %s after the resharding", to.Addr)
+	moved = time.Since(start)
+	rldr, rterm := c.waitStable(calm, nodes...)
+	got, err = redis.Uint64(dest.Do("GET", c.channel()+":term"))
+	require.NoError(t, err, "no term key on the slot's new primary")
+	assert.GreaterOrEqual(t, got, rterm)
+	t.Logf("after the resharding (%d keys moved) every node subscribed on %s within %v; %s leads term %d",
+		len(keys), to.Addr, moved.Round(time.Millisecond), rldr.id, rterm)
 }
 
 // TestSimLargeGroup runs a group of -sim.large nodes (1025, say) in the
