@@ -21,6 +21,7 @@ import (
 	"syscall"
 	"time"
 
+	toxiproxy "github.com/Shopify/toxiproxy/v2"
 	"github.com/gomodule/redigo/redis"
 )
 
@@ -662,23 +663,40 @@ func (d *clusterDeployment) shard(slot int) (shard, error) {
 	return first, nil
 }
 
-// waitOwner waits until every running server names an owner of slot
-// other than old, and returns it.
-func (d *clusterDeployment) waitOwner(slot int, old string, timeout time.Duration) (string, error) {
+// waitOwner waits until any (all false) or every (all true) running
+// server names an owner of slot other than old, and returns it.
+func (d *clusterDeployment) waitOwner(slot int, old string, all bool, timeout time.Duration) (string, error) {
 	var got string
 	err := waitFor(timeout, "a new owner of the slot", func() error {
+		got = ""
+		var names []string
 		for _, s := range d.servers {
 			if s.cmd == nil {
 				continue
 			}
 			sh, err := shardOf(s.addr(), slot)
 			if err != nil {
-				return err
+				if all {
+					return err
+				}
+				continue
 			}
-			if sh.owner == old || (got != "" && sh.owner != got) {
-				return fmt.Errorf("%s names %s", s.addr(), sh.owner)
+			names = append(names, sh.owner)
+			if sh.owner != old {
+				if !all {
+					got = sh.owner
+					return nil
+				}
+				if got != "" && sh.owner != got {
+					return fmt.Errorf("the servers name %q", names)
+				}
+				got = sh.owner
+			} else if all {
+				return fmt.Errorf("%s still names %s", s.addr(), old)
 			}
-			got = sh.owner
+		}
+		if got == "" {
+			return fmt.Errorf("the servers name %q", names)
 		}
 		return nil
 	})
@@ -727,4 +745,121 @@ func portFree(p int) bool {
 	}
 	l.Close()
 	return true
+}
+
+// ---- the harness's side ----
+
+// UseDeployment makes kind ("" for none) the deployment that runs: it
+// stops another one, starts kind with a proxy per node slot and data
+// server, and returns how long the start took (0 when kind already ran).
+func (h *Harness) UseDeployment(kind string) (time.Duration, error) {
+	if kind == h.dep {
+		return 0, nil
+	}
+	h.stopDeployment()
+	if kind == "" {
+		return 0, nil
+	}
+	start := time.Now()
+	switch kind {
+	case deploySentinel:
+		d, err := startSentinelDeployment(h.logDir)
+		if err != nil {
+			return 0, err
+		}
+		h.sentinel, h.depAddrs = d, d.serverAddrs()
+	case deployCluster:
+		d, err := startClusterDeployment(h.logDir)
+		if err != nil {
+			return 0, err
+		}
+		h.cluster, h.depAddrs = d, d.addrs()
+	default:
+		return 0, fmt.Errorf("unknown deployment %q", kind)
+	}
+	h.dep = kind
+	for slot := 1; slot <= h.cfg.Nodes; slot++ {
+		var links []*toxiproxy.Proxy
+		for i, a := range h.depAddrs {
+			p := toxiproxy.NewProxy(h.tp, fmt.Sprintf("n%d-%s-%d", slot, kind, i), "127.0.0.1:0", a)
+			if err := p.Start(); err != nil {
+				h.stopDeployment()
+				return 0, fmt.Errorf("starting a proxy for n%d to %s: %w", slot, a, err)
+			}
+			links = append(links, p)
+		}
+		h.depLinks = append(h.depLinks, links)
+	}
+	return time.Since(start), nil
+}
+
+// stopDeployment stops the deployment's proxies and processes.
+func (h *Harness) stopDeployment() {
+	for _, links := range h.depLinks {
+		for _, p := range links {
+			p.Stop()
+		}
+	}
+	h.depLinks, h.depAddrs = nil, nil
+	if h.sentinel != nil {
+		h.sentinel.stop()
+		h.sentinel = nil
+	}
+	if h.cluster != nil {
+		h.cluster.stop()
+		h.cluster = nil
+	}
+	h.dep = ""
+}
+
+// deploymentArgs are the node flags that point slot's process at the
+// deployment: the sentinels or the seed nodes, and its proxies.
+func (h *Harness) deploymentArgs(slot int) []string {
+	if h.dep == "" || slot-1 >= len(h.depLinks) {
+		return nil
+	}
+	var m []string
+	for i, p := range h.depLinks[slot-1] {
+		m = append(m, h.depAddrs[i]+"="+p.Listen)
+	}
+	args := []string{"-addr-map", strings.Join(m, ",")}
+	switch h.dep {
+	case deploySentinel:
+		args = append(args, "-sentinels", strings.Join(h.sentinel.sentinelAddrs(), ","))
+	case deployCluster:
+		args = append(args, "-cluster", strings.Join(h.depAddrs, ","))
+	}
+	return args
+}
+
+// restoreDeployment brings the deployment back to health between trials
+// (a killed server restarted as a replica, an old primary demoted, a
+// stopped one continued) and waits until it is; group's slot is the one
+// a Cluster must have a healthy owner and replica for.
+func (h *Harness) restoreDeployment(group string, timeout time.Duration) error {
+	switch h.dep {
+	case deploySentinel:
+		for _, s := range h.sentinel.servers {
+			if s.cmd != nil {
+				_ = s.signal(syscall.SIGCONT)
+			}
+		}
+		return h.sentinel.restore(timeout)
+	case deployCluster:
+		slot, err := h.cluster.keySlot("leader:{" + group + "}")
+		if err != nil {
+			return err
+		}
+		for _, s := range h.cluster.servers {
+			if s.cmd == nil {
+				if err := s.start(); err != nil { // it rejoins as a replica, from its nodes.conf
+					return err
+				}
+			} else {
+				_ = s.signal(syscall.SIGCONT)
+			}
+		}
+		return h.cluster.waitHealthy([]int{slot}, timeout)
+	}
+	return nil
 }

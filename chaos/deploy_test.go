@@ -47,7 +47,7 @@ func TestClusterDeployment(t *testing.T) {
 	start = time.Now()
 	_, err = do(sh.replicas[0], "CLUSTER", "FAILOVER")
 	require.NoError(t, err)
-	owner, err := d.waitOwner(slot, sh.owner, 10*time.Second)
+	owner, err := d.waitOwner(slot, sh.owner, true, 10*time.Second)
 	require.NoError(t, err)
 	require.Equal(t, sh.replicas[0], owner)
 	require.NoError(t, d.waitHealthy([]int{slot}, 20*time.Second))

@@ -50,6 +50,15 @@ type Harness struct {
 	burners []burner         // -load
 
 	stallRec atomic.Pointer[Recorder] // where the harness's own stalls go
+
+	// A deployment (Sentinel or Cluster) for the scenarios that use one:
+	// started when the first of them runs, stopped when a scenario needs
+	// another or none, or at Close.
+	dep      string              // "", deploySentinel or deployCluster
+	sentinel *sentinelDeployment // when dep is deploySentinel
+	cluster  *clusterDeployment  // when dep is deployCluster
+	depLinks [][]*toxiproxy.Proxy // per slot (index slot-1): a proxy to each data server, in the deployment's order
+	depAddrs []string             // the deployment's data servers
 }
 
 // NewHarness starts redis-server and the proxies. Close undoes it.
@@ -163,6 +172,7 @@ func (h *Harness) Close() {
 		p.Stop()
 	}
 	h.proxies = nil
+	h.stopDeployment()
 	if h.redis != nil {
 		h.redis.stop()
 	}
@@ -353,6 +363,7 @@ func (h *Harness) StartNodeID(slot, clusterSize int, id string) (*nodeProc, erro
 	if c.StallEvery > 0 {
 		args = append(args, "-stall-every", c.StallEvery.String())
 	}
+	args = append(args, h.deploymentArgs(slot)...)
 	args = append(args, rec.nodeArgs...)
 	h.mu.Lock()
 	args = append(args, h.extra[slot]...)
@@ -510,10 +521,12 @@ func (h *Harness) Cut(slot int, dir string) error {
 	if streams == nil {
 		return fmt.Errorf("bad cut direction %q", dir)
 	}
-	for _, s := range streams {
-		js := fmt.Sprintf(`{"name":"cut-%s","type":"timeout","stream":%q,"toxicity":1,"attributes":{"timeout":0}}`, s, s)
-		if _, err := h.proxies[slot-1].Toxics.AddToxicJson(strings.NewReader(js)); err != nil {
-			return fmt.Errorf("cutting n%d %s: %w", slot, s, err)
+	for _, p := range h.slotProxies(slot) {
+		for _, s := range streams {
+			js := fmt.Sprintf(`{"name":"cut-%s","type":"timeout","stream":%q,"toxicity":1,"attributes":{"timeout":0}}`, s, s)
+			if _, err := p.Toxics.AddToxicJson(strings.NewReader(js)); err != nil {
+				return fmt.Errorf("cutting n%d %s: %w", slot, s, err)
+			}
 		}
 	}
 	h.mu.Lock()
@@ -524,11 +537,13 @@ func (h *Harness) Cut(slot int, dir string) error {
 
 // Latency adds latency±jitter to both directions of slot's link.
 func (h *Harness) Latency(slot int, latency, jitter time.Duration) error {
-	for _, s := range []string{"upstream", "downstream"} {
-		js := fmt.Sprintf(`{"name":"lat-%s","type":"latency","stream":%q,"toxicity":1,"attributes":{"latency":%d,"jitter":%d}}`,
-			s, s, latency.Milliseconds(), jitter.Milliseconds())
-		if _, err := h.proxies[slot-1].Toxics.AddToxicJson(strings.NewReader(js)); err != nil {
-			return fmt.Errorf("latency on n%d %s: %w", slot, s, err)
+	for _, p := range h.slotProxies(slot) {
+		for _, s := range []string{"upstream", "downstream"} {
+			js := fmt.Sprintf(`{"name":"lat-%s","type":"latency","stream":%q,"toxicity":1,"attributes":{"latency":%d,"jitter":%d}}`,
+				s, s, latency.Milliseconds(), jitter.Milliseconds())
+			if _, err := p.Toxics.AddToxicJson(strings.NewReader(js)); err != nil {
+				return fmt.Errorf("latency on n%d %s: %w", slot, s, err)
+			}
 		}
 	}
 	return nil
@@ -537,7 +552,9 @@ func (h *Harness) Latency(slot int, latency, jitter time.Duration) error {
 // Heal removes every toxic from slot's link. Removing a timeout toxic
 // closes the proxy's connections: a heal after a cut is also a reconnect.
 func (h *Harness) Heal(slot int) {
-	h.proxies[slot-1].Toxics.ResetToxics(context.Background())
+	for _, p := range h.slotProxies(slot) {
+		p.Toxics.ResetToxics(context.Background())
+	}
 	h.mu.Lock()
 	h.cut[slot-1] = false
 	h.mu.Unlock()
@@ -546,17 +563,48 @@ func (h *Harness) Heal(slot int) {
 // Uncut removes only the cut toxics of slot's link (other toxics, e.g.
 // latency, stay). Like Heal, it closes the proxy's connections.
 func (h *Harness) Uncut(slot int) {
-	for _, s := range []string{"upstream", "downstream"} {
-		_ = h.proxies[slot-1].Toxics.RemoveToxic(context.Background(), "cut-"+s)
+	for _, p := range h.slotProxies(slot) {
+		for _, s := range []string{"upstream", "downstream"} {
+			_ = p.Toxics.RemoveToxic(context.Background(), "cut-"+s)
+		}
 	}
 	h.mu.Lock()
 	h.cut[slot-1] = false
 	h.mu.Unlock()
 }
 
+// Drop closes every connection of slot's links at once (new ones are
+// accepted right after): a timeout toxic added and removed again, whose
+// removal closes the proxy's connections.
+func (h *Harness) Drop(slot int) error {
+	for _, p := range h.slotProxies(slot) {
+		js := `{"name":"drop","type":"timeout","stream":"downstream","toxicity":1,"attributes":{"timeout":0}}`
+		if _, err := p.Toxics.AddToxicJson(strings.NewReader(js)); err != nil {
+			return fmt.Errorf("dropping n%d's connections: %w", slot, err)
+		}
+		if err := p.Toxics.RemoveToxic(context.Background(), "drop"); err != nil {
+			return fmt.Errorf("dropping n%d's connections: %w", slot, err)
+		}
+	}
+	return nil
+}
+
+// slotProxies are slot's links: its proxy to the one redis-server, and in
+// a deployment its proxy to each data server.
+func (h *Harness) slotProxies(slot int) []*toxiproxy.Proxy {
+	var out []*toxiproxy.Proxy
+	if slot-1 < len(h.proxies) {
+		out = append(out, h.proxies[slot-1])
+	}
+	if slot-1 < len(h.depLinks) {
+		out = append(out, h.depLinks[slot-1]...)
+	}
+	return out
+}
+
 // HealAll removes every toxic from every link.
 func (h *Harness) HealAll() {
-	for i := range h.proxies {
+	for i := range max(len(h.proxies), len(h.depLinks)) {
 		h.Heal(i + 1)
 	}
 }

@@ -404,7 +404,15 @@ func harnessMain(args []string) int {
 	rng := rand.New(rand.NewPCG(cfg.Seed, 0x5eed))
 	var runs []*scenarioRun
 	prevTerm := map[string]uint64{} // per algorithm: the highest term of the scenarios so far, while Redis kept its data
+	deployed := ""                  // the deployment of the scenarios so far
 	for _, sc := range list {
+		if sc.Deploy != deployed {
+			// another Redis, which never had the group's term key
+			for a := range prevTerm {
+				prevTerm[a] = 0
+			}
+			deployed = sc.Deploy
+		}
 		for _, algo := range cfg.Algos {
 			if ctx.Err() != nil {
 				break
@@ -535,17 +543,22 @@ func runScenario(ctx context.Context, h *Harness, cfg *Config, sc *Scenario, alg
 	rec := newRecorder(lb, algo, cfg.group(algo), cfg.Tick)
 	rec.nodeArgs = sc.NodeArgs
 	h.setRecorder(rec)
+	sr := &scenarioRun{sc: sc, label: lb, algo: algo, strict: strict, rec: rec, start: mono()}
+	if took, err := h.UseDeployment(sc.Deploy); err != nil {
+		sr.setupErr = fmt.Sprintf("starting the %s deployment: %v", sc.Deploy, err)
+	} else if took > 0 {
+		say("%s deployment up in %.1fs: data servers %s", sc.Deploy, took.Seconds(), strings.Join(h.depAddrs, " "))
+	}
 	if sc.Setup != nil {
 		sc.Setup(h, cfg)
 	}
-	sr := &scenarioRun{sc: sc, label: lb, algo: algo, strict: strict, rec: rec, start: mono()}
 	n := cfg.trialsFor(sc)
 	mode := modeName(strict)
 	if algo != algoQuasiRaft {
 		mode = algo
 	}
 	say("%s: %s (%s, %d trials)", lb, sc.Fault, mode, n)
-	for s := 1; s <= cfg.Nodes; s++ {
+	for s := 1; s <= cfg.Nodes && sr.setupErr == ""; s++ {
 		if _, err := h.StartNode(s, clusterSize); err != nil {
 			sr.setupErr = err.Error()
 		}
@@ -623,6 +636,12 @@ func checkTermsGrow(sr *scenarioRun, prev uint64) {
 // first if an earlier trial left it damaged (a node down, stopped or cut).
 func prepare(t *Trial) bool {
 	h, cfg := t.h, t.cfg
+	if h.dep != "" {
+		if err := h.restoreDeployment(t.rec.group, deploymentTimeout); err != nil {
+			t.R.Failures = append(t.R.Failures, fmt.Sprintf("the %s deployment did not recover: %v", h.dep, err))
+			return false
+		}
+	}
 	for attempt := 0; attempt < 2; attempt++ {
 		if attempt > 0 || len(h.Reachable()) < cfg.Nodes {
 			h.HealAll()

@@ -344,6 +344,10 @@ func nodeMain(args []string) int {
 				return nodeLoc.dialData(ctx, addr)
 			}}
 	}
+	if nodeLoc.mode() == deployCluster {
+		cfg.Addr = ""
+		cfg.Cluster = &leader.Cluster{Addrs: nodeLoc.seeds, Dial: nodeLoc.dialData}
+	}
 	el, err := leader.New(cfg)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -29,6 +29,11 @@ type Scenario struct {
 	// chaos-quick); run them by name with -scenarios.
 	Optional bool
 	NodeArgs []string // extra flags for the node processes of this scenario
+	// Deploy names the deployment the scenario runs on: "" (one
+	// redis-server), deploySentinel or deployCluster. The harness starts
+	// it once for all the scenarios that use it, and restores it before
+	// every trial.
+	Deploy string
 	// Setup, if set, runs before the scenario's nodes start (per-slot node
 	// flags, say).
 	Setup func(h *Harness, c *Config)
@@ -363,6 +368,34 @@ var scenarios = []Scenario{
 				t.quietFrom(mono())
 			}
 		}},
+	{Name: "sentinel-failover", Trials: 3, Strict: true, Deploy: deploySentinel,
+		Fault:  "Sentinel deployment: SENTINEL FAILOVER",
+		Checks: "safety only (a leader change is allowed, not required); one stable leader on the new primary, then no change",
+		Run:    sentinelFailover},
+	{Name: "sentinel-kill-primary", Trials: 3, Strict: true, Deploy: deploySentinel,
+		Fault:  "Sentinel deployment: SIGKILL the primary (the sentinels fail it over after down-after-milliseconds, 2 s)",
+		Checks: "no node leads longer than LeaseTimeout past the kill while no sentinel names a new primary; one stable leader on the new primary",
+		Run:    sentinelKillPrimary},
+	{Name: "sentinel-pause-primary", Trials: 3, Strict: true, Deploy: deploySentinel,
+		Fault:  "Sentinel deployment: SIGSTOP the primary until every sentinel names another (past down-after-milliseconds), then SIGCONT",
+		Checks: "as sentinel-kill-primary; the continued old primary, a writable master until demoted, splits no group",
+		Run:    sentinelPausePrimary},
+	{Name: "sentinel-failover-blip", Trials: 2, Strict: true, Deploy: deploySentinel,
+		Fault:  "Sentinel deployment: SENTINEL FAILOVER, and one node's connections drop right after it and again when the first sentinel names the new primary: a follower's, then (restored) the leader's",
+		Checks: "safety only; one stable leader after each",
+		Run:    sentinelFailoverBlip},
+	{Name: "cluster-failover", Trials: 3, Strict: true, Deploy: deployCluster,
+		Fault:  "Cluster: CLUSTER FAILOVER on the replica of the group's slot owner",
+		Checks: "safety only (a leader change is allowed, not required); one stable leader on the new owner, then no change",
+		Run:    clusterFailover},
+	{Name: "cluster-kill-owner", Trials: 3, Strict: true, Deploy: deployCluster,
+		Fault:  "Cluster: SIGKILL the owner of the group's slot (its replica takes over after cluster-node-timeout, 2 s)",
+		Checks: "no node leads longer than LeaseTimeout past the kill while no server names a new owner; one stable leader on the new owner",
+		Run:    clusterKillOwner},
+	{Name: "cluster-pause-leader", Trials: 2, Strict: true, Deploy: deployCluster,
+		Fault:  "Cluster: SIGSTOP the leader for 250 ms, then for 3*PeerTimeout (past its lease), then SIGCONT",
+		Checks: "no follower gives up the paused leader before PeerTimeout less a heartbeat (SHARDNUMSUB counts one node's subscribers: asked elsewhere it would say crashed); a new leader during the long pause",
+		Run:    clusterPauseLeader},
 }
 
 // crashAndRestart SIGKILLs slots at once, waits for a stable leader, then
