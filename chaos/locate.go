@@ -49,6 +49,9 @@ func (l *locator) dialData(ctx context.Context, addr string) (redis.Conn, error)
 	to := addr
 	if p, ok := l.addrMap[addr]; ok {
 		to = p
+	} else if len(l.addrMap) > 0 {
+		// every data server has a proxy: a fault must never be bypassed
+		return nil, fmt.Errorf("no proxy for %s in -addr-map", addr)
 	}
 	return redis.DialContext(ctx, "tcp", to, redis.DialConnectTimeout(l.connect),
 		redis.DialReadTimeout(l.timeout), redis.DialWriteTimeout(l.timeout))
