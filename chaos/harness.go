@@ -54,9 +54,9 @@ type Harness struct {
 	// A deployment (Sentinel or Cluster) for the scenarios that use one:
 	// started when the first of them runs, stopped when a scenario needs
 	// another or none, or at Close.
-	dep      string              // "", deploySentinel or deployCluster
-	sentinel *sentinelDeployment // when dep is deploySentinel
-	cluster  *clusterDeployment  // when dep is deployCluster
+	dep      string               // "", deploySentinel or deployCluster
+	sentinel *sentinelDeployment  // when dep is deploySentinel
+	cluster  *clusterDeployment   // when dep is deployCluster
 	depLinks [][]*toxiproxy.Proxy // per slot (index slot-1): a proxy to each data server, in the deployment's order
 	depAddrs []string             // the deployment's data servers
 }
