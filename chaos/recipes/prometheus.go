@@ -41,6 +41,7 @@ var statusMetrics = []statusMetric{
 	{"replays_total", "Verified messages dropped as repeats or as delivered too late.", prometheus.CounterValue, func(s *leader.Status) float64 { return float64(s.Replays) }},
 	{"reconnects_total", "Redis (re)connections after the first.", prometheus.CounterValue, func(s *leader.Status) float64 { return float64(s.Reconnects) }},
 	{"publish_errors_total", "Failed PUBLISH or other Redis commands.", prometheus.CounterValue, func(s *leader.Status) float64 { return float64(s.PublishErrors) }},
+	{"redirects_total", "Redis Cluster: MOVED, ASK and CLUSTERDOWN replies and unasked sunsubscribes, each followed by a redial.", prometheus.CounterValue, func(s *leader.Status) float64 { return float64(s.Redirects) }},
 }
 
 // states are the values of the state gauge's label, all of them exported
