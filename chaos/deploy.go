@@ -397,6 +397,24 @@ func (d *sentinelDeployment) waitNamed(old string, all bool, timeout time.Durati
 	return got, err
 }
 
+// failingOver reports whether any sentinel has begun to fail old over:
+// it sees old objectively down, a failover in progress, or names another
+// primary. No replica is promoted before that, so until then every node
+// is surely cut off from a writable primary.
+func (d *sentinelDeployment) failingOver(old string) bool {
+	for _, s := range d.sentinels {
+		m, err := redis.StringMap(do(s.addr(), "SENTINEL", "MASTER", sentinelMaster))
+		if err != nil {
+			continue
+		}
+		if strings.Contains(m["flags"], "o_down") || strings.Contains(m["flags"], "failover_in_progress") ||
+			net.JoinHostPort(m["ip"], m["port"]) != old {
+			return true
+		}
+	}
+	return slices.ContainsFunc(d.named(), func(a string) bool { return a != "" && a != old })
+}
+
 // restore brings the deployment back to health after a trial: a killed
 // data server starts again as a replica of the primary the sentinels
 // name, and an old primary that still says master is demoted as Sentinel
@@ -461,6 +479,10 @@ func (d *sentinelDeployment) restartReplica(s *serverProc, primary string) error
 type clusterDeployment struct {
 	dir     string
 	servers []*serverProc
+	// lastFailover is when a scenario last failed a shard over: the
+	// primaries refuse to vote on a failover of the same shard again
+	// within 2*cluster-node-timeout, so restore waits that out.
+	lastFailover time.Time
 }
 
 // clusterNodeTimeout is cluster-node-timeout: how long a primary must be
@@ -703,6 +725,35 @@ func (d *clusterDeployment) waitOwner(slot int, old string, all bool, timeout ti
 	return got, err
 }
 
+// ownerFailed reports whether any running server flags old as failed
+// (FAIL, not just PFAIL) or names another owner of slot: its replica
+// starts an election only after that, so until then every node is surely
+// cut off from the slot.
+func (d *clusterDeployment) ownerFailed(slot int, old string) bool {
+	for _, s := range d.servers {
+		if s.cmd == nil {
+			continue
+		}
+		if sh, err := shardOf(s.addr(), slot); err == nil && sh.owner != old {
+			return true
+		}
+		nodes, err := redis.String(do(s.addr(), "CLUSTER", "NODES"))
+		if err != nil {
+			continue
+		}
+		for line := range strings.SplitSeq(nodes, "\n") {
+			f := strings.Fields(line)
+			if len(f) < 3 || !strings.HasPrefix(f[1], old+"@") {
+				continue
+			}
+			if slices.Contains(strings.Split(f[2], ","), "fail") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // freePorts returns n distinct free loopback ports.
 func freePorts(n int) ([]int, error) {
 	var out []int
@@ -859,7 +910,13 @@ func (h *Harness) restoreDeployment(group string, timeout time.Duration) error {
 				_ = s.signal(syscall.SIGCONT)
 			}
 		}
-		return h.cluster.waitHealthy([]int{slot}, timeout)
+		if err := h.cluster.waitHealthy([]int{slot}, timeout); err != nil {
+			return err
+		}
+		if wait := time.Until(h.cluster.lastFailover.Add(2*clusterNodeTimeout + time.Second)); wait > 0 {
+			time.Sleep(min(wait, 2*clusterNodeTimeout+time.Second))
+		}
+		return nil
 	}
 	return nil
 }

@@ -37,6 +37,22 @@ func (t *Trial) sentinelSwitch(old string, atFirst func()) {
 	}
 }
 
+// sentinelCut keeps a lease-bound window open over every node from now
+// until a sentinel begins to fail old over (it sees old down): no node can
+// reach a writable primary before that.
+func (t *Trial) sentinelCut(old string) {
+	cw := t.cutWindow(t.allSlots()...)
+	if err := waitFor(deploymentTimeout, "a sentinel to see the primary down", func() error {
+		if t.h.sentinel.failingOver(old) {
+			return nil
+		}
+		return fmt.Errorf("no sentinel fails %s over yet", old)
+	}); err != nil {
+		t.abort(err)
+	}
+	t.closeCut(cw)
+}
+
 func (t *Trial) drop(slot int) {
 	if err := t.h.Drop(slot); err != nil {
 		t.abort(err)
@@ -67,8 +83,8 @@ func sentinelKillPrimary(t *Trial) {
 	ep := t.episode("sentinel-kill-primary", false)
 	fi := t.fault("SIGKILL the primary")
 	s.kill()
-	cw := t.cutWindow(t.allSlots()...)
-	t.sentinelSwitch(old, func() { t.closeCut(cw) })
+	t.sentinelCut(old)
+	t.sentinelSwitch(old, nil)
 	t.endFault(fi)
 	if t.waitStable(ep, "after the primary was killed") {
 		t.quietFrom(mono())
@@ -86,8 +102,8 @@ func sentinelPausePrimary(t *Trial) {
 	if err := s.signal(syscall.SIGSTOP); err != nil {
 		t.abort(err)
 	}
-	cw := t.cutWindow(t.allSlots()...)
-	t.sentinelSwitch(old, func() { t.closeCut(cw) })
+	t.sentinelCut(old)
+	t.sentinelSwitch(old, nil)
 	if err := s.signal(syscall.SIGCONT); err != nil {
 		t.abort(err)
 	}
@@ -161,6 +177,7 @@ func clusterFailover(t *Trial) {
 	slot, sh := t.clusterShard()
 	ep := t.episode("cluster-failover", false)
 	fi := t.fault("CLUSTER FAILOVER")
+	t.h.cluster.lastFailover = time.Now()
 	if _, err := do(sh.replicas[0], "CLUSTER", "FAILOVER"); err != nil {
 		t.abort(fmt.Errorf("CLUSTER FAILOVER on %s: %w", sh.replicas[0], err))
 	}
@@ -179,9 +196,15 @@ func clusterKillOwner(t *Trial) {
 	slot, sh := t.clusterShard()
 	ep := t.episode("cluster-kill-owner", false)
 	fi := t.fault("SIGKILL the slot's owner")
+	t.h.cluster.lastFailover = time.Now()
 	t.h.cluster.server(sh.owner).kill()
 	cw := t.cutWindow(t.allSlots()...)
-	if _, err := t.h.cluster.waitOwner(slot, sh.owner, false, deploymentTimeout); err != nil {
+	if err := waitFor(deploymentTimeout, "a server to flag the owner failed", func() error {
+		if t.h.cluster.ownerFailed(slot, sh.owner) {
+			return nil
+		}
+		return fmt.Errorf("no server flags %s failed yet", sh.owner)
+	}); err != nil {
 		t.abort(err)
 	}
 	t.closeCut(cw)
@@ -204,8 +227,9 @@ const clusterShortPause = 250 * time.Millisecond
 // and takes a leader that is not for crashed; on a Cluster that count is
 // per node (SHARDNUMSUB of a node other than the one the leader is on says
 // 0), so asked in the wrong place it would drop a paused leader at once.
-// No follower may drop its leader before PeerTimeout less one heartbeat
-// of the pause (the last heartbeat may have come that much before it).
+// No follower may drop its leader while it is stopped, before PeerTimeout
+// less one heartbeat of the pause (the last heartbeat may have come that
+// much before it).
 func clusterPauseLeader(t *Trial) {
 	for i, d := range []time.Duration{clusterShortPause, 3 * t.cfg.PeerTimeout} {
 		name := "pause-250ms"
@@ -219,13 +243,16 @@ func clusterPauseLeader(t *Trial) {
 		stop := mono()
 		t.signal(l, syscall.SIGSTOP)
 		t.sleep(d)
+		cont := mono()
 		t.signal(l, syscall.SIGCONT)
 		t.endFault(fi)
 		if !t.waitStable(ep, "after SIGCONT") {
 			return
 		}
 		t.quietFrom(mono())
-		earliest := stop + int64(t.cfg.PeerTimeout-t.cfg.Heartbeat)
+		// Only while it is stopped: once continued, a leader whose lease
+		// lapsed in the pause steps down, and its followers hear that.
+		earliest := min(cont, stop+int64(t.cfg.PeerTimeout-t.cfg.Heartbeat))
 		evs, _ := t.rec.snapshot()
 		for _, e := range evs {
 			if e.Ev == evNew && e.Leader == "" && e.ID != id && e.T >= stop && e.T < earliest {
