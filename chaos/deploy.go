@@ -883,6 +883,29 @@ func (h *Harness) deploymentArgs(slot int) []string {
 	return args
 }
 
+// serverLinks takes down (or brings back up) every node's proxy to the
+// data server at addr. A killed server's host refuses connections; a
+// proxy would accept them and close them at once (it cannot reach the
+// server), which a client takes for a server that is not Redis at all.
+// Down, the proxies refuse connections too, and close those they had.
+func (h *Harness) serverLinks(addr string, up bool) error {
+	for _, links := range h.depLinks {
+		for i, p := range links {
+			if h.depAddrs[i] != addr {
+				continue
+			}
+			if !up {
+				p.Stop()
+				continue
+			}
+			if err := p.Start(); err != nil && !errors.Is(err, toxiproxy.ErrProxyAlreadyStarted) {
+				return fmt.Errorf("restarting the proxy %s to %s: %w", p.Name, addr, err)
+			}
+		}
+	}
+	return nil
+}
+
 // restoreDeployment brings the deployment back to health between trials
 // (a killed server restarted as a replica, an old primary demoted, a
 // stopped one continued) and waits until it is; group's slot is the one
@@ -895,7 +918,15 @@ func (h *Harness) restoreDeployment(group string, timeout time.Duration) error {
 				_ = s.signal(syscall.SIGCONT)
 			}
 		}
-		return h.sentinel.restore(timeout)
+		if err := h.sentinel.restore(timeout); err != nil {
+			return err
+		}
+		for _, a := range h.depAddrs {
+			if err := h.serverLinks(a, true); err != nil {
+				return err
+			}
+		}
+		return nil
 	case deployCluster:
 		slot, err := h.cluster.keySlot("leader:{" + group + "}")
 		if err != nil {
@@ -908,6 +939,9 @@ func (h *Harness) restoreDeployment(group string, timeout time.Duration) error {
 				}
 			} else {
 				_ = s.signal(syscall.SIGCONT)
+			}
+			if err := h.serverLinks(s.addr(), true); err != nil {
+				return err
 			}
 		}
 		if err := h.cluster.waitHealthy([]int{slot}, timeout); err != nil {

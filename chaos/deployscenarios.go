@@ -83,6 +83,9 @@ func sentinelKillPrimary(t *Trial) {
 	ep := t.episode("sentinel-kill-primary", false)
 	fi := t.fault("SIGKILL the primary")
 	s.kill()
+	if err := t.h.serverLinks(old, false); err != nil {
+		t.abort(err)
+	}
 	t.sentinelCut(old)
 	t.sentinelSwitch(old, nil)
 	t.endFault(fi)
@@ -198,6 +201,9 @@ func clusterKillOwner(t *Trial) {
 	fi := t.fault("SIGKILL the slot's owner")
 	t.h.cluster.lastFailover = time.Now()
 	t.h.cluster.server(sh.owner).kill()
+	if err := t.h.serverLinks(sh.owner, false); err != nil {
+		t.abort(err)
+	}
 	cw := t.cutWindow(t.allSlots()...)
 	if err := waitFor(deploymentTimeout, "a server to flag the owner failed", func() error {
 		if t.h.cluster.ownerFailed(slot, sh.owner) {
