@@ -173,12 +173,16 @@ func parseFlags(args []string) (*Config, error) {
 	fs.IntVar(&c.NodeNice, "node-nice", 0, "niceness (0-19) of the node processes, so that redis-server and the harness, which stand for other machines, run first (default 10 with -sweep)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: go run . [flags]\n\nScenarios:\n")
+		width := 20
+		for _, s := range scenarios {
+			width = max(width, len(s.Name))
+		}
 		for _, s := range scenarios {
 			opt := ""
 			if s.Optional {
 				opt = " (opt-in: not in all)"
 			}
-			fmt.Fprintf(fs.Output(), "  %-20s %s%s\n", s.Name, s.Fault, opt)
+			fmt.Fprintf(fs.Output(), "  %-*s %s%s\n", width, s.Name, s.Fault, opt)
 		}
 		fmt.Fprintf(fs.Output(), "\nFlags:\n")
 		fs.PrintDefaults()
