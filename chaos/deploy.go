@@ -142,15 +142,10 @@ func do(addr string, cmd string, args ...any) (any, error) {
 // returns its last error.
 func waitFor(d time.Duration, what string, cond func() error) error {
 	deadline := time.Now().Add(d)
-	var last string
 	for {
 		err := cond()
 		if err == nil {
 			return nil
-		}
-		if os.Getenv("CHAOS_DEBUG_WAIT") != "" && err.Error() != last {
-			last = err.Error()
-			fmt.Fprintf(os.Stderr, "%s %s: %v\n", time.Now().Format("15:04:05.000"), what, err)
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("%s: not within %v: %w", what, d, err)
