@@ -3309,18 +3309,24 @@ func (r *run) publisher() {
 				r.fail(j, errors.New("leader: redis unavailable"))
 				continue
 			}
+			gen := r.switches.Load()
 			c, err := r.dial()
+			if err == nil && !r.track(&r.conns.pub, c, gen) {
+				// The primary moved while we dialled: this may be the old one.
+				c.Close()
+				err = errors.New("leader: the primary moved during the dial")
+			}
 			if err != nil {
-				backoff.failed()
-				r.noteRedisError("publisher dial", err)
+				if r.switches.Load() == gen {
+					backoff.failed()
+					r.noteRedisError("publisher dial", err)
+				}
 				r.fail(j, err)
 				continue
 			}
 			backoff.reset()
-			gen := r.switches.Load()
 			pc = r.startPipeline(c)
 			pc.gen = gen
-			r.track(&r.conns.pub, c)
 		}
 		if err := pc.write(j); err != nil {
 			r.e.nPubErr.Add(1)
@@ -3473,7 +3479,15 @@ func (r *run) subscriber() {
 				return
 			}
 		}
+		gen := r.switches.Load()
 		c, err := r.dial()
+		if err == nil && !r.track(&r.conns.sub, c, gen) {
+			// The primary moved while we dialled: this may be the old one.
+			c.Close()
+			first = false
+			backoff.reset() // redial at once
+			continue
+		}
 		if err != nil {
 			backoff.failed()
 			r.noteRedisError("subscriber dial", err)
@@ -3484,10 +3498,8 @@ func (r *run) subscriber() {
 			e.nReconnects.Add(1)
 		}
 		first = false
-		gen := r.switches.Load()
-		r.track(&r.conns.sub, c)
 		ok := r.receive(c, rd)
-		r.track(&r.conns.sub, nil)
+		r.track(&r.conns.sub, nil, 0)
 		switch {
 		case ok || r.switches.Load() != gen:
 			backoff.reset() // redial at once: it worked, or the primary moved
@@ -4076,11 +4088,17 @@ func (r *run) switched(at redis.Conn, count bool) {
 }
 
 // track records c as the connection in use at *slot (nil: none), for
-// switched.
-func (r *run) track(slot *redis.Conn, c redis.Conn) {
+// switched. A connection dialled when gen switches had been seen is not
+// recorded if the primary moved since (it may be to the old one): track
+// reports whether c was recorded.
+func (r *run) track(slot *redis.Conn, c redis.Conn, gen uint64) bool {
 	r.conns.Lock()
+	defer r.conns.Unlock()
+	if c != nil && r.switches.Load() != gen {
+		return false
+	}
 	*slot = c
-	r.conns.Unlock()
+	return true
 }
 
 // ---------------------------------------------------------------------------
