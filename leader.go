@@ -191,8 +191,11 @@ type Config struct {
 	// leader's lease ends before any other node can be elected. Default 300ms.
 	LeaseTimeout time.Duration
 
-	// PeerTimeout is how long a node goes without hearing a peer (or its
-	// leader) before it treats it as gone. Default 500ms.
+	// PeerTimeout is how long a node goes without hearing a peer before it
+	// treats it as gone. A silent leader is given up on sooner, half-way
+	// between LeaseTimeout and PeerTimeout (400ms by default): its lease
+	// has ended by then, with a margin for clock rates, and only then do
+	// its followers vote for another. Default 500ms.
 	PeerTimeout time.Duration
 
 	// ElectionJitter is the upper bound of the random delay before a node
@@ -824,7 +827,8 @@ func (e *Elector) Handler() http.Handler {
 //
 // From inside OnStartedLeading, call it in a new goroutine and return: that
 // callback cannot return while it waits in Resign, so Resign would wait out
-// its bound (PeerTimeout) and hand over while the callback still runs.
+// its bound ((LeaseTimeout+PeerTimeout)/2, when the followers give up on a
+// silent leader) and hand over while the callback still runs.
 func (e *Elector) Resign(ctx context.Context) error {
 	return e.handover(ctx, "", false)
 }
@@ -892,17 +896,19 @@ func (e *Elector) Run(ctx context.Context) error {
 //
 // The rules, and why each exists:
 //
-//  1. Detection. A follower that has not heard its leader for PeerTimeout
-//     treats it as gone and campaigns after a random delay (re-drawn each
-//     time), unless a leader or a better candidate shows up first. Random
-//     delays keep nodes from splitting the vote.
+//  1. Detection. A follower that has not heard its leader for half-way
+//     between LeaseTimeout and PeerTimeout (the leader's lease has ended
+//     by then, see leaderGone) treats it as gone and campaigns after a
+//     random delay (re-drawn each time), unless a leader or a better
+//     candidate shows up first. Random delays keep nodes from splitting
+//     the vote.
 //  2. Pre-vote. A candidate first asks whether the others would vote for it
 //     in term+1, without raising its term; with a quorum of yes it takes a
 //     new term and asks for real votes. A node that was cut off and comes
 //     back therefore cannot raise the term and depose a healthy leader.
 //  3. Votes. One vote per term per node, granted only by a node that has
-//     not heard a live leader within PeerTimeout (stickiness) and that is
-//     not leading. A majority of votes wins the term. A higher term seen in
+//     not heard a live leader for as long (stickiness) and that is not
+//     leading. A majority of votes wins the term. A higher term seen in
 //     any message makes a node step down to follower.
 //  4. Lease. A winner is not active at once: it becomes active (IsLeader,
 //     OnStartedLeading) only when a quorum, its own echo included, has acked
@@ -914,11 +920,12 @@ func (e *Elector) Run(ctx context.Context) error {
 //     when it was elected (who is live, who acks), which a pause or a cut
 //     may have made stale.
 //  5. Why the lease is safe. Every ack was received after its heartbeat was
-//     sent, and an acking node grants no vote until PeerTimeout after that
-//     heartbeat (rule 3). A quorum that elects a rival shares a node with the
-//     quorum that acked, so a rival can win only after the old lease ended,
-//     as long as LeaseTimeout < PeerTimeout with a margin for clock-rate
-//     drift (New demands 10%). Strict mode makes the quorums intersect
+//     sent, and an acking node grants no vote until (LeaseTimeout +
+//     PeerTimeout)/2 after that heartbeat (rule 3). A quorum that elects a
+//     rival shares a node with the quorum that acked, so a rival can win
+//     only after the old lease ended, as long as that exceeds LeaseTimeout
+//     with a margin for clock-rate drift (New demands LeaseTimeout below
+//     90% of PeerTimeout, so the margin is at least 5% of PeerTimeout). Strict mode makes the quorums intersect
 //     always; dynamic mode when all nodes see the same live set.
 //  6. The clock decides. Activity is judged against the lease at the time
 //     of each call (IsLeader), at the start of every step of the core, and
@@ -932,13 +939,16 @@ func (e *Elector) Run(ctx context.Context) error {
 //     the resigning leader's lease, but not from an older lease it was still
 //     waiting out (rule 12): then its followers keep their last-heard times,
 //     and the successor waits as it would have.
-//  8. Joining. After every (re)subscription a node listens for PeerTimeout
-//     before it votes or stands, to learn the term, the leader and who is
-//     live. A process that has just started may be a restart of a node that
+//  8. Joining. After its first subscription a process listens for
+//     PeerTimeout before it votes or stands, to learn the term, the leader
+//     and who is live. After a resubscription it listens for two
+//     heartbeats only, to hear a leader that kept leading (it forgot none
+//     of its votes), but its count of live nodes, stale from the outage,
+//     does not shrink for a PeerTimeout (rule 10). A process that has just started may be a restart of a node that
 //     voted with the same ID in a term still going on: it never votes in a
 //     term it saw while it first listened, and acks no leader before that
 //     listening ends (an ack promises, as a vote does, to vote for nobody
-//     else for a PeerTimeout).
+//     else for a while, rule 5).
 //  9. Stalls. A node whose own loop did not run for two heartbeats (paused,
 //     starved of CPU) does not stand, and does not let its count of live
 //     nodes shrink, until it has listened for PeerTimeout again: what it did
@@ -1053,6 +1063,7 @@ type state struct {
 	selfEcho     time.Time // last time one of our own messages came back
 	subscribed   bool
 	joinUntil    time.Time     // listening after a (re)subscription: no voting or standing before (rule 8)
+	sizeHold     time.Time     // after a resubscription: the count of live nodes does not shrink before (rule 8)
 	startUntil   time.Time     // the end of the first listening after Run began
 	voteFloor    uint64        // the highest term seen before startUntil: no vote in it or below
 	stallUntil   time.Time     // listening after a stall of this process: no standing before (rule 9)
@@ -1183,17 +1194,27 @@ func (s *state) activeAt(now time.Time) bool {
 func (c *core) subscribed(now time.Time) []output {
 	c.begin(now)
 	s := &c.st
-	// Rule 8, after every (re)subscription: listen for a PeerTimeout to
-	// learn the term, the leader and who is live before voting or
-	// standing. A node back from an outage has forgotten its peers;
-	// without this, in dynamic mode, a majority of what it knows would
-	// be itself alone.
+	// Rule 8: after its first subscription a process listens for a
+	// PeerTimeout to learn the term, the leader and who is live before
+	// voting or standing. A process that only reconnected forgot none of
+	// its votes and promises: it listens only for two heartbeats, long
+	// enough to hear a leader that kept leading meanwhile (and not
+	// depose it), so a group whose Redis came back elects without a
+	// PeerTimeout of silence. Its count of live nodes is stale (it heard
+	// nobody while disconnected): that count keeps what it was before the
+	// outage until a PeerTimeout after the resubscription (rule 10), or in
+	// dynamic mode a majority of what it heard would be itself alone.
 	s.subscribed = true
-	s.joinUntil = now.Add(c.cfg.PeerTimeout)
+	listen := c.cfg.PeerTimeout
+	if !s.startUntil.IsZero() {
+		listen = min(listen, 2*c.cfg.HeartbeatInterval)
+		s.sizeHold = now.Add(c.cfg.PeerTimeout)
+	}
+	s.joinUntil = now.Add(listen)
 	if s.startUntil.IsZero() {
 		s.startUntil = s.joinUntil
 	}
-	c.logf(slog.LevelInfo, "subscribed; listening before voting or standing", "channel", c.channel, "for", c.cfg.PeerTimeout)
+	c.logf(slog.LevelInfo, "subscribed; listening before voting or standing", "channel", c.channel, "for", listen)
 	c.sendHeartbeat(now)
 	return c.out
 }
@@ -1629,7 +1650,7 @@ func (c *core) onLeaderHeartbeat(m *message, now time.Time) {
 	s.electionAt, s.goneLeader, s.failed = time.Time{}, "", 0
 	if now.Before(s.startUntil) {
 		// Rule 8 for acks: an ack promises, as a vote does, to grant no
-		// other vote for a PeerTimeout. A process that has just started
+		// other vote for a while (rule 5). A process that has just started
 		// may be a restart of a node that voted in a newer term, so it
 		// cannot promise anything to this leader yet.
 		return
@@ -1666,7 +1687,7 @@ func (c *core) mayVote(m *message, now time.Time) bool {
 	if s.joinUntil.IsZero() || now.Before(s.joinUntil) || s.role == Leader {
 		return false
 	}
-	if s.leader != "" && now.Sub(s.heardLead) < c.cfg.PeerTimeout {
+	if s.leader != "" && now.Sub(s.heardLead) < c.leaderGone() {
 		return m.Flags&flagLeaderGone != 0 && m.To == s.leader
 	}
 	// A node that just voted gives that candidate its round: a rival that
@@ -2076,6 +2097,18 @@ func (c *core) linkUp(now time.Time) bool {
 	return now.Sub(c.pubOK) < pt && now.Sub(c.recvAt) < pt
 }
 
+// leaderGone is how long a leader must have been silent before a follower
+// stands or votes for another (rules 1 and 3): by then its lease has
+// ended, since a lease ends LeaseTimeout after a heartbeat was sent, which
+// is before any node heard it. Half of the margin New demands between
+// LeaseTimeout and PeerTimeout is kept for the rates of the two clocks
+// and a late step of the leader. Waiting the whole PeerTimeout would
+// protect nothing more: a leader that a quorum has not heard from for
+// this long has no lease, and steps down.
+func (c *core) leaderGone() time.Duration { return c.cfg.leaderGone() }
+
+func (cfg *Config) leaderGone() time.Duration { return (cfg.LeaseTimeout + cfg.PeerTimeout) / 2 }
+
 // roundTimeout is how long a candidate waits for its pre-votes or votes,
 // and how long a voter gives the candidate it voted for.
 func (c *core) roundTimeout() time.Duration {
@@ -2123,8 +2156,9 @@ func (c *core) due(now time.Time) {
 	s := &c.st
 	// The group size may shrink only after a PeerTimeout of listening: a
 	// node that was paused or disconnected keeps the size it knew, so it
-	// cannot make a majority of itself alone.
-	if live := c.countLive(now); now.Before(s.joinUntil) || now.Before(s.stallUntil) {
+	// cannot make a majority of itself alone. (While it is disconnected
+	// it hears nobody, which says nothing about its peers.)
+	if live := c.countLive(now); !s.subscribed || now.Before(s.joinUntil) || now.Before(s.stallUntil) || now.Before(s.sizeHold) {
 		s.size = max(s.size, live)
 	} else {
 		s.size = live
@@ -2171,7 +2205,7 @@ func (c *core) due(now time.Time) {
 		// second at every HeartbeatInterval, enough to starve a small
 		// machine), and after a crash the fast path has usually elected a
 		// new leader before PeerTimeout/2.
-		if (s.leader == "" || silent >= c.cfg.PeerTimeout/2) && now.Sub(s.lastSent) >= c.cfg.PeerTimeout/3 {
+		if (s.leader == "" || silent >= c.leaderGone()/2) && now.Sub(s.lastSent) >= c.cfg.PeerTimeout/3 {
 			c.sendHeartbeat(now)
 		}
 		if s.leader != "" && silent >= c.cfg.HeartbeatInterval*3/2 && !s.numsubBusy &&
@@ -2183,13 +2217,13 @@ func (c *core) due(now time.Time) {
 			return
 		}
 		gone := s.goneLeader != "" && s.goneLeader == s.leader
-		if s.leader != "" && silent < c.cfg.PeerTimeout && !gone {
+		if s.leader != "" && silent < c.leaderGone() && !gone {
 			return
 		}
-		if s.leader != "" && silent >= c.cfg.PeerTimeout {
-			c.reportLeader(now, "", s.term, "silent for "+c.cfg.PeerTimeout.String())
+		if s.leader != "" && silent >= c.leaderGone() {
+			c.reportLeader(now, "", s.term, "silent for "+c.leaderGone().String())
 		}
-		if s.heardLead.IsZero() || silent >= c.cfg.PeerTimeout || gone {
+		if s.heardLead.IsZero() || silent >= c.leaderGone() || gone {
 			if s.electionAt.IsZero() {
 				// The guard covers the spread of the moments the followers
 				// stop hearing the leader: a vote request from the heir
@@ -2233,8 +2267,8 @@ func (c *core) nextWake(now time.Time) time.Time {
 		at(s.lastSent.Add(c.cfg.PeerTimeout / 3))
 		if s.leader != "" {
 			at(s.heardLead.Add(c.cfg.HeartbeatInterval * 3 / 2))
-			at(s.heardLead.Add(c.cfg.PeerTimeout / 2))
-			at(s.heardLead.Add(c.cfg.PeerTimeout))
+			at(s.heardLead.Add(c.leaderGone() / 2))
+			at(s.heardLead.Add(c.leaderGone()))
 			at(s.numsubAt.Add(c.cfg.HeartbeatInterval))
 		}
 	}
@@ -2744,6 +2778,7 @@ type run struct {
 		addrs []string // with Cluster, the nodes the last CLUSTER SLOTS named
 	}
 	permanent atomic.Int64 // permanent failures since the last subscription (see noteRedisError)
+	closedAt  atomic.Int64 // when a connection closed at once last counted as one (since Elector.base)
 
 	pubErrLogged     atomic.Int64 // when a PUBLISH error reply was last logged (since Elector.base)
 	unverifiedLogged atomic.Int64 // when an unverifiable message was last logged (since Elector.base)
@@ -3030,7 +3065,9 @@ func (r *run) stopLeading(round uint64, cause error) {
 		return
 	}
 	r.wg.Go(func() {
-		t := time.NewTimer(e.cfg.PeerTimeout)
+		// Not longer than the followers wait for a silent leader: by then
+		// they elect another, and a handover would be late.
+		t := time.NewTimer(e.cfg.leaderGone())
 		defer t.Stop()
 		select {
 		case <-done:
@@ -3272,18 +3309,24 @@ func (r *run) publisher() {
 				r.fail(j, errors.New("leader: redis unavailable"))
 				continue
 			}
+			gen := r.switches.Load()
 			c, err := r.dial()
+			if err == nil && !r.track(&r.conns.pub, c, gen) {
+				// The primary moved while we dialled: this may be the old one.
+				c.Close()
+				err = errors.New("leader: the primary moved during the dial")
+			}
 			if err != nil {
-				backoff.failed()
-				r.noteRedisError("publisher dial", err)
+				if r.switches.Load() == gen {
+					backoff.failed()
+					r.noteRedisError("publisher dial", err)
+				}
 				r.fail(j, err)
 				continue
 			}
 			backoff.reset()
-			gen := r.switches.Load()
 			pc = r.startPipeline(c)
 			pc.gen = gen
-			r.track(&r.conns.pub, c)
 		}
 		if err := pc.write(j); err != nil {
 			r.e.nPubErr.Add(1)
@@ -3436,7 +3479,15 @@ func (r *run) subscriber() {
 				return
 			}
 		}
+		gen := r.switches.Load()
 		c, err := r.dial()
+		if err == nil && !r.track(&r.conns.sub, c, gen) {
+			// The primary moved while we dialled: this may be the old one.
+			c.Close()
+			first = false
+			backoff.reset() // redial at once
+			continue
+		}
 		if err != nil {
 			backoff.failed()
 			r.noteRedisError("subscriber dial", err)
@@ -3447,10 +3498,8 @@ func (r *run) subscriber() {
 			e.nReconnects.Add(1)
 		}
 		first = false
-		gen := r.switches.Load()
-		r.track(&r.conns.sub, c)
 		ok := r.receive(c, rd)
-		r.track(&r.conns.sub, nil)
+		r.track(&r.conns.sub, nil, 0)
 		switch {
 		case ok || r.switches.Load() != gen:
 			backoff.reset() // redial at once: it worked, or the primary moved
@@ -3737,6 +3786,16 @@ func (r *run) noteRedisError(op string, err error) {
 	e.c.redisError(op, err)
 	e.mu.Unlock()
 	if w := permanent(err); w > 0 {
+		if w == 1 {
+			// A connection closed at once weighs in at most once a second:
+			// a proxy in front of a Redis that is down (or being killed)
+			// does that too, as often as the backoff redials.
+			now := time.Since(e.base)
+			if last := r.closedAt.Load(); last != 0 && now-time.Duration(last) < time.Second {
+				return
+			}
+			r.closedAt.Store(int64(now))
+		}
 		if n := r.permanent.Add(int64(w)); n >= maxPermanent {
 			r.abort(fmt.Errorf("leader: giving up after failures that retrying cannot mend: %s: %w", op, err))
 		}
@@ -3794,12 +3853,14 @@ type backoff struct {
 
 func newBackoff(limit time.Duration) *backoff { return &backoff{limit: limit} }
 
-// backoffCap is the reconnect backoff's cap for cfg: PeerTimeout, within
-// [100ms, maxBackoff]. A node that redials later than that after Redis is
-// back costs its group a PeerTimeout of listening on top; the full jitter
-// still spreads a crowd of nodes over the cap.
+// backoffCap is the reconnect backoff's cap for cfg: HeartbeatInterval,
+// within [50ms, maxBackoff]. The group elects as soon as a quorum is back
+// (a node that only reconnected votes and stands at once), so the cap is
+// most of the time a group stays leaderless after Redis is back; the full
+// jitter still spreads a crowd of nodes over it. A dial to a Redis that is
+// down costs little: the refusal is at once.
 func backoffCap(cfg *Config) time.Duration {
-	return min(maxBackoff, max(cfg.PeerTimeout, 100*time.Millisecond))
+	return min(maxBackoff, max(cfg.HeartbeatInterval, 50*time.Millisecond))
 }
 
 func (b *backoff) reset() { b.delay, b.next = 0, time.Time{} }
@@ -4027,11 +4088,17 @@ func (r *run) switched(at redis.Conn, count bool) {
 }
 
 // track records c as the connection in use at *slot (nil: none), for
-// switched.
-func (r *run) track(slot *redis.Conn, c redis.Conn) {
+// switched. A connection dialled when gen switches had been seen is not
+// recorded if the primary moved since (it may be to the old one): track
+// reports whether c was recorded.
+func (r *run) track(slot *redis.Conn, c redis.Conn, gen uint64) bool {
 	r.conns.Lock()
+	defer r.conns.Unlock()
+	if c != nil && r.switches.Load() != gen {
+		return false
+	}
 	*slot = c
-	r.conns.Unlock()
+	return true
 }
 
 // ---------------------------------------------------------------------------

@@ -111,11 +111,16 @@ func mono() int64 {
 // fenceScript accepts a write only when its term is at least the stored
 // one, as a downstream system guarding itself with the fencing token would.
 // KEYS: fence key, order counter, epoch key. ARGV: term, writer ID.
-// Returns {accepted 0/1, stored term before, order n, epoch}.
+// Returns {accepted 0/1, stored term before, order n, epoch}, or -1 first
+// when the harness has not yet written the epoch of a restarted Redis
+// (writes then would be compared with an earlier epoch's).
 var fenceScript = redis.NewScript(3, `
+local ep = tonumber(redis.call('GET', KEYS[3]) or '0')
+if ep == 0 then
+  return {-1, 0, 0, 0}
+end
 local stored = tonumber(redis.call('GET', KEYS[1]) or '0')
 local n = redis.call('INCR', KEYS[2])
-local ep = tonumber(redis.call('GET', KEYS[3]) or '0')
 if tonumber(ARGV[1]) >= stored then
   redis.call('SET', KEYS[1], ARGV[1])
   redis.call('SET', KEYS[1] .. ':by', ARGV[2])
@@ -175,6 +180,10 @@ func (f *fencer) write(ev *Event) {
 		f.c, f.at, f.epoch = c, at, epoch
 	}
 	v, err := redis.Int64s(fenceScript.Do(f.c, f.kFence, f.kOrder, f.kEpo, ev.Term, f.id))
+	if err == nil && len(v) == 4 && v[0] < 0 {
+		ev.Fence = fenceError // the epoch is not written yet
+		return
+	}
 	if err != nil || len(v) != 4 {
 		f.c.Close()
 		f.c = nil

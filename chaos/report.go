@@ -218,16 +218,14 @@ func writeTable(w io.Writer, rs []ScenarioResult, withAlgo bool) {
 
 // floorMs is the failover, from the fault, that no safe lease-based elector
 // can beat in a scenario, at the run's timings (0: none stated):
-// a crash cannot be acted on before the old lease ends, a pause or partition
-// not before PeerTimeout of silence, a deaf leader not before its lease and
-// the two heartbeats it waits for acks; a handover needs a tick of the job.
+// neither a crash nor a pause nor a partition can be acted on before the old
+// lease ends, a deaf leader not before its lease and the two heartbeats it
+// waits for acks; a handover needs a tick of the job.
 func floorMs(name string, cfg *Config) float64 {
 	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 	switch name {
-	case "crash", "crash-heir", "amnesia":
+	case "crash", "crash-heir", "amnesia", "pause", "partition", "partition-out":
 		return ms(cfg.Lease)
-	case "pause", "partition", "partition-out":
-		return ms(cfg.PeerTimeout)
 	case "partition-in":
 		return ms(cfg.Lease + 2*cfg.Heartbeat)
 	case "resign":
