@@ -824,6 +824,16 @@ func (h *Harness) UseDeployment(kind string) (time.Duration, error) {
 		return 0, fmt.Errorf("unknown deployment %q", kind)
 	}
 	h.dep = kind
+	// The fence refuses writes until its epoch key is set (after a
+	// redis-server restart the harness sets it first). In a deployment the
+	// fencer reports the epoch of the server it writes to itself; the key
+	// only has to exist, on the primary or the slot's owner, replicated.
+	for _, algo := range h.cfg.Algos {
+		if err := h.setDeploymentEpochKey(h.cfg.group(algo)); err != nil {
+			h.stopDeployment()
+			return 0, err
+		}
+	}
 	for slot := 1; slot <= h.cfg.Nodes; slot++ {
 		var links []*toxiproxy.Proxy
 		for i, a := range h.depAddrs {
@@ -837,6 +847,46 @@ func (h *Harness) UseDeployment(kind string) (time.Duration, error) {
 		h.depLinks = append(h.depLinks, links)
 	}
 	return time.Since(start), nil
+}
+
+// setDeploymentEpochKey sets group's fence epoch key on the server that
+// owns it and waits until its replicas have it.
+func (h *Harness) setDeploymentEpochKey(group string) error {
+	_, _, key := fenceKeys(group, true)
+	var at string
+	replicas := 2
+	switch h.dep {
+	case deploySentinel:
+		p, err := h.sentinel.primary()
+		if err != nil {
+			return err
+		}
+		at = p
+	case deployCluster:
+		slot, err := h.cluster.keySlot(key)
+		if err != nil {
+			return err
+		}
+		sh, err := h.cluster.shard(slot)
+		if err != nil {
+			return err
+		}
+		at, replicas = sh.owner, len(sh.replicas)
+	}
+	c, err := redis.Dial("tcp", at, redis.DialConnectTimeout(time.Second),
+		redis.DialReadTimeout(3*time.Second), redis.DialWriteTimeout(time.Second))
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if _, err := c.Do("SET", key, 1); err != nil {
+		return fmt.Errorf("setting %s on %s: %w", key, at, err)
+	}
+	n, err := redis.Int(c.Do("WAIT", replicas, 2000)) // on the connection that wrote
+	if err != nil || n < replicas {
+		return fmt.Errorf("%s on %s reached %d of %d replicas: %v", key, at, n, replicas, err)
+	}
+	return nil
 }
 
 // stopDeployment stops the deployment's proxies and processes.

@@ -232,10 +232,12 @@ const clusterShortPause = 250 * time.Millisecond
 // misses heartbeats asks Redis whether the leader is still subscribed,
 // and takes a leader that is not for crashed; on a Cluster that count is
 // per node (SHARDNUMSUB of a node other than the one the leader is on says
-// 0), so asked in the wrong place it would drop a paused leader at once.
-// No follower may drop its leader while it is stopped, before PeerTimeout
-// less one heartbeat of the pause (the last heartbeat may have come that
-// much before it).
+// 0), so asked in the wrong place it would drop a paused leader at once,
+// within a heartbeat or two. A follower that waits for silence waits at
+// least a LeaseTimeout (the leader's lease must have ended), so none may
+// drop its leader while it is stopped, before LeaseTimeout less one
+// heartbeat of the pause (the last heartbeat may have come that much
+// before it).
 func clusterPauseLeader(t *Trial) {
 	for i, d := range []time.Duration{clusterShortPause, 3 * t.cfg.PeerTimeout} {
 		name := "pause-250ms"
@@ -258,12 +260,12 @@ func clusterPauseLeader(t *Trial) {
 		t.quietFrom(mono())
 		// Only while it is stopped: once continued, a leader whose lease
 		// lapsed in the pause steps down, and its followers hear that.
-		earliest := min(cont, stop+int64(t.cfg.PeerTimeout-t.cfg.Heartbeat))
+		earliest := min(cont, stop+int64(t.cfg.Lease-t.cfg.Heartbeat))
 		evs, _ := t.rec.snapshot()
 		for _, e := range evs {
 			if e.Ev == evNew && e.Leader == "" && e.ID != id && e.T >= stop && e.T < earliest {
-				t.failf("%s: %s gave up the paused leader %s %.0f ms into a pause of %v, before PeerTimeout %v: a crash was assumed",
-					name, e.ID, id, ms(e.T-stop), d, t.cfg.PeerTimeout)
+				t.failf("%s: %s gave up the paused leader %s %.0f ms into a pause of %v, before its lease (%v) can have ended: a crash was assumed",
+					name, e.ID, id, ms(e.T-stop), d, t.cfg.Lease)
 				break
 			}
 		}

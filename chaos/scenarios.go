@@ -394,7 +394,7 @@ var scenarios = []Scenario{
 		Run:    clusterKillOwner},
 	{Name: "cluster-pause-leader", Trials: 2, Strict: true, Deploy: deployCluster,
 		Fault:  "Cluster: SIGSTOP the leader for 250 ms, then for 3*PeerTimeout (past its lease), then SIGCONT",
-		Checks: "no follower gives up the paused leader before PeerTimeout less a heartbeat (SHARDNUMSUB counts one node's subscribers: asked elsewhere it would say crashed); a new leader during the long pause",
+		Checks: "no follower gives up the paused leader before LeaseTimeout less a heartbeat (the crash fast path: SHARDNUMSUB counts one node's subscribers, so asked elsewhere it would say crashed); a new leader during the long pause",
 		Run:    clusterPauseLeader},
 }
 
