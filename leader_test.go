@@ -3966,6 +3966,22 @@ func ExampleConfig_sentinel() {
 	_ = e.Run(context.Background())
 }
 
+// A group on a Redis Cluster: the Elector finds the primary of the
+// group's slot from any of the nodes, and follows the slot when it moves.
+func ExampleConfig_cluster() {
+	e, err := New(Config{
+		Group:       "mailer", // no { or }: the group name is the hash tag
+		ClusterSize: 3,
+		Cluster: &Cluster{
+			Addrs: []string{"10.0.0.1:7000", "10.0.0.2:7000", "10.0.0.3:7000"},
+		},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	_ = e.Run(context.Background())
+}
+
 // wrongVersion returns copies of a real message with other protocol
 // versions. The wire format puts the version in the second byte, after a
 // magic byte (see appendMessage).
