@@ -72,6 +72,7 @@
 package leader
 
 import (
+	"container/heap"
 	"context"
 	"crypto/hmac"
 	"crypto/rand"
@@ -103,7 +104,7 @@ import (
 // Version is the version of this file, for the copies of it that vendor
 // it. It changes with every release that changes behaviour or the wire
 // format.
-const Version = "0.4.0"
+const Version = "0.5.0"
 
 // Defaults for the zero values of Config. They satisfy the lease inequality
 // LeaseTimeout < PeerTimeout with a wide margin and give a failover of about
@@ -778,7 +779,7 @@ func (e *Elector) Ready() error {
 	e.syncLink()
 	c, st := &e.c, &e.c.st
 	connected, active := c.linkUp(now), st.activeAt(now)
-	following := st.toldID != "" && st.toldID != e.cfg.ID && now.Sub(st.heardLead) < e.cfg.PeerTimeout
+	following := st.toldID != "" && st.toldID != e.cfg.ID && now.Sub(st.heardLead) < e.cfg.leaderGone()
 	role, term, lastErr := st.role, st.term, st.lastRedisErr
 	listening := st.joinUntil.IsZero() || now.Before(st.joinUntil)
 	e.mu.Unlock()
@@ -791,7 +792,7 @@ func (e *Elector) Ready() error {
 		// It neither votes nor acks yet (it may be a restart that forgot
 		// a vote): a rolling restart must wait for this before it stops
 		// the next node.
-		return errors.New("leader: listening for PeerTimeout after subscribing, before it votes or acks")
+		return errors.New("leader: listening after subscribing, before it votes or acks")
 	case active || following:
 		return nil
 	case role == Leader:
@@ -1046,6 +1047,7 @@ type peer struct {
 	observer bool
 	prio     int    // its Priority
 	acked    uint64 // highest seq of our current leadership it acked
+	counted  bool   // in countLive's count (and its heap)
 }
 
 // state is the protocol state, changed only by the core's steps.
@@ -1069,6 +1071,7 @@ type state struct {
 	stallUntil   time.Time     // listening after a stall of this process: no standing before (rule 9)
 	lastTick     time.Time     // when tick last ran, to notice stalls
 	size         int           // live nodes; decreases only after a PeerTimeout of listening (rule 10)
+	live         liveCount     // countLive's cache
 	lastSent     time.Time     // last message on the group channel
 	knownLive    int           // live nodes as the leader last counted them
 	knownLiveAt  time.Time     // when; the count is a quorum floor for PeerTimeout
@@ -1106,6 +1109,7 @@ type state struct {
 	electedSize int           // the group size the election's quorum was a majority of
 	selfAcked   uint64        // highest seq of ours that echoed back
 	sentAt      [64]time.Time // send time of heartbeat seq, at index seq%64
+	ackers      [64]int       // nodes (this one included) that acked heartbeat seq or a later one, at index seq%64
 	electedAt   time.Time
 	notBefore   time.Time // no activity before: the old lease may still hold (rule 12)
 	leaseEnd    time.Time
@@ -1502,7 +1506,7 @@ func (c *core) onMessage(m *message, now time.Time) {
 		}
 		s.selfEcho = now
 		if m.Type == msgHeartbeat && m.Flags&flagLeader != 0 && s.role == Leader && m.Term == s.term {
-			c.ack(nil, m.Seq, now) // our own echo is our own ack
+			c.ack("", nil, m.Seq, now) // our own echo is our own ack
 		}
 		return
 	}
@@ -1529,6 +1533,7 @@ func (c *core) onMessage(m *message, now time.Time) {
 		p.since = now
 	}
 	p.heard = now
+	c.recount(m.From, p, now)
 	p.observer = m.Flags&flagObserver != 0
 	p.prio = int(min(m.Prio, maxPriority))
 
@@ -1539,7 +1544,7 @@ func (c *core) onMessage(m *message, now time.Time) {
 		} else {
 			c.stepUp(m.Term, now)
 			if s.role == Leader && m.Term == s.term && m.To == c.cfg.ID {
-				c.ack(p, m.Seq, now)
+				c.ack(m.From, p, m.Seq, now)
 			}
 		}
 	case msgPreVote:
@@ -1909,12 +1914,13 @@ func (c *core) becomeLeader(now time.Time) {
 	s.role, s.leader, s.leaderTerm, s.leaderInc = Leader, c.cfg.ID, s.term, c.inc
 	s.electedAt, s.notBefore = now, now.Add(max(wait, 0))
 	s.lastElection = now.Sub(s.roundStart)
-	s.leaseEnd, s.seq, s.selfAcked = time.Time{}, 0, 0
+	s.leaseEnd, s.seq, s.selfAcked, s.ackers = time.Time{}, 0, 0, [64]int{}
 	s.resigning, s.successor, s.heir = false, "", ""
 	s.electionAt, s.goneLeader, s.failed = time.Time{}, "", 0
 	for _, p := range s.peers {
 		p.acked = 0
 	}
+	s.live.valid = false
 	base := s.electedSize
 	if c.cfg.ClusterSize > 0 {
 		base = c.cfg.ClusterSize
@@ -1983,40 +1989,36 @@ func (c *core) becomeFollower(now time.Time, why string) {
 // ack records that node p (nil: this node) acked heartbeat seq, and extends
 // the lease to sendTime(s*)+LeaseTimeout, where s* is the highest seq a
 // quorum acked (rule 4).
-func (c *core) ack(p *peer, seq uint64, now time.Time) {
+func (c *core) ack(from string, p *peer, seq uint64, now time.Time) {
 	s := &c.st
 	if seq == 0 || seq > s.seq || s.seq-seq >= uint64(len(s.sentAt)) {
 		return
 	}
+	last := &s.selfAcked
 	if p != nil {
-		if seq <= p.acked {
-			return
-		}
-		p.acked = seq
-	} else {
-		s.selfAcked = max(s.selfAcked, seq)
+		last = &p.acked
 	}
+	if seq <= *last {
+		return
+	}
+	defer func() {
+		if p != nil {
+			c.recount(from, p, now) // a leader counts the nodes that acked
+		}
+	}()
+	// This node acked every seq from its last ack to seq now: count it
+	// for each (within the window of sentAt), so that finding s* takes a
+	// look at the window, not at every node of a large group.
+	w := uint64(len(s.ackers))
+	for k := max(*last+1, s.seq-min(s.seq, w-1)); k <= seq; k++ {
+		s.ackers[k%w]++
+	}
+	*last = seq
+	// The newest seq that a quorum acked is s*.
 	q := c.quorum(now)
-	// Count the nodes that acked at least seq, from the newest seq down; the
-	// first seq that a quorum reached is s*.
-	var acked [64]int
-	count := func(a uint64) {
-		if a > 0 && s.seq-a < uint64(len(acked)) {
-			acked[s.seq-a]++
-		}
-	}
-	count(s.selfAcked)
-	for _, pp := range s.peers {
-		if now.Sub(pp.heard) < c.cfg.PeerTimeout {
-			count(pp.acked)
-		}
-	}
-	total := 0
-	for back := 0; back < len(acked); back++ {
-		total += acked[back]
-		if total >= q {
-			star := s.seq - uint64(back)
-			if end := s.sentAt[star%uint64(len(s.sentAt))].Add(c.cfg.LeaseTimeout); end.After(s.leaseEnd) {
+	for k := s.seq; k > 0 && s.seq-k < w; k-- {
+		if s.ackers[k%w] >= q {
+			if end := s.sentAt[k%w].Add(c.cfg.LeaseTimeout); end.After(s.leaseEnd) {
 				s.leaseEnd = end
 			}
 			break
@@ -2074,12 +2076,74 @@ func (c *core) countLive(now time.Time) int {
 	if c.linkUp(now) {
 		n++
 	}
-	for _, p := range s.peers {
-		if now.Sub(p.heard) < c.cfg.PeerTimeout && (s.role != Leader || p.acked > 0) {
-			n++
+	// Counting every peer at every step would make a large group
+	// quadratic (a leader steps once per ack, a follower once per
+	// broadcast), so the count is kept up to date as peers are heard, and
+	// a heap of the counted peers' deadlines says which to look at again.
+	l := &s.live
+	if !l.valid || l.role != s.role {
+		l.valid, l.role, l.n, l.due = true, s.role, 0, l.due[:0]
+		for id, p := range s.peers {
+			p.counted = false
+			c.recount(id, p, now)
 		}
 	}
-	return n
+	for len(l.due) > 0 && !now.Before(l.due[0].at) {
+		d := heap.Pop(&l.due).(deadline)
+		if p := s.peers[d.id]; p != nil && p.counted {
+			if c.counts(p, now) {
+				heap.Push(&l.due, deadline{p.heard.Add(c.cfg.PeerTimeout), d.id}) // heard since
+			} else {
+				p.counted = false
+				l.n--
+			}
+		}
+	}
+	return n + l.n
+}
+
+// counts says whether countLive counts p.
+func (c *core) counts(p *peer, now time.Time) bool {
+	return now.Sub(p.heard) < c.cfg.PeerTimeout && (c.st.role != Leader || p.acked > 0)
+}
+
+// recount adds p to countLive's count if it counts now and did not.
+func (c *core) recount(id string, p *peer, now time.Time) {
+	l := &c.st.live
+	if !l.valid || p.counted || !c.counts(p, now) {
+		return
+	}
+	p.counted = true
+	l.n++
+	heap.Push(&l.due, deadline{p.heard.Add(c.cfg.PeerTimeout), id})
+}
+
+// liveCount is countLive's count of peers, for role, with a deadline in
+// due for each counted peer: when it passes, the peer is looked at again.
+type liveCount struct {
+	valid bool
+	role  State
+	n     int
+	due   deadlines
+}
+
+type deadline struct {
+	at time.Time
+	id string
+}
+
+// deadlines is a min-heap by time (container/heap).
+type deadlines []deadline
+
+func (h deadlines) Len() int           { return len(h) }
+func (h deadlines) Less(i, j int) bool { return h[i].at.Before(h[j].at) }
+func (h deadlines) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *deadlines) Push(x any)        { *h = append(*h, x.(deadline)) }
+func (h *deadlines) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
 }
 
 // linkUp reports whether this node's link to Redis works both ways: its
@@ -2284,6 +2348,7 @@ func (c *core) sendHeartbeat(now time.Time) {
 	if s.role == Leader {
 		s.seq++
 		s.sentAt[s.seq%uint64(len(s.sentAt))] = now
+		s.ackers[s.seq%uint64(len(s.ackers))] = 0
 		s.nodes = c.countLive(now)
 		m.Flags, m.Seq, m.Live = flagLeader, s.seq, uint64(s.nodes)
 		m.To = c.nameHeir(now)
@@ -2339,6 +2404,9 @@ func (c *core) publishTo(channel string, m message) {
 func (c *core) prunePeers(now time.Time) {
 	for id, p := range c.st.peers {
 		if now.Sub(p.heard) > 10*c.cfg.PeerTimeout {
+			if p.counted { // countLive did not run since it timed out
+				c.st.live.n--
+			}
 			delete(c.st.peers, id)
 		}
 	}
