@@ -926,8 +926,9 @@ func (e *Elector) Run(ctx context.Context) error {
 //     rival shares a node with the quorum that acked, so a rival can win
 //     only after the old lease ended, as long as that exceeds LeaseTimeout
 //     with a margin for clock-rate drift (New demands LeaseTimeout below
-//     90% of PeerTimeout, so the margin is at least 5% of PeerTimeout). Strict mode makes the quorums intersect
-//     always; dynamic mode when all nodes see the same live set.
+//     90% of PeerTimeout, so the margin is at least 5% of PeerTimeout).
+//     Strict mode makes the quorums intersect always; dynamic mode when
+//     all nodes see the same live set.
 //  6. The clock decides. Activity is judged against the lease at the time
 //     of each call (IsLeader), at the start of every step of the core, and
 //     by a timer of the shell's own that cancels the leader callback's
@@ -945,10 +946,10 @@ func (e *Elector) Run(ctx context.Context) error {
 //     and who is live. After a resubscription it listens for two
 //     heartbeats only, to hear a leader that kept leading (it forgot none
 //     of its votes), but its count of live nodes, stale from the outage,
-//     does not shrink for a PeerTimeout (rule 10). A process that has just started may be a restart of a node that
-//     voted with the same ID in a term still going on: it never votes in a
-//     term it saw while it first listened, and acks no leader before that
-//     listening ends (an ack promises, as a vote does, to vote for nobody
+//     does not shrink for a PeerTimeout (rule 10). A process that has just
+//     started may be a restart of a node that voted with the same ID in a
+//     term still going on: it never votes in a term it saw while it first
+//     listened, and acks no leader before that listening ends (an ack promises, as a vote does, to vote for nobody
 //     else for a while, rule 5).
 //  9. Stalls. A node whose own loop did not run for two heartbeats (paused,
 //     starved of CPU) does not stand, and does not let its count of live
@@ -2001,11 +2002,6 @@ func (c *core) ack(from string, p *peer, seq uint64, now time.Time) {
 	if seq <= *last {
 		return
 	}
-	defer func() {
-		if p != nil {
-			c.recount(from, p, now) // a leader counts the nodes that acked
-		}
-	}()
 	// This node acked every seq from its last ack to seq now: count it
 	// for each (within the window of sentAt), so that finding s* takes a
 	// look at the window, not at every node of a large group.
@@ -2014,6 +2010,9 @@ func (c *core) ack(from string, p *peer, seq uint64, now time.Time) {
 		s.ackers[k%w]++
 	}
 	*last = seq
+	if p != nil {
+		c.recount(from, p, now) // a leader counts the nodes that acked
+	}
 	// The newest seq that a quorum acked is s*.
 	q := c.quorum(now)
 	for k := s.seq; k > 0 && s.seq-k < w; k-- {
@@ -2261,7 +2260,7 @@ func (c *core) due(now time.Time) {
 	case Follower:
 		silent := now.Sub(s.heardLead)
 		// While its leader is heard, a follower only acks. Without one, or
-		// once its leader has been silent for PeerTimeout/2, it broadcasts
+		// once its leader has been silent for half of leaderGone, it broadcasts
 		// every PeerTimeout/3, so that the others learn who is live before
 		// anyone campaigns: each live node is heard at least twice in any
 		// PeerTimeout. Not sooner and not more often: each broadcast goes to
