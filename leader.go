@@ -3656,7 +3656,7 @@ func (r *run) receive(c redis.Conn, rd *reader) (subscribed bool) {
 				}
 			case "sunsubscribe":
 				// Unasked: the slot moved off this node (a failover or a
-				// resharding), which is now deaf to the group.
+				// resharding), and this connection no longer hears the group.
 				e.nRedirects.Add(1)
 				r.logf(slog.LevelInfo, "Redis Cluster moved the group's slot; redialling at once", "from", r.primary.Load())
 				r.switched(c, true)
@@ -3922,7 +3922,8 @@ func newBackoff(limit time.Duration) *backoff { return &backoff{limit: limit} }
 
 // backoffCap is the reconnect backoff's cap for cfg: HeartbeatInterval,
 // within [50ms, maxBackoff]. The group elects as soon as a quorum is back
-// (a node that only reconnected votes and stands at once), so the cap is
+// (a node that only reconnected listens for two heartbeats, then votes and
+// stands), so the cap is
 // most of the time a group stays leaderless after Redis is back; the full
 // jitter still spreads a crowd of nodes over it. A dial to a Redis that is
 // down costs little: the refusal is at once.
