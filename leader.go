@@ -4027,10 +4027,16 @@ func (r *run) dialPrimary(ctx context.Context) (redis.Conn, error) {
 	}
 	// Right after a switch a sentinel may still name the old primary, and
 	// the old one answers as a replica once demoted.
+	return r.checkPrimary(ctx, c, addr, fmt.Sprintf("named by the sentinels as the primary of %q", sn.MasterName))
+}
+
+// checkPrimary checks with ROLE that c, to addr, is a primary, and records
+// it as the one in use; otherwise it closes c. named says who named addr.
+func (r *run) checkPrimary(ctx context.Context, c redis.Conn, addr, named string) (redis.Conn, error) {
 	v, err := redis.Values(redis.DoContext(c, ctx, "ROLE"))
 	if err == nil && len(v) > 0 {
 		if role, _ := redis.String(v[0], nil); role != "master" {
-			err = fmt.Errorf("leader: %s, named by the sentinels as the primary of %q, is a %s", addr, sn.MasterName, role)
+			err = fmt.Errorf("leader: %s, %s, is a %s", addr, named, role)
 		}
 	} else if err == nil {
 		err = errors.New("leader: empty ROLE reply")
@@ -4215,20 +4221,7 @@ func (r *run) dialOwner(ctx context.Context, addr string) (redis.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	v, err := redis.Values(redis.DoContext(c, ctx, "ROLE"))
-	if err == nil && len(v) > 0 {
-		if role, _ := redis.String(v[0], nil); role != "master" {
-			err = fmt.Errorf("leader: %s, named as the primary of the group's slot, is a %s", addr, role)
-		}
-	} else if err == nil {
-		err = errors.New("leader: empty ROLE reply")
-	}
-	if err != nil {
-		c.Close()
-		return nil, err
-	}
-	r.primary.Store(addr)
-	return c, nil
+	return r.checkPrimary(ctx, c, addr, "named as the primary of the group's slot")
 }
 
 // askSlots asks the seeds and the nodes they named, all at once, which
