@@ -40,6 +40,7 @@ type serverProc struct {
 	name    string
 	port    int
 	args    func() []string // the command line of the next start
+	ready   func() error    // if set, run once it answers PING; an error retries the start
 	logPath string
 	cmd     *exec.Cmd
 	done    chan struct{}
@@ -82,7 +83,10 @@ func (s *serverProc) start() error {
 				continue
 			default:
 			}
-			if lastErr = pingAddr(s.addr()); lastErr == nil {
+			if lastErr = pingAddr(s.addr()); lastErr == nil && s.ready != nil {
+				lastErr = s.ready()
+			}
+			if lastErr == nil {
 				s.cmd, s.done = cmd, done
 				return nil
 			}

@@ -9,7 +9,6 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -75,7 +74,7 @@ func NewHarness(cfg *Config) (*Harness, error) {
 	if err != nil {
 		return nil, err
 	}
-	h.redis = &redisServer{port: port, logPath: filepath.Join(h.logDir, "redis-server.log")}
+	h.redis = newRedisServer(port, filepath.Join(h.logDir, "redis-server.log"))
 	if err := h.redis.start(); err != nil {
 		return nil, err
 	}
@@ -196,86 +195,38 @@ func procAttr() *syscall.SysProcAttr {
 
 // ---- redis-server ----
 
+// redisServer is the single redis-server of the scenarios without a
+// deployment. Every start writes a new epoch to the fence's epoch key.
 type redisServer struct {
-	port    int
-	logPath string
-	cmd     *exec.Cmd
-	done    chan struct{}
-	epoch   int64 // incremented at every start; written to the epoch key
+	serverProc
+	epoch int64 // incremented at every start; written to the epoch key
 }
 
-func (r *redisServer) addr() string { return "127.0.0.1:" + strconv.Itoa(r.port) }
-
-func (r *redisServer) start() error {
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		return errors.New("redis-server not found on PATH: run scripts/ensure-redis.sh (make chaos does)")
+func newRedisServer(port int, logPath string) *redisServer {
+	r := &redisServer{serverProc: serverProc{name: "redis-server", port: port, logPath: logPath}}
+	r.args = func() []string {
+		return []string{"--port", strconv.Itoa(r.port), "--bind", "127.0.0.1",
+			"--save", "", "--appendonly", "no", "--protected-mode", "yes"}
 	}
-	logf, err := os.OpenFile(r.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return err
+	r.ready = func() error {
+		c, err := redis.Dial("tcp", r.addr(), redis.DialConnectTimeout(100*time.Millisecond),
+			redis.DialReadTimeout(time.Second))
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		_, _, kEpoch := fenceKeys("", false)
+		if _, err := c.Do("SET", kEpoch, r.epoch+1); err != nil {
+			return err
+		}
+		r.epoch++
+		return nil
 	}
-	defer logf.Close()
-	var lastErr error
-	giveUp := time.Now().Add(10 * time.Second)
-	for attempt := 0; attempt < 20 && time.Now().Before(giveUp); attempt++ { // the port may linger briefly after a kill
-		cmd := exec.Command(bin, "--port", strconv.Itoa(r.port), "--bind", "127.0.0.1",
-			"--save", "", "--appendonly", "no", "--protected-mode", "yes")
-		cmd.Stdout, cmd.Stderr = logf, logf
-		cmd.SysProcAttr = procAttr()
-		if err := cmd.Start(); err != nil {
-			return fmt.Errorf("starting redis-server: %w", err)
-		}
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
-		deadline := time.Now().Add(3 * time.Second)
-		if deadline.After(giveUp) {
-			deadline = giveUp
-		}
-		for time.Now().Before(deadline) {
-			select {
-			case <-done:
-				lastErr = fmt.Errorf("redis-server exited at start (see %s)", r.logPath)
-				deadline = time.Time{}
-				continue
-			default:
-			}
-			c, err := redis.Dial("tcp", r.addr(), redis.DialConnectTimeout(100*time.Millisecond),
-				redis.DialReadTimeout(time.Second))
-			if err == nil {
-				_, err = c.Do("PING")
-				if err == nil {
-					r.epoch++
-					_, _, kEpoch := fenceKeys("", false)
-					_, err = c.Do("SET", kEpoch, r.epoch)
-				}
-				c.Close()
-				if err == nil {
-					r.cmd, r.done = cmd, done
-					return nil
-				}
-			}
-			lastErr = err
-			time.Sleep(5 * time.Millisecond)
-		}
-		_ = cmd.Process.Kill()
-		<-done
-		time.Sleep(20 * time.Millisecond)
-	}
-	return fmt.Errorf("redis-server on port %d did not answer PING: %v", r.port, lastErr)
+	return r
 }
 
-func (r *redisServer) stop() {
-	if r.cmd == nil {
-		return
-	}
-	_ = r.cmd.Process.Kill()
-	select {
-	case <-r.done:
-	case <-time.After(3 * time.Second):
-	}
-	r.cmd = nil
-}
+// stop SIGKILLs the server: its data is gone, as in a crash.
+func (r *redisServer) stop() { r.kill() }
 
 // ---- node processes ----
 
