@@ -899,7 +899,7 @@ func (e *Elector) Run(ctx context.Context) error {
 //
 //  1. Detection. A follower that has not heard its leader for half-way
 //     between LeaseTimeout and PeerTimeout (the leader's lease has ended
-//     by then, see leaderGone) treats it as gone and campaigns after a
+//     by then, see Config.leaderGone) treats it as gone and campaigns after a
 //     random delay (re-drawn each time), unless a leader or a better
 //     candidate shows up first. Random delays keep nodes from splitting
 //     the vote.
@@ -1693,7 +1693,7 @@ func (c *core) mayVote(m *message, now time.Time) bool {
 	if s.joinUntil.IsZero() || now.Before(s.joinUntil) || s.role == Leader {
 		return false
 	}
-	if s.leader != "" && now.Sub(s.heardLead) < c.leaderGone() {
+	if s.leader != "" && now.Sub(s.heardLead) < c.cfg.leaderGone() {
 		return m.Flags&flagLeaderGone != 0 && m.To == s.leader
 	}
 	// A node that just voted gives that candidate its round: a rival that
@@ -2168,8 +2168,6 @@ func (c *core) linkUp(now time.Time) bool {
 // and a late step of the leader. Waiting the whole PeerTimeout would
 // protect nothing more: a leader that a quorum has not heard from for
 // this long has no lease, and steps down.
-func (c *core) leaderGone() time.Duration { return c.cfg.leaderGone() }
-
 func (cfg *Config) leaderGone() time.Duration { return (cfg.LeaseTimeout + cfg.PeerTimeout) / 2 }
 
 // roundTimeout is how long a candidate waits for its pre-votes or votes,
@@ -2268,7 +2266,7 @@ func (c *core) due(now time.Time) {
 		// second at every HeartbeatInterval, enough to starve a small
 		// machine), and after a crash the fast path has usually elected a
 		// new leader before PeerTimeout/2.
-		if (s.leader == "" || silent >= c.leaderGone()/2) && now.Sub(s.lastSent) >= c.cfg.PeerTimeout/3 {
+		if (s.leader == "" || silent >= c.cfg.leaderGone()/2) && now.Sub(s.lastSent) >= c.cfg.PeerTimeout/3 {
 			c.sendHeartbeat(now)
 		}
 		if s.leader != "" && silent >= c.cfg.HeartbeatInterval*3/2 && !s.numsubBusy &&
@@ -2280,13 +2278,13 @@ func (c *core) due(now time.Time) {
 			return
 		}
 		gone := s.goneLeader != "" && s.goneLeader == s.leader
-		if s.leader != "" && silent < c.leaderGone() && !gone {
+		if s.leader != "" && silent < c.cfg.leaderGone() && !gone {
 			return
 		}
-		if s.leader != "" && silent >= c.leaderGone() {
-			c.reportLeader(now, "", s.term, "silent for "+c.leaderGone().String())
+		if s.leader != "" && silent >= c.cfg.leaderGone() {
+			c.reportLeader(now, "", s.term, "silent for "+c.cfg.leaderGone().String())
 		}
-		if s.heardLead.IsZero() || silent >= c.leaderGone() || gone {
+		if s.heardLead.IsZero() || silent >= c.cfg.leaderGone() || gone {
 			if s.electionAt.IsZero() {
 				// The guard covers the spread of the moments the followers
 				// stop hearing the leader: a vote request from the heir
@@ -2330,8 +2328,8 @@ func (c *core) nextWake(now time.Time) time.Time {
 		at(s.lastSent.Add(c.cfg.PeerTimeout / 3))
 		if s.leader != "" {
 			at(s.heardLead.Add(c.cfg.HeartbeatInterval * 3 / 2))
-			at(s.heardLead.Add(c.leaderGone() / 2))
-			at(s.heardLead.Add(c.leaderGone()))
+			at(s.heardLead.Add(c.cfg.leaderGone() / 2))
+			at(s.heardLead.Add(c.cfg.leaderGone()))
 			at(s.numsubAt.Add(c.cfg.HeartbeatInterval))
 		}
 	}
