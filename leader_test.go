@@ -6841,8 +6841,9 @@ func TestRedisCluster(t *testing.T) {
 	assert.Greater(t, kterm, nterm)
 
 	// Resharding: the slot migrates, term key and all, to another primary.
-	// The nodes' EVALs get ASK while it migrates and MOVED after, their
-	// subscriptions an unasked sunsubscribe; they follow it.
+	// An election while it migrates gets ASK for the term key; once it
+	// moved, the subscriptions get an unasked sunsubscribe and the nodes
+	// follow it.
 	slot := keySlot(c.channel())
 	var to *redisServer
 	for _, n := range rc.nodes {
@@ -6869,7 +6870,28 @@ func TestRedisCluster(t *testing.T) {
 		_, err = from.Do("MIGRATE", "127.0.0.1", to.port, k, 0, 5000)
 		require.NoError(t, err, "MIGRATE %s", k)
 	}
-	time.Sleep(calm) // the slot half-migrated for a while: EVALs get ASK
+	// With the slot half-migrated the term key is on the target: a new
+	// election's EVAL gets ASK, which fails the round (no term without the
+	// key) and counts as a redirect; no node may lead a new term meanwhile.
+	redirects0, keyErrs0 := uint64(0), uint64(0)
+	for _, nd := range nodes {
+		st := nd.e.Status()
+		redirects0, keyErrs0 = redirects0+st.Redirects, keyErrs0+st.TermKeyErrors
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), waitLong)
+	require.NoError(t, kldr.e.Resign(ctx))
+	cancel()
+	require.True(t, poll(waitLong, func() bool {
+		var r, k uint64
+		for _, nd := range nodes {
+			st := nd.e.Status()
+			r, k = r+st.Redirects, k+st.TermKeyErrors
+		}
+		return r > redirects0 && k > keyErrs0
+	}), "no election met ASK while the slot migrated")
+	for _, nd := range nodes {
+		assert.False(t, nd.e.IsLeader(), "%s leads without the term key", nd.id)
+	}
 	for _, n := range []redis.Conn{dest, from} {
 		_, err = n.Do("CLUSTER", "SETSLOT", slot, "NODE", toID)
 		require.NoError(t, err)
