@@ -133,6 +133,11 @@ const (
 	maxPriority = 1000
 	// maxBackoff caps the reconnect backoff of every group (see backoffCap).
 	maxBackoff = 2 * time.Second
+	// maxQueued bounds the commands one Elector may have waiting for its
+	// connection, so that on a Link a group that is stuck (or floods)
+	// cannot crowd the others out; sharedQueue is a Link's whole queue.
+	maxQueued   = 256
+	sharedQueue = 8192
 )
 
 // Config configures an Elector. Zero values mean the documented default.
@@ -141,6 +146,12 @@ type Config struct {
 	// Unused when Dial is set. New refuses a URL or credentials here (they
 	// would end up in logs): set Dial for a user, a password, a DB or TLS.
 	Addr string
+
+	// Link, when set, makes the Elector share the Link's two connections
+	// with the other Electors of this process on it (see the Link type),
+	// instead of opening two of its own. Addr, Dial, Sentinel and Cluster
+	// must then be unset: the Link's are used. DB must be 0 or the Link's.
+	Link *Link
 
 	// Dial, when set, opens every Redis connection the Elector uses (one
 	// subscriber, one for publishing and commands). Use it for TLS, AUTH or
@@ -343,6 +354,53 @@ type Cluster struct {
 	Dial func(ctx context.Context, addr string) (redis.Conn, error)
 }
 
+// A Link is a pair of Redis connections, one subscribed and one for
+// publishing and commands, that the Electors of one process share: a
+// process that runs an Elector for each of 1000 groups keeps 2
+// connections to Redis instead of 2000, and Redis delivers each message
+// to the process once, however many of its Electors listen. Set
+// Config.Link of each of them to the same Link. The Link connects when
+// the first of its Electors starts Run, and closes when the last one's Run
+// returns; its zero value (with Addr) is ready to use, and it must not be
+// copied once used.
+//
+// Only the transport is shared. Each Elector keeps its own state machine,
+// loop, callbacks, Secret, replay window and counters, and a failure that
+// belongs to one group stays with it: a SUBSCRIBE or PUBLISH that an ACL
+// refuses for the group's channels, a full inbox, a slow callback, a
+// group that floods (each Elector may have at most 256 commands queued). A
+// failure of the connection itself (Redis down, a wrong password, a server
+// that is not Redis) is all of theirs, as it would be with connections of
+// their own to the same Redis: Run returns its error on every Elector of
+// the Link.
+//
+// The connection's receive timeout and pings follow the smallest
+// PeerTimeout and HeartbeatInterval of the Electors that joined. A Link
+// does not serve a Redis Cluster, where each group's slot has a primary of
+// its own: there every Elector keeps its own connections (Config.Cluster).
+type Link struct {
+	// Addr is the Redis address, host:port. Default "127.0.0.1:6379".
+	// Unused when Dial or Sentinel is set. As with Config.Addr, New
+	// refuses a URL or credentials here.
+	Addr string
+	// Dial, when set, opens the Link's connections, as Config.Dial does.
+	Dial func(ctx context.Context) (redis.Conn, error)
+	// Sentinel, when set, finds the primary as Config.Sentinel does; every
+	// Elector on the Link then needs strict mode.
+	Sentinel *Sentinel
+	// DB is the logical database of the term keys, as Config.DB.
+	DB int
+	// Logger receives the records about the shared connections (failed
+	// dials, lost connections, Sentinel switches), once for all of its
+	// Electors; what happens in a group goes to that Elector's Logger.
+	// Default: discard.
+	Logger *slog.Logger
+
+	mu    sync.Mutex // guards l and users
+	l     *link      // the connections, while any Elector on the Link runs
+	users int
+}
+
 // Errors returned by the Elector's methods.
 var (
 	// ErrNotLeader is returned by TransferTo when this node does not lead.
@@ -378,6 +436,10 @@ var stopCauses = [...]error{ErrLeaseLost, ErrHandedOver, ErrShutdown, ErrSuperse
 
 // withDefaults returns cfg with its zero fields set to their defaults.
 func (cfg Config) withDefaults() Config {
+	if l := cfg.Link; l != nil {
+		// New checked that these are the Link's to set (see linkClash).
+		cfg.Addr, cfg.Dial, cfg.Sentinel, cfg.DB = l.Addr, l.Dial, l.Sentinel, l.DB
+	}
 	if cfg.Addr == "" {
 		cfg.Addr = defaultAddr
 	}
@@ -511,6 +573,21 @@ func (cfg Config) validate() error {
 	return errors.Join(errs...)
 }
 
+// linkClash checks, before the defaults are filled in, that an Elector on
+// a Link leaves the connection to it.
+func (cfg Config) linkClash() error {
+	l := cfg.Link
+	switch {
+	case l == nil:
+		return nil
+	case cfg.Addr != "" || cfg.Dial != nil || cfg.Sentinel != nil || cfg.Cluster != nil:
+		return errors.New("leader: Link is set, and so is Addr, Dial, Sentinel or Cluster: an Elector on a Link uses the Link's connections; set Addr, Dial or Sentinel on the Link (a Link does not serve a Redis Cluster)")
+	case cfg.DB != 0 && cfg.DB != l.DB:
+		return fmt.Errorf("leader: DB (%d) is not the Link's DB (%d): the term key lives where the Link's connection is; leave DB 0 or set it to the Link's", cfg.DB, l.DB)
+	}
+	return nil
+}
+
 func checkName(field, v string) error {
 	if len(v) > maxIDLen {
 		return fmt.Errorf("leader: %s is %d bytes long: use at most %d", field, len(v), maxIDLen)
@@ -639,17 +716,16 @@ type Elector struct {
 	// counters of the Redis goroutines, read by Status without the lock
 	nIn, nOut, nDropped, nReconnects, nPubErr, nUnverified, nReplays, nRedirects atomic.Uint64
 
-	// Set by the Redis goroutines with mark, read with stamp.
-	base   time.Time    // origin of these timestamps (monotonic)
-	pubOK  atomic.Int64 // last answered PUBLISH
-	recvAt atomic.Int64 // last thing the subscription delivered
+	base time.Time            // origin of the stamps of its messages (monotonic)
+	lk   atomic.Pointer[link] // the connections, once Run started
 }
 
 // New checks cfg, fills in defaults, and returns an Elector ready to Run.
 // The error names each bad field and how to fix it.
 func New(cfg Config) (*Elector, error) {
+	clash := cfg.linkClash()
 	cfg = cfg.withDefaults()
-	if err := cfg.validate(); err != nil {
+	if err := errors.Join(clash, cfg.validate()); err != nil {
 		return nil, err
 	}
 	var seed [24]byte
@@ -2788,27 +2864,25 @@ func (d *decoder) str() string {
 // The Redis shell
 // ---------------------------------------------------------------------------
 
-// run is the part of an Elector that exists while Run runs: the goroutines
-// that apply the core's outputs. Everything in it is used by the loop
-// goroutine alone unless its comment says otherwise.
+// run is the part of an Elector that exists while Run runs: its loop, the
+// goroutines that apply the core's outputs, and its place on a link, the
+// Redis connections (its own, or a Link's that it shares). Everything in it
+// is used by the loop goroutine alone unless its comment says otherwise.
 type run struct {
-	e      *Elector
-	ctx    context.Context // ends when Run is about to return
-	wg     *sync.WaitGroup
-	events chan event // to the loop, from the Redis goroutines and waiters
-	out    chan job   // to the publisher
-	sg     *signer    // signs outgoing messages; nil without Secret
-	stamp  uint64     // the stamp of the last message encoded
+	e        *Elector
+	l        *link
+	ctx      context.Context // ends when Run is about to return
+	wg       *sync.WaitGroup
+	events   chan event   // to the loop, from the link's goroutines and waiters
+	sg       *signer      // signs outgoing messages; nil without Secret
+	stamp    uint64       // the stamp of the last message encoded
+	rd       *reader      // decodes what the link routes here; used by the link's subscriber alone
+	channels []string     // the group's channel and this node's own: what it subscribes to
+	queued   atomic.Int32 // its commands in the link's queue (see maxQueued)
 
-	// cb is the queue of user code (callbacks, log records) for the
-	// dispatcher goroutine, so that none of it runs on the loop.
-	cb struct {
-		mu      sync.Mutex // guards queue and logs
-		queue   []func()
-		logs    int // log records in queue
-		dropped uint64
-		wake    chan struct{}
-	}
+	// cb runs user code (callbacks, log records) on a goroutine of its
+	// own, so that none of it runs on the loop.
+	cb dispatcher
 
 	// The running leader callback, if any.
 	lead struct {
@@ -2826,24 +2900,10 @@ type run struct {
 		err  error
 		stop context.CancelFunc
 	}
-	dbUnchecked atomic.Bool // CLIENT INFO failed and that was logged
-
-	// With Sentinel or Cluster: the connections in use, so that a switch
-	// of the primary closes both at once, and how many switches were seen.
-	conns struct {
-		sync.Mutex
-		sub, pub redis.Conn
-	}
-	switches atomic.Uint64
-	primary  atomic.Value // string: the primary last dialled
-	moved    atomic.Value // string: with Cluster, where MOVED sent us; "" once tried
-	movedAt  atomic.Int64 // when a MOVED last redialled at once (since Elector.base)
-	nodes    struct {
-		sync.Mutex
-		addrs []string // with Cluster, the nodes the last CLUSTER SLOTS named
-	}
-	permanent atomic.Int64 // permanent failures since the last subscription (see noteRedisError)
-	closedAt  atomic.Int64 // when a connection closed at once last counted as one (since Elector.base)
+	// Failures of this Elector's own commands that retrying cannot mend
+	// (an ACL that refuses its channels), since it last subscribed; those
+	// of the connection are the link's.
+	permanent atomic.Int64
 
 	pubErrLogged     atomic.Int64 // when a PUBLISH error reply was last logged (since Elector.base)
 	unverifiedLogged atomic.Int64 // when an unverifiable message was last logged (since Elector.base)
@@ -2868,7 +2928,7 @@ const (
 	evCallbackReturned // OnStoppedLeading ran
 )
 
-// event is what the Redis goroutines tell the loop.
+// event is what the link's goroutines and the waiters tell the loop.
 type event struct {
 	kind  eventKind
 	msg   message
@@ -2882,38 +2942,33 @@ type event struct {
 // records are dropped (and counted) rather than growing memory.
 const maxQueuedLogs = 4096
 
-// runShell starts the Redis goroutines and the dispatcher, runs the loop
-// until ctx ends (or a permanent failure ends it) and the handover is done,
-// and waits for all of them. It returns the permanent failure, if any.
+// runShell joins the link (starting it, if it is the Elector's own), starts
+// the dispatcher, runs the loop until ctx ends (or a permanent failure ends
+// it) and the handover is done, leaves the link and waits for every
+// goroutine it started. It returns the permanent failure, if any.
 func (e *Elector) runShell(ctx context.Context) error {
 	ictx, stop := context.WithCancel(context.Background())
 	r := &run{
-		e:      e,
-		ctx:    ictx,
-		events: make(chan event, inboxSize),
-		out:    make(chan job, 256),
-		sg:     newSigner(&e.cfg),
+		e:        e,
+		ctx:      ictx,
+		events:   make(chan event, inboxSize),
+		sg:       newSigner(&e.cfg),
+		rd:       newReader(newSigner(&e.cfg), e.cfg.PeerTimeout),
+		channels: []string{e.c.channel, e.c.selfChan},
 	}
 	r.cb.wake = make(chan struct{}, 1)
 	lctx, lstop := context.WithCancel(ctx)
 	r.fatal.stop = lstop
 	var wg sync.WaitGroup
 	r.wg = &wg
-	wg.Go(r.subscriber)
-	wg.Go(r.publisher)
-	wg.Go(r.dispatcher)
-	if sn := e.cfg.Sentinel; sn != nil {
-		// One watch per sentinel: the one that runs a failover announces
-		// it at once, the others only seconds later.
-		for _, a := range sn.Addrs {
-			wg.Go(func() { r.watchSentinel(a) })
-		}
-	}
+	wg.Go(func() { r.cb.run(ictx) })
+	leave := e.join(r)
 
 	r.loop(lctx)
 	lstop()
 
 	stop()
+	leave() // the link's goroutines answer nothing more to this run
 	wg.Wait()
 	e.mu.Lock()
 	st := &e.c.st
@@ -2921,6 +2976,24 @@ func (e *Elector) runShell(ctx context.Context) error {
 	st.role, st.leader, st.leaderTerm = Follower, "", 0
 	e.mu.Unlock()
 	return r.fatal.err
+}
+
+// join puts r on its link: the Config's Link, or a link of its own. The
+// returned leave takes it off again (and stops its own link).
+func (e *Elector) join(r *run) (leave func()) {
+	if lk := e.cfg.Link; lk != nil {
+		r.l = lk.acquire(r)
+		e.lk.Store(r.l)
+		return func() { lk.release(r) }
+	}
+	r.l = newLink(&e.cfg, false, e.log, r.logf)
+	e.lk.Store(r.l)
+	r.l.join(r)
+	r.l.start()
+	return func() {
+		r.l.leave(r)
+		r.l.stop()
+	}
 }
 
 // abort ends Run with err, a failure that retrying cannot mend. Only the
@@ -2985,18 +3058,12 @@ func (r *run) step(f func(c *core, now time.Time) []output) {
 	r.apply(out)
 }
 
-// syncLink hands the core the Redis goroutines' evidence of the link. The
-// caller holds e.mu.
+// syncLink hands the core the link's evidence that it works. The caller
+// holds e.mu.
 func (e *Elector) syncLink() {
-	e.c.pubOK, e.c.recvAt = e.stamp(&e.pubOK), e.stamp(&e.recvAt)
-}
-
-// mark stores now in a timestamp that another goroutine reads with stamp.
-func (e *Elector) mark(a *atomic.Int64) { a.Store(int64(time.Since(e.base))) }
-
-// stamp reads a timestamp stored with mark (on the monotonic clock).
-func (e *Elector) stamp(a *atomic.Int64) time.Time {
-	return e.base.Add(time.Duration(a.Load()))
+	if l := e.lk.Load(); l != nil {
+		e.c.pubOK, e.c.recvAt = l.stamp(&l.pubOK), l.stamp(&l.recvAt)
+	}
 }
 
 func (r *run) onEvent(c *core, ev event, now time.Time) []output {
@@ -3201,50 +3268,67 @@ func (r *run) send(ev event) {
 }
 
 // callback queues f for the dispatcher goroutine.
-func (r *run) callback(f func()) {
-	r.cb.mu.Lock()
-	r.cb.queue = append(r.cb.queue, f)
-	r.cb.mu.Unlock()
-	r.wakeDispatcher()
-}
+func (r *run) callback(f func()) { r.cb.callback(f) }
 
 // logf queues a log record for the dispatcher: the user's Logger never
 // runs on the loop or under a lock, so a slow one delays other log records
 // and callbacks, never a heartbeat or a lease decision.
 func (r *run) logf(level slog.Level, text string, attrs ...any) {
-	r.cb.mu.Lock()
-	if r.cb.logs >= maxQueuedLogs {
-		r.cb.dropped++
-		r.cb.mu.Unlock()
-		return
-	}
-	r.cb.logs++
-	log := r.e.log
-	r.cb.queue = append(r.cb.queue, func() {
-		r.cb.mu.Lock()
-		r.cb.logs--
-		r.cb.mu.Unlock()
-		log.Log(context.Background(), level, text, attrs...)
-	})
-	r.cb.mu.Unlock()
-	r.wakeDispatcher()
+	r.cb.logf(r.e.log, level, text, attrs...)
 }
 
-func (r *run) wakeDispatcher() {
+// dispatcher is a queue of user code (callbacks, log records) and the
+// goroutine that runs it, in order, outside any lock.
+type dispatcher struct {
+	mu      sync.Mutex // guards queue and logs
+	queue   []func()
+	logs    int // log records in queue
+	dropped uint64
+	wake    chan struct{}
+}
+
+func (d *dispatcher) callback(f func()) {
+	d.mu.Lock()
+	d.queue = append(d.queue, f)
+	d.mu.Unlock()
+	d.wakeUp()
+}
+
+// logf queues a record for log; past maxQueuedLogs records waiting, it
+// drops it.
+func (d *dispatcher) logf(log *slog.Logger, level slog.Level, text string, attrs ...any) {
+	d.mu.Lock()
+	if d.logs >= maxQueuedLogs {
+		d.dropped++
+		d.mu.Unlock()
+		return
+	}
+	d.logs++
+	d.queue = append(d.queue, func() {
+		d.mu.Lock()
+		d.logs--
+		d.mu.Unlock()
+		log.Log(context.Background(), level, text, attrs...)
+	})
+	d.mu.Unlock()
+	d.wakeUp()
+}
+
+func (d *dispatcher) wakeUp() {
 	select {
-	case r.cb.wake <- struct{}{}:
+	case d.wake <- struct{}{}:
 	default:
 	}
 }
 
-// dispatcher runs the queued user code in order, outside any lock. At the
-// end of Run it runs what is still queued, so every stop is reported.
-func (r *run) dispatcher() {
+// run runs the queue until ctx ends, and then what is still queued, so
+// that every stop is reported.
+func (d *dispatcher) run(ctx context.Context) {
 	for {
-		r.cb.mu.Lock()
-		q := r.cb.queue
-		r.cb.queue = nil
-		r.cb.mu.Unlock()
+		d.mu.Lock()
+		q := d.queue
+		d.queue = nil
+		d.mu.Unlock()
 		for _, f := range q {
 			f()
 		}
@@ -3252,12 +3336,12 @@ func (r *run) dispatcher() {
 			continue
 		}
 		select {
-		case <-r.cb.wake:
-		case <-r.ctx.Done():
-			r.cb.mu.Lock()
-			q := r.cb.queue
-			r.cb.queue = nil
-			r.cb.mu.Unlock()
+		case <-d.wake:
+		case <-ctx.Done():
+			d.mu.Lock()
+			q := d.queue
+			d.queue = nil
+			d.mu.Unlock()
 			if len(q) == 0 {
 				return
 			}
@@ -3287,8 +3371,9 @@ const (
 	jobNumSub          // PUBSUB NUMSUB key; answers evNumSub
 )
 
-// job is work for the publisher goroutine.
+// job is work for the link's publisher goroutine.
 type job struct {
+	r     *run // whose it is
 	kind  jobKind
 	buf   *[]byte // jobPublish: the encoded message, from bufPool
 	key   string  // the channel, or the key of a command
@@ -3312,20 +3397,32 @@ func (r *run) publish(channel string, m *message, done func(error)) {
 // into its own write buffer, so a message's bytes are free once sent.
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 128); return &b }}
 
-// enqueue hands j to the publisher without blocking the loop: when the
-// queue is full (Redis is stuck) the job is dropped, which the protocol
-// tolerates as a lost message.
+// enqueue hands j to the link's publisher without blocking the loop. When
+// the queue is full (Redis is stuck), or already holds maxQueued of this
+// Elector's commands, the job is dropped, which the protocol tolerates as a
+// lost message.
 func (r *run) enqueue(j job) {
-	select {
-	case r.out <- j:
-	default:
-		r.e.nPubErr.Add(1)
-		r.fail(j, errors.New("leader: publish queue full"))
+	j.r = r
+	if r.queued.Add(1) <= maxQueued {
+		select {
+		case r.l.out <- j:
+			return
+		default:
+		}
 	}
+	r.queued.Add(-1)
+	r.e.nPubErr.Add(1)
+	err := errors.New("leader: publish queue full")
+	if j.kind == jobPublish {
+		r.fail(j, err)
+		return
+	}
+	// The answer goes to the loop's own inbox, which the loop must not
+	// block on.
+	r.wg.Go(func() { r.fail(j, err) })
 }
 
-// fail answers a job that could not be done. The loop calls it too, and
-// must not block on its own inbox, so answers go through a goroutine.
+// fail answers a job that could not be done.
 func (r *run) fail(j job, err error) {
 	switch j.kind {
 	case jobPublish:
@@ -3334,35 +3431,294 @@ func (r *run) fail(j job, err error) {
 			j.done(err)
 		}
 	case jobTerm:
-		r.wg.Go(func() { r.send(event{kind: evTerm, round: j.round, err: err}) })
+		r.send(event{kind: evTerm, round: j.round, err: err})
 	case jobNumSub:
-		r.wg.Go(func() { r.send(event{kind: evNumSub, id: j.id, round: j.round, err: err}) })
+		r.send(event{kind: evNumSub, id: j.id, round: j.round, err: err})
+	}
+}
+
+// link is the pair of connections of a Link, or of an Elector without
+// one, while an Elector on it runs: a subscriber goroutine that subscribes
+// every Elector on it and routes what arrives by channel, and a publisher
+// goroutine that writes all of their commands, in order, on one pipelined
+// connection. Everything in it is safe for concurrent use.
+type link struct {
+	cfg    *Config // the connection settings (Addr, Dial, Sentinel, Cluster, DB): its first Elector's
+	shared bool    // a Link's: Electors come and go while it runs
+	base   time.Time
+	ctx    context.Context // ends when the link stops
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	out    chan job // to the publisher, from the Electors' loops
+	log    *slog.Logger
+	logf   func(level slog.Level, text string, attrs ...any) // records about the connections
+	cb     dispatcher                                        // a shared link's, for the Link's Logger
+
+	// The smallest PeerTimeout and HeartbeatInterval of the Electors that
+	// joined: the receive timeout and the ping period.
+	peerTimeout, heartbeat atomic.Int64
+
+	// The Electors on the link, and who listens on which channel; the
+	// routes are replaced, never changed, so the subscriber reads them
+	// without a lock.
+	members struct {
+		sync.Mutex
+		runs []*run
+	}
+	routes atomic.Pointer[map[string][]*run]
+
+	// The subscribed connection: who asked to subscribe on it (true once
+	// confirmed), and the subscribe commands not yet answered, oldest
+	// first. Redis answers commands in order, so an error reply answers
+	// the oldest one. Held while writing to c.
+	sub struct {
+		sync.Mutex
+		c       redis.Conn // nil between connections
+		state   map[*run]bool
+		pending []pendingSub
+	}
+
+	// With Sentinel or Cluster: the connections in use, so that a switch
+	// of the primary closes both at once, and how many switches were seen.
+	conns struct {
+		sync.Mutex
+		sub, pub redis.Conn
+	}
+	switches atomic.Uint64
+	primary  atomic.Value // string: the primary last dialled
+	moved    atomic.Value // string: with Cluster, where MOVED sent us; "" once tried
+	movedAt  atomic.Int64 // when a MOVED last redialled at once (since base)
+	nodes    struct {
+		sync.Mutex
+		addrs []string // with Cluster, the nodes the last CLUSTER SLOTS named
+	}
+	permanent   atomic.Int64 // permanent failures of the connection since a subscription (see noteError)
+	closedAt    atomic.Int64 // when a connection closed at once last counted as one (since base)
+	dbUnchecked atomic.Bool  // CLIENT INFO failed and that was logged
+
+	// Set with mark, read with stamp: the last answered PUBLISH, and the
+	// last thing the subscription delivered.
+	pubOK, recvAt atomic.Int64
+}
+
+// pendingSub is a subscribe command waiting for its confirmations; r is
+// nil once its Elector left.
+type pendingSub struct {
+	r        *run
+	channels []string
+	left     int
+}
+
+// newLink returns a link with cfg's connection settings. A shared one logs
+// to log through a dispatcher of its own; an Elector's own one with logf.
+func newLink(cfg *Config, shared bool, log *slog.Logger, logf func(slog.Level, string, ...any)) *link {
+	ctx, cancel := context.WithCancel(context.Background())
+	l := &link{cfg: cfg, shared: shared, base: time.Now(), ctx: ctx, cancel: cancel, log: log, logf: logf}
+	size := maxQueued
+	if shared {
+		size = sharedQueue
+		l.cb.wake = make(chan struct{}, 1)
+		l.logf = func(level slog.Level, text string, attrs ...any) { l.cb.logf(log, level, text, attrs...) }
+	}
+	l.out = make(chan job, size)
+	l.peerTimeout.Store(int64(cfg.PeerTimeout))
+	l.heartbeat.Store(int64(cfg.HeartbeatInterval))
+	routes := map[string][]*run{}
+	l.routes.Store(&routes)
+	return l
+}
+
+// start starts the link's goroutines; stop ends them and waits for them.
+func (l *link) start() {
+	if l.shared {
+		l.wg.Go(func() { l.cb.run(l.ctx) })
+	}
+	l.wg.Go(l.subscriber)
+	l.wg.Go(l.publisher)
+	if sn := l.cfg.Sentinel; sn != nil {
+		// One watch per sentinel: the one that runs a failover announces
+		// it at once, the others only seconds later.
+		for _, a := range sn.Addrs {
+			l.wg.Go(func() { l.watchSentinel(a) })
+		}
+	}
+}
+
+func (l *link) stop() {
+	l.cancel()
+	l.wg.Wait()
+}
+
+// acquire puts r on the Link's connections, starting them for the first
+// Elector.
+func (lk *Link) acquire(r *run) *link {
+	lk.mu.Lock()
+	defer lk.mu.Unlock()
+	l := lk.l
+	if l == nil {
+		log := lk.Logger
+		if log == nil {
+			log = slog.New(slog.DiscardHandler)
+		}
+		l = newLink(&r.e.cfg, true, log, nil)
+	}
+	l.join(r)
+	if lk.l == nil {
+		lk.l = l
+		l.start()
+	}
+	lk.users++
+	return l
+}
+
+// release takes r off the Link's connections, and closes them after the
+// last Elector.
+func (lk *Link) release(r *run) {
+	lk.mu.Lock()
+	defer lk.mu.Unlock()
+	lk.l.leave(r)
+	if lk.users--; lk.users == 0 {
+		lk.l.stop()
+		lk.l = nil
+	}
+}
+
+// join adds r to the link, and subscribes it if the link is connected.
+func (l *link) join(r *run) {
+	l.members.Lock()
+	l.members.runs = append(l.members.runs, r)
+	l.reroute()
+	if pt := int64(r.e.cfg.PeerTimeout); pt < l.peerTimeout.Load() {
+		l.peerTimeout.Store(pt)
+	}
+	if hb := int64(r.e.cfg.HeartbeatInterval); hb < l.heartbeat.Load() {
+		l.heartbeat.Store(hb)
+	}
+	l.members.Unlock()
+	l.sub.Lock()
+	if l.sub.c != nil {
+		l.ask(r)
+		_ = l.sub.c.Flush() // a failure shows to the subscriber as a dead connection
+	}
+	l.sub.Unlock()
+}
+
+// leave takes r off the link. On a shared one it unsubscribes the channels
+// no other Elector listens on, so that its group sees it gone (the crash
+// fast path asks Redis who subscribes to a node's own channel); an
+// Elector's own link just stops.
+func (l *link) leave(r *run) {
+	l.members.Lock()
+	l.members.runs = slices.DeleteFunc(l.members.runs, func(x *run) bool { return x == r })
+	l.reroute()
+	l.members.Unlock()
+	l.sub.Lock()
+	defer l.sub.Unlock()
+	confirmed := l.sub.state[r]
+	delete(l.sub.state, r)
+	for i := range l.sub.pending {
+		if l.sub.pending[i].r == r {
+			// Unsubscribed when the confirmations come (see confirmed).
+			l.sub.pending[i].r = nil
+		}
+	}
+	if confirmed {
+		// Only a confirmed subscription: an UNSUBSCRIBE that Redis
+		// refused would answer in the place of a pending SUBSCRIBE.
+		l.unsubscribe(r.channels)
+	}
+}
+
+// unsubscribe unsubscribes, on a shared link, those of channels that no
+// Elector on it listens on. The caller holds l.sub.
+func (l *link) unsubscribe(channels []string) {
+	if !l.shared || l.sub.c == nil {
+		return
+	}
+	routes := *l.routes.Load()
+	var gone []any
+	for _, ch := range channels {
+		if len(routes[ch]) == 0 {
+			gone = append(gone, ch)
+		}
+	}
+	if len(gone) > 0 {
+		_ = l.sub.c.Send("UNSUBSCRIBE", gone...)
+		_ = l.sub.c.Flush()
+	}
+}
+
+// reroute replaces the routes with the members' channels. The caller holds
+// l.members.
+func (l *link) reroute() map[string][]*run {
+	routes := make(map[string][]*run, 2*len(l.members.runs))
+	for _, r := range l.members.runs {
+		for _, ch := range r.channels {
+			routes[ch] = append(routes[ch], r)
+		}
+	}
+	l.routes.Store(&routes)
+	return routes
+}
+
+// runs returns the Electors on the link now.
+func (l *link) runs() []*run {
+	l.members.Lock()
+	defer l.members.Unlock()
+	return slices.Clone(l.members.runs)
+}
+
+func (l *link) member(r *run) bool {
+	l.members.Lock()
+	defer l.members.Unlock()
+	return slices.Contains(l.members.runs, r)
+}
+
+// pt and hb are the link's PeerTimeout and HeartbeatInterval.
+func (l *link) pt() time.Duration { return time.Duration(l.peerTimeout.Load()) }
+func (l *link) hb() time.Duration { return time.Duration(l.heartbeat.Load()) }
+
+// mark stores now in a timestamp that another goroutine reads with stamp.
+func (l *link) mark(a *atomic.Int64) { a.Store(int64(time.Since(l.base))) }
+
+// stamp reads a timestamp stored with mark (on the monotonic clock).
+func (l *link) stamp(a *atomic.Int64) time.Time {
+	return l.base.Add(time.Duration(a.Load()))
+}
+
+// abort ends Run on every Elector of the link: the connection failed in a
+// way that retrying cannot mend.
+func (l *link) abort(err error) {
+	for _, r := range l.runs() {
+		r.abort(err)
 	}
 }
 
 // publisher owns the connection for PUBLISH and commands, and redials it with
 // capped backoff. It pipelines: it writes each command without waiting for
 // the reply, which a reader goroutine per connection matches in order, so a
-// slow or one-way link (a deaf node) does not hold later messages back.
-// One goroutine writes, so messages leave in order.
-func (r *run) publisher() {
+// slow or one-way link (a deaf node) does not hold later messages back, and
+// it flushes once per burst of queued commands (the heartbeats of many
+// groups on a Link). One goroutine writes, so messages leave in order.
+func (l *link) publisher() {
 	var pc *pipeline
 	defer func() {
 		if pc != nil {
 			pc.close()
 		}
 	}()
-	backoff := newBackoff(backoffCap(&r.e.cfg))
+	backoff := newBackoff(backoffCap(l.hb()))
 	for {
 		var j job
 		select {
-		case j = <-r.out:
-		case <-r.ctx.Done():
+		case j = <-l.out:
+		case <-l.ctx.Done():
 			return
 		}
+		j.r.queued.Add(-1)
 		if pc != nil && pc.dead() {
 			pc.close()
-			if pc.gen != r.switches.Load() {
+			if pc.gen != l.switches.Load() {
 				backoff.reset() // the primary moved: redial it at once
 			} else {
 				backoff.failed()
@@ -3371,32 +3727,32 @@ func (r *run) publisher() {
 		}
 		if pc == nil {
 			if !backoff.ready() {
-				r.fail(j, errors.New("leader: redis unavailable"))
+				j.r.fail(j, errors.New("leader: redis unavailable"))
 				continue
 			}
-			gen := r.switches.Load()
-			c, err := r.dial()
-			if err == nil && !r.track(&r.conns.pub, c, gen) {
+			gen := l.switches.Load()
+			c, err := l.dial()
+			if err == nil && !l.track(&l.conns.pub, c, gen) {
 				// The primary moved while we dialled: this may be the old one.
 				c.Close()
 				err = errors.New("leader: the primary moved during the dial")
 			}
 			if err != nil {
-				if r.switches.Load() == gen {
+				if l.switches.Load() == gen {
 					backoff.failed()
-					r.noteRedisError("publisher dial", err)
+					l.noteError("publisher dial", err)
 				}
-				r.fail(j, err)
+				j.r.fail(j, err)
 				continue
 			}
 			backoff.reset()
-			pc = r.startPipeline(c)
+			pc = l.startPipeline(c)
 			pc.gen = gen
 		}
-		if err := pc.write(j); err != nil {
-			r.e.nPubErr.Add(1)
-			r.noteRedisError("publish", err)
-			r.fail(j, err)
+		if err := pc.write(j, len(l.out) == 0); err != nil {
+			j.r.e.nPubErr.Add(1)
+			l.noteError("publish", err)
+			j.r.fail(j, err)
 			pc.close()
 			pc = nil
 			backoff.failed()
@@ -3407,35 +3763,35 @@ func (r *run) publisher() {
 // pipeline is one publishing connection: the publisher writes, a reader
 // goroutine reads the replies in order.
 type pipeline struct {
-	gen     uint64 // the switches of the primary seen when it was dialled
-	sharded bool   // Cluster: SPUBLISH and SHARDNUMSUB
-	c       redis.Conn
-	pending chan job      // written, reply not yet read; in order
-	failed  chan struct{} // closed by the reader when the connection died
-	reader  sync.WaitGroup
+	gen       uint64 // the switches of the primary seen when it was dialled
+	sharded   bool   // Cluster: SPUBLISH and SHARDNUMSUB
+	c         redis.Conn
+	unflushed int
+	pending   chan job      // written, reply not yet read; in order
+	failed    chan struct{} // closed by the reader when the connection died
+	reader    sync.WaitGroup
 }
 
-func (r *run) startPipeline(c redis.Conn) *pipeline {
-	e := r.e
-	pc := &pipeline{c: c, pending: make(chan job, cap(r.out)), failed: make(chan struct{}), sharded: e.cfg.Cluster != nil}
-	// Writes never wait for replies, so the reply timeout only decides when
-	// a silent connection is dead: as for the subscriber, PeerTimeout.
-	timeout := e.cfg.PeerTimeout
+func (l *link) startPipeline(c redis.Conn) *pipeline {
+	pc := &pipeline{c: c, pending: make(chan job, cap(l.out)), failed: make(chan struct{}), sharded: l.cfg.Cluster != nil}
 	pc.reader.Go(func() {
 		dead := false
 		for j := range pc.pending {
 			if dead {
-				r.fail(j, errors.New("leader: connection lost"))
+				j.r.fail(j, errors.New("leader: connection lost"))
 				continue
 			}
-			v, err := redis.ReceiveWithTimeout(c, timeout)
-			r.redirected(c, err)
-			r.reply(j, v, err)
+			// Writes never wait for replies, so the reply timeout only
+			// decides when a silent connection is dead: as for the
+			// subscriber, PeerTimeout.
+			v, err := redis.ReceiveWithTimeout(c, l.pt())
+			l.redirected(c, err)
+			l.reply(j, v, err)
 			if err != nil && c.Err() != nil {
 				// redigo closed the connection (a timeout included): fail
 				// what is still pending, and let the publisher redial.
-				e.nPubErr.Add(1)
-				r.noteRedisError("publish", err)
+				j.r.e.nPubErr.Add(1)
+				l.noteError("publish", err)
 				dead = true
 				close(pc.failed)
 			}
@@ -3444,8 +3800,12 @@ func (r *run) startPipeline(c redis.Conn) *pipeline {
 	return pc
 }
 
-// write sends j's command without waiting for its reply.
-func (pc *pipeline) write(j job) error {
+// maxUnflushed bounds the commands written before a flush, in a burst.
+const maxUnflushed = 64
+
+// write sends j's command without waiting for its reply, and flushes if
+// flush is set (nothing else is queued) or enough is written.
+func (pc *pipeline) write(j job, flush bool) error {
 	var err error
 	switch {
 	case j.kind == jobPublish && pc.sharded:
@@ -3459,8 +3819,9 @@ func (pc *pipeline) write(j job) error {
 	case j.kind == jobNumSub:
 		err = pc.c.Send("PUBSUB", "NUMSUB", j.key)
 	}
-	if err == nil {
+	if pc.unflushed++; err == nil && (flush || pc.unflushed >= maxUnflushed) {
 		err = pc.c.Flush()
+		pc.unflushed = 0
 	}
 	if err != nil {
 		return err
@@ -3492,14 +3853,15 @@ func (pc *pipeline) close() {
 }
 
 // reply hands the reply to a written job to whoever waits for it.
-func (r *run) reply(j job, v any, err error) {
+func (l *link) reply(j job, v any, err error) {
+	r := j.r
 	e := r.e
 	switch j.kind {
 	case jobPublish:
 		bufPool.Put(j.buf)
 		if err == nil {
 			e.nOut.Add(1)
-			e.mark(&e.pubOK)
+			l.mark(&l.pubOK)
 		} else if _, answered := err.(redis.Error); answered {
 			// Redis answered, but with an error (NOPERM, OOM, a proxy's
 			// refusal): nothing was published. A lost connection is
@@ -3529,24 +3891,22 @@ func (r *run) reply(j job, v any, err error) {
 	}
 }
 
-// subscriber owns the subscribed connection: it receives, decodes and
-// verifies messages and hands them to the loop. It pings on a timer and
-// treats PeerTimeout without any reply as a dead connection (redigo closes a
+// subscriber owns the subscribed connection: it subscribes every Elector
+// on the link, routes what arrives to them, pings on a timer and treats
+// PeerTimeout without any reply as a dead connection (redigo closes a
 // connection on any receive error), then redials with capped backoff.
-func (r *run) subscriber() {
-	e := r.e
-	rd := newReader(newSigner(&e.cfg), e.cfg.PeerTimeout)
-	backoff := newBackoff(backoffCap(&r.e.cfg))
+func (l *link) subscriber() {
+	backoff := newBackoff(backoffCap(l.hb()))
 	first := true
-	for r.ctx.Err() == nil {
+	for l.ctx.Err() == nil {
 		if !first {
-			if !backoff.wait(r.ctx) {
+			if !backoff.wait(l.ctx) {
 				return
 			}
 		}
-		gen := r.switches.Load()
-		c, err := r.dial()
-		if err == nil && !r.track(&r.conns.sub, c, gen) {
+		gen := l.switches.Load()
+		c, err := l.dial()
+		if err == nil && !l.track(&l.conns.sub, c, gen) {
 			// The primary moved while we dialled: this may be the old one.
 			c.Close()
 			first = false
@@ -3555,18 +3915,20 @@ func (r *run) subscriber() {
 		}
 		if err != nil {
 			backoff.failed()
-			r.noteRedisError("subscriber dial", err)
+			l.noteError("subscriber dial", err)
 			first = false
 			continue
 		}
 		if !first {
-			e.nReconnects.Add(1)
+			for _, r := range l.runs() {
+				r.e.nReconnects.Add(1)
+			}
 		}
 		first = false
-		ok := r.receive(c, rd)
-		r.track(&r.conns.sub, nil, 0)
+		ok := l.receive(c)
+		l.track(&l.conns.sub, nil, 0)
 		switch {
-		case ok || r.switches.Load() != gen:
+		case ok || l.switches.Load() != gen:
 			backoff.reset() // redial at once: it worked, or the primary moved
 		default:
 			backoff.failed()
@@ -3574,104 +3936,199 @@ func (r *run) subscriber() {
 	}
 }
 
-// receive runs one subscribed connection until it fails or Run ends. It
-// reports whether the subscription was established.
-func (r *run) receive(c redis.Conn, rd *reader) (subscribed bool) {
-	e := r.e
-	psc := redis.PubSubConn{Conn: c}
-	sharded := e.cfg.Cluster != nil
-	var stop func()
-	defer func() {
-		if stop != nil {
-			stop()
-		}
-		c.Close()
-		if subscribed {
-			r.send(event{kind: evDisconnected, err: c.Err()})
-		}
-	}()
-	var err error
-	if sharded {
-		// redigo's PubSubConn does not know the sharded frames: the
-		// subscription is sent here and its pushes parsed by receiveSharded.
-		if err = c.Send("SSUBSCRIBE", e.c.channel, e.c.selfChan); err == nil {
-			err = c.Flush()
-		}
-	} else {
-		err = psc.Subscribe(e.c.channel, e.c.selfChan)
+// receive runs one subscribed connection until it fails or the link stops.
+// It reports whether a subscription on it was confirmed.
+func (l *link) receive(c redis.Conn) (subscribed bool) {
+	l.sub.Lock()
+	l.sub.c, l.sub.state, l.sub.pending = c, map[*run]bool{}, nil
+	for _, r := range l.runs() {
+		l.ask(r)
 	}
-	if err != nil {
-		r.noteRedisError("subscribe", dialHint(err))
-		return false
-	}
+	err := c.Flush()
+	l.sub.Unlock()
 	// Ping only a quiet connection: in a healthy group every node hears
 	// something each HeartbeatInterval (a follower the leader's heartbeat,
 	// the leader its acks), which proves the link as well as a PONG, and a
 	// PING per node per interval would double Redis's work and wake every
 	// node twice as often.
-	stop = r.keepAlive(psc, e.cfg.HeartbeatInterval, func() bool {
-		return time.Since(e.stamp(&e.recvAt)) < e.cfg.HeartbeatInterval
-	})
-	confirmed := 0
-	for {
-		var v any
-		if sharded {
-			v = receiveSharded(c, e.cfg.PeerTimeout)
-		} else {
-			v = psc.ReceiveWithTimeout(e.cfg.PeerTimeout)
+	stop := l.keepAlive(c, l.hb(), func() error {
+		if time.Since(l.stamp(&l.recvAt)) < l.hb() {
+			return nil
 		}
+		l.sub.Lock()
+		defer l.sub.Unlock()
+		if err := c.Send("PING"); err != nil {
+			return err
+		}
+		return c.Flush()
+	})
+	defer func() {
+		stop() // closes c
+		l.sub.Lock()
+		var lost []*run
+		for r, ok := range l.sub.state {
+			if ok {
+				lost = append(lost, r)
+			}
+		}
+		l.sub.c, l.sub.state, l.sub.pending = nil, nil, nil
+		l.sub.Unlock()
+		for _, r := range lost {
+			r.send(event{kind: evDisconnected, err: c.Err()})
+		}
+	}()
+	if err != nil {
+		l.noteError("subscribe", dialHint(err))
+		return false
+	}
+	for {
+		v := receivePush(c, l.pt())
 		if _, failed := v.(error); !failed {
-			e.mark(&e.recvAt)
+			l.mark(&l.recvAt)
 		}
 		switch v := v.(type) {
 		case redis.Message:
-			var m message
-			if err := rd.decode(v.Channel, v.Data, &m); err != nil {
-				if r.unverified(v.Channel, &m, err) {
-					continue
-				}
-				e.nDropped.Add(1)
-				continue
-			}
-			if !rd.fresh(&m, time.Since(e.base)) {
-				e.nReplays.Add(1)
-				continue
-			}
-			e.nIn.Add(1)
-			select {
-			case r.events <- event{kind: evMessage, msg: m}:
-			default:
-				e.nDropped.Add(1) // the state machine is behind: shed load
-			}
+			l.deliver(v.Channel, v.Data)
 		case redis.Subscription:
 			switch v.Kind {
 			case "subscribe", "ssubscribe":
-				confirmed++
-				if confirmed == 2 && !subscribed {
-					subscribed = true
-					r.permanent.Store(0)
-					r.send(event{kind: evSubscribed})
-				}
+				subscribed = true
+				l.confirmed()
 			case "sunsubscribe":
-				// Unasked: the slot moved off this node (a failover or a
-				// resharding), and this connection no longer hears the group.
-				e.nRedirects.Add(1)
-				r.logf(slog.LevelInfo, "Redis Cluster moved the group's slot; redialling at once", "from", r.primary.Load())
-				r.switched(c, true)
+				// Unasked (a link on a Cluster is an Elector's own, which
+				// never unsubscribes): the slot moved off this node (a
+				// failover or a resharding), and this connection no
+				// longer hears the group.
+				for _, r := range l.runs() {
+					r.e.nRedirects.Add(1)
+				}
+				l.logf(slog.LevelInfo, "Redis Cluster moved the group's slot; redialling at once", "from", l.primary.Load())
+				l.switched(c, true)
 				return subscribed
 			}
 		case redis.Pong:
+		case redis.Error:
+			if l.redirected(c, v) {
+				return subscribed
+			}
+			if !l.refused(c, v) {
+				l.noteError("receive", v)
+				return subscribed
+			}
 		case error:
-			if r.redirected(c, v) {
+			if l.redirected(c, v) {
 				return subscribed
 			}
 			if !subscribed {
 				v = dialHint(v) // the connection's first answer
 			}
-			if r.ctx.Err() == nil {
-				r.noteRedisError("receive", v)
-			}
+			l.noteError("receive", v)
 			return subscribed
+		}
+	}
+}
+
+// ask subscribes r on the current connection, unless it asked already.
+// The caller holds l.sub and flushes.
+func (l *link) ask(r *run) {
+	if _, asked := l.sub.state[r]; asked {
+		return
+	}
+	l.sub.state[r] = false
+	l.sub.pending = append(l.sub.pending, pendingSub{r: r, channels: r.channels, left: len(r.channels)})
+	cmd := "SUBSCRIBE"
+	if l.cfg.Cluster != nil {
+		// redigo's PubSubConn does not know the sharded frames:
+		// receivePush parses them.
+		cmd = "SSUBSCRIBE"
+	}
+	_ = l.sub.c.Send(cmd, r.channels[0], r.channels[1])
+}
+
+// confirmed counts one subscription confirmation for the oldest pending
+// subscribe command; the last one tells its Elector it is subscribed, or,
+// if the Elector left meanwhile, unsubscribes what it subscribed.
+func (l *link) confirmed() {
+	l.sub.Lock()
+	var r *run
+	if len(l.sub.pending) > 0 {
+		p := &l.sub.pending[0]
+		if p.left--; p.left == 0 {
+			r = p.r
+			l.sub.pending = l.sub.pending[1:]
+			if r != nil {
+				l.sub.state[r] = true
+			} else {
+				l.unsubscribe(p.channels)
+			}
+		}
+	}
+	l.sub.Unlock()
+	l.permanent.Store(0)
+	if r != nil {
+		r.permanent.Store(0)
+		r.send(event{kind: evSubscribed})
+	}
+}
+
+// refused takes an error reply on the subscribed connection c as the
+// answer to the oldest pending subscribe command (an ACL that denies that
+// Elector's channels): it is that Elector's failure, and its subscription
+// is asked again a backoff later. It reports false if none was pending.
+func (l *link) refused(c redis.Conn, err redis.Error) bool {
+	l.sub.Lock()
+	if len(l.sub.pending) == 0 {
+		l.sub.Unlock()
+		return false
+	}
+	r := l.sub.pending[0].r
+	l.sub.pending = l.sub.pending[1:]
+	l.sub.Unlock()
+	if r == nil {
+		return true
+	}
+	r.noteRedisError("subscribe", err)
+	l.wg.Go(func() {
+		t := time.NewTimer(backoffCap(l.hb()))
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-l.ctx.Done():
+			return
+		}
+		l.sub.Lock()
+		defer l.sub.Unlock()
+		if l.sub.c == c && l.member(r) {
+			delete(l.sub.state, r)
+			l.ask(r)
+			_ = c.Flush()
+		}
+	})
+	return true
+}
+
+// deliver decodes and verifies a message for every Elector that listens on
+// channel, each with its own reader (its Secret, its replay window), and
+// hands it to their loops.
+func (l *link) deliver(channel string, data []byte) {
+	for _, r := range (*l.routes.Load())[channel] {
+		e := r.e
+		var m message
+		if err := r.rd.decode(channel, data, &m); err != nil {
+			if !r.unverified(channel, &m, err) {
+				e.nDropped.Add(1)
+			}
+			continue
+		}
+		if !r.rd.fresh(&m, time.Since(e.base)) {
+			e.nReplays.Add(1)
+			continue
+		}
+		e.nIn.Add(1)
+		select {
+		case r.events <- event{kind: evMessage, msg: m}:
+		default:
+			e.nDropped.Add(1) // the state machine is behind: shed load
 		}
 	}
 }
@@ -3709,12 +4166,11 @@ func (r *run) unverified(channel string, m *message, err error) bool {
 	return true
 }
 
-// keepAlive pings psc's connection every period, except when heard (if
-// set) says something arrived recently, so that a dead link shows as a
-// receive timeout; when Run ends it closes the connection, which unblocks
-// a receive. The returned stop ends it, closing the connection too, and
-// waits for it.
-func (r *run) keepAlive(psc redis.PubSubConn, period time.Duration, heard func() bool) (stop func()) {
+// keepAlive calls ping every period, so that a dead link shows as a
+// receive timeout (ping may skip a connection that was heard from
+// recently); when the link stops it closes c, which unblocks a receive. The
+// returned stop ends it, closing c too, and waits for it.
+func (l *link) keepAlive(c redis.Conn, period time.Duration, ping func() error) (stop func()) {
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Go(func() {
@@ -3723,51 +4179,49 @@ func (r *run) keepAlive(psc redis.PubSubConn, period time.Duration, heard func()
 		for {
 			select {
 			case <-t.C:
-				if heard != nil && heard() {
-					continue
-				}
-				if psc.Ping("") != nil {
+				if ping() != nil {
 					return
 				}
 			case <-done:
 				return
-			case <-r.ctx.Done():
-				psc.Conn.Close()
+			case <-l.ctx.Done():
+				c.Close()
 				return
 			}
 		}
 	})
 	return func() {
 		close(done)
-		psc.Conn.Close() // a Ping blocked in a write returns
+		c.Close() // a ping blocked in a write returns
 		wg.Wait()
 	}
 }
 
-// dial opens a Redis connection with Config.Dial or Addr.
-func (r *run) dial() (redis.Conn, error) {
-	e := r.e
-	ctx, cancel := context.WithTimeout(r.ctx, max(e.cfg.PeerTimeout, time.Second))
+// dial opens a Redis connection with Config.Dial or Addr (or through
+// Sentinel or Cluster).
+func (l *link) dial() (redis.Conn, error) {
+	cfg := l.cfg
+	ctx, cancel := context.WithTimeout(l.ctx, max(l.pt(), time.Second))
 	defer cancel()
 	var c redis.Conn
 	var err error
 	switch {
-	case e.cfg.Sentinel != nil:
-		c, err = r.dialPrimary(ctx)
-	case e.cfg.Cluster != nil:
-		c, err = r.dialSlotOwner(ctx)
-	case e.cfg.Dial != nil:
-		c, err = e.cfg.Dial(ctx)
+	case cfg.Sentinel != nil:
+		c, err = l.dialPrimary(ctx)
+	case cfg.Cluster != nil:
+		c, err = l.dialSlotOwner(ctx)
+	case cfg.Dial != nil:
+		c, err = cfg.Dial(ctx)
 		if err == nil {
-			if err = r.checkDB(c); err != nil {
+			if err = l.checkDB(c); err != nil {
 				c.Close()
 			}
 		}
 	default:
-		c, err = redis.DialContext(ctx, "tcp", e.cfg.Addr,
-			redis.DialDatabase(e.cfg.DB),
-			redis.DialReadTimeout(e.cfg.PeerTimeout),
-			redis.DialWriteTimeout(e.cfg.PeerTimeout))
+		c, err = redis.DialContext(ctx, "tcp", cfg.Addr,
+			redis.DialDatabase(cfg.DB),
+			redis.DialReadTimeout(l.pt()),
+			redis.DialWriteTimeout(l.pt()))
 	}
 	return c, dialHint(err)
 }
@@ -3777,19 +4231,19 @@ func (r *run) dial() (redis.Conn, error) {
 // election of the group's namesake there, with a term key of its own:
 // that ends Run. A server that cannot say (CLIENT INFO is Redis 6.2+, and an
 // ACL may deny it) is logged once and trusted.
-func (r *run) checkDB(c redis.Conn) error {
-	e := r.e
+func (l *link) checkDB(c redis.Conn) error {
+	db := l.cfg.DB
 	var v any
 	var err error
 	if cwt, ok := c.(redis.ConnWithTimeout); ok {
-		v, err = cwt.DoWithTimeout(e.cfg.PeerTimeout, "CLIENT", "INFO")
+		v, err = cwt.DoWithTimeout(l.pt(), "CLIENT", "INFO")
 	} else {
 		v, err = c.Do("CLIENT", "INFO")
 	}
 	info, err := redis.String(v, err)
 	if _, answered := err.(redis.Error); answered {
-		if !r.dbUnchecked.Swap(true) {
-			r.logf(slog.LevelWarn, "cannot check which DB Dial's connections use; make sure Config.DB is the one Dial selects", "db", e.cfg.DB, "err", err)
+		if !l.dbUnchecked.Swap(true) {
+			l.logf(slog.LevelWarn, "cannot check which DB Dial's connections use; make sure Config.DB is the one Dial selects", "db", db, "err", err)
 		}
 		return nil
 	}
@@ -3798,9 +4252,9 @@ func (r *run) checkDB(c redis.Conn) error {
 	}
 	for _, f := range strings.Fields(info) {
 		if v, ok := strings.CutPrefix(f, "db="); ok {
-			if db, perr := strconv.Atoi(v); perr == nil && db != e.cfg.DB {
-				err := fmt.Errorf("leader: Dial returned a connection on DB %d, but Config.DB is %d: pub/sub ignores the DB, so this node would join the election of the group on DB %d while keeping its term key on DB %d; set Config.DB to the DB Dial selects", db, e.cfg.DB, e.cfg.DB, db)
-				r.abort(err)
+			if got, perr := strconv.Atoi(v); perr == nil && got != db {
+				err := fmt.Errorf("leader: Dial returned a connection on DB %d, but Config.DB is %d: pub/sub ignores the DB, so this node would join the election of the group on DB %d while keeping its term key on DB %d; set Config.DB to the DB Dial selects", got, db, db, got)
+				l.abort(err)
 				return err
 			}
 			return nil
@@ -3831,14 +4285,13 @@ func dialHint(err error) error {
 	return handshakeHint(err)
 }
 
-// noteRedisError logs a Redis failure and keeps it for Status. After
-// maxPermanent failures in a row that retrying cannot mend (see permanent),
-// with no subscription in between, it ends Run with the last one: a
-// misconfigured deployment fails where it is started, rather than look
-// alive and never lead.
-func (r *run) noteRedisError(op string, err error) {
-	e := r.e
-	if r.ctx.Err() != nil {
+// noteError logs a failure of the link's connections and keeps it for the
+// Status of every Elector on it. After maxPermanent failures in a row that
+// retrying cannot mend (see permanent), with no subscription in between,
+// it ends Run on all of them with the last one: a misconfigured deployment
+// fails where it is started, rather than look alive and never lead.
+func (l *link) noteError(op string, err error) {
+	if l.ctx.Err() != nil {
 		return
 	}
 	err = handshakeHint(err)
@@ -3846,24 +4299,43 @@ func (r *run) noteRedisError(op string, err error) {
 	if errors.Is(err, net.ErrClosed) {
 		level = slog.LevelDebug // closed here, on a switch of the primary: logged as that
 	}
-	r.logf(level, "redis error", "op", op, "err", err)
-	e.mu.Lock()
-	e.c.redisError(op, err)
-	e.mu.Unlock()
+	l.logf(level, "redis error", "op", op, "err", err)
+	for _, r := range l.runs() {
+		r.e.mu.Lock()
+		r.e.c.redisError(op, err)
+		r.e.mu.Unlock()
+	}
 	if w := permanent(err); w > 0 {
 		if w == 1 {
 			// A connection closed at once weighs in at most once a second:
 			// a proxy in front of a Redis that is down (or being killed)
 			// does that too, as often as the backoff redials.
-			now := time.Since(e.base)
-			if last := r.closedAt.Load(); last != 0 && now-time.Duration(last) < time.Second {
+			now := time.Since(l.base)
+			if last := l.closedAt.Load(); last != 0 && now-time.Duration(last) < time.Second {
 				return
 			}
-			r.closedAt.Store(int64(now))
+			l.closedAt.Store(int64(now))
 		}
-		if n := r.permanent.Add(int64(w)); n >= maxPermanent {
-			r.abort(fmt.Errorf("leader: giving up after failures that retrying cannot mend: %s: %w", op, err))
+		if n := l.permanent.Add(int64(w)); n >= maxPermanent {
+			l.abort(fmt.Errorf("leader: giving up after failures that retrying cannot mend: %s: %w", op, err))
 		}
+	}
+}
+
+// noteRedisError is noteError for a failure of one Elector's own command
+// (a PUBLISH or a SUBSCRIBE that Redis refused): it is that Elector's
+// alone, and so is the Run it ends.
+func (r *run) noteRedisError(op string, err error) {
+	e := r.e
+	if r.ctx.Err() != nil {
+		return
+	}
+	r.logf(slog.LevelWarn, "redis error", "op", op, "err", err)
+	e.mu.Lock()
+	e.c.redisError(op, err)
+	e.mu.Unlock()
+	if w := permanent(err); w > 0 && r.permanent.Add(int64(w)) >= maxPermanent {
+		r.abort(fmt.Errorf("leader: giving up after failures that retrying cannot mend: %s: %w", op, err))
 	}
 }
 
@@ -3918,15 +4390,15 @@ type backoff struct {
 
 func newBackoff(limit time.Duration) *backoff { return &backoff{limit: limit} }
 
-// backoffCap is the reconnect backoff's cap for cfg: HeartbeatInterval,
-// within [50ms, maxBackoff]. The group elects as soon as a quorum is back
-// (a node that only reconnected listens for two heartbeats, then votes and
-// stands), so the cap is
-// most of the time a group stays leaderless after Redis is back; the full
-// jitter still spreads a crowd of nodes over it. A dial to a Redis that is
-// down costs little: the refusal is at once.
-func backoffCap(cfg *Config) time.Duration {
-	return min(maxBackoff, max(cfg.HeartbeatInterval, 50*time.Millisecond))
+// backoffCap is the reconnect backoff's cap for a HeartbeatInterval of hb:
+// hb, within [50ms, maxBackoff]. The group elects as soon as a quorum is
+// back (a node that only reconnected listens for two heartbeats, then
+// votes and stands), so the cap is most of the time a group stays
+// leaderless after Redis is back; the full jitter still spreads a crowd of
+// nodes over it. A dial to a Redis that is down costs little: the refusal
+// is at once.
+func backoffCap(hb time.Duration) time.Duration {
+	return min(maxBackoff, max(hb, 50*time.Millisecond))
 }
 
 func (b *backoff) reset() { b.delay, b.next = 0, time.Time{} }
@@ -3960,39 +4432,37 @@ func (b *backoff) wait(ctx context.Context) bool {
 
 // sentinelDial opens a connection to a sentinel or, with sentinel false,
 // to the primary at addr.
-func (r *run) sentinelDial(ctx context.Context, addr string, sentinel bool) (redis.Conn, error) {
-	e := r.e
-	if d := e.cfg.Sentinel.Dial; d != nil {
+func (l *link) sentinelDial(ctx context.Context, addr string, sentinel bool) (redis.Conn, error) {
+	if d := l.cfg.Sentinel.Dial; d != nil {
 		c, err := d(ctx, addr, sentinel)
 		if err == nil && !sentinel {
-			if err = r.checkDB(c); err != nil {
+			if err = l.checkDB(c); err != nil {
 				c.Close()
 			}
 		}
 		return c, err
 	}
-	opts := []redis.DialOption{redis.DialReadTimeout(e.cfg.PeerTimeout), redis.DialWriteTimeout(e.cfg.PeerTimeout)}
+	opts := []redis.DialOption{redis.DialReadTimeout(l.pt()), redis.DialWriteTimeout(l.pt())}
 	if !sentinel {
-		opts = append(opts, redis.DialDatabase(e.cfg.DB))
+		opts = append(opts, redis.DialDatabase(l.cfg.DB))
 	}
 	return redis.DialContext(ctx, "tcp", addr, opts...)
 }
 
 // dialPrimary asks every sentinel at once for the primary, dials the one
 // named with the highest config epoch and checks that it is the primary.
-func (r *run) dialPrimary(ctx context.Context) (redis.Conn, error) {
-	e := r.e
-	sn := e.cfg.Sentinel
+func (l *link) dialPrimary(ctx context.Context) (redis.Conn, error) {
+	sn := l.cfg.Sentinel
 	type answer struct {
 		addr  string
 		epoch int64
 		err   error
 	}
 	answers := make([]answer, len(sn.Addrs))
-	qctx, cancel := context.WithTimeout(ctx, min(e.cfg.PeerTimeout, time.Second))
+	qctx, cancel := context.WithTimeout(ctx, min(l.pt(), time.Second))
 	var wg sync.WaitGroup
 	for i, a := range sn.Addrs {
-		wg.Go(func() { answers[i].addr, answers[i].epoch, answers[i].err = r.askSentinel(qctx, a) })
+		wg.Go(func() { answers[i].addr, answers[i].epoch, answers[i].err = l.askSentinel(qctx, a) })
 	}
 	wg.Wait()
 	cancel()
@@ -4010,27 +4480,27 @@ func (r *run) dialPrimary(ctx context.Context) (redis.Conn, error) {
 		return nil, fmt.Errorf("leader: no sentinel named a primary for %q: %w", sn.MasterName, errors.Join(errs...))
 	}
 	addr := answers[best].addr
-	if r.e.log.Enabled(ctx, slog.LevelDebug) {
+	if l.log.Enabled(ctx, slog.LevelDebug) {
 		var named []string
 		for _, a := range answers {
 			if a.err == nil {
 				named = append(named, fmt.Sprintf("%s@%d", a.addr, a.epoch))
 			}
 		}
-		r.logf(slog.LevelDebug, "the sentinels name the primary", "chosen", addr, "answers", strings.Join(named, " "))
+		l.logf(slog.LevelDebug, "the sentinels name the primary", "chosen", addr, "answers", strings.Join(named, " "))
 	}
-	c, err := r.sentinelDial(ctx, addr, false)
+	c, err := l.sentinelDial(ctx, addr, false)
 	if err != nil {
 		return nil, err
 	}
 	// Right after a switch a sentinel may still name the old primary, and
 	// the old one answers as a replica once demoted.
-	return r.checkPrimary(ctx, c, addr, fmt.Sprintf("named by the sentinels as the primary of %q", sn.MasterName))
+	return l.checkPrimary(ctx, c, addr, fmt.Sprintf("named by the sentinels as the primary of %q", sn.MasterName))
 }
 
 // checkPrimary checks with ROLE that c, to addr, is a primary, and records
 // it as the one in use; otherwise it closes c. named says who named addr.
-func (r *run) checkPrimary(ctx context.Context, c redis.Conn, addr, named string) (redis.Conn, error) {
+func (l *link) checkPrimary(ctx context.Context, c redis.Conn, addr, named string) (redis.Conn, error) {
 	v, err := redis.Values(redis.DoContext(c, ctx, "ROLE"))
 	if err == nil && len(v) > 0 {
 		if role, _ := redis.String(v[0], nil); role != "master" {
@@ -4043,15 +4513,15 @@ func (r *run) checkPrimary(ctx context.Context, c redis.Conn, addr, named string
 		c.Close()
 		return nil, err
 	}
-	r.primary.Store(addr)
+	l.primary.Store(addr)
 	return c, nil
 }
 
 // askSentinel returns the primary's address and the config epoch that one
 // sentinel knows for the master name.
-func (r *run) askSentinel(ctx context.Context, addr string) (string, int64, error) {
-	sn := r.e.cfg.Sentinel
-	c, err := r.sentinelDial(ctx, addr, true)
+func (l *link) askSentinel(ctx context.Context, addr string) (string, int64, error) {
+	sn := l.cfg.Sentinel
+	c, err := l.sentinelDial(ctx, addr, true)
 	if err != nil {
 		return "", 0, err
 	}
@@ -4078,23 +4548,22 @@ func (r *run) askSentinel(ctx context.Context, addr string) (string, int64, erro
 }
 
 // watchSentinel follows one sentinel's +promoted-slave and +switch-master
-// channels until Run ends. When the primary of our master name moves, it
-// closes both of the Elector's connections at once, and they redial the
-// new primary without backoff.
-func (r *run) watchSentinel(addr string) {
-	e := r.e
-	backoff := newBackoff(backoffCap(&e.cfg))
-	for r.ctx.Err() == nil {
-		ctx, cancel := context.WithTimeout(r.ctx, max(e.cfg.PeerTimeout, time.Second))
-		c, err := r.sentinelDial(ctx, addr, true)
+// channels until the link stops. When the primary of our master name
+// moves, it closes both of the link's connections at once, and they redial
+// the new primary without backoff.
+func (l *link) watchSentinel(addr string) {
+	backoff := newBackoff(backoffCap(l.hb()))
+	for l.ctx.Err() == nil {
+		ctx, cancel := context.WithTimeout(l.ctx, max(l.pt(), time.Second))
+		c, err := l.sentinelDial(ctx, addr, true)
 		cancel()
 		if err == nil {
-			if r.followSwitches(c) {
+			if l.followSwitches(c) {
 				backoff.reset()
 			}
 		}
 		if !backoff.ready() {
-			if !backoff.wait(r.ctx) {
+			if !backoff.wait(l.ctx) {
 				return
 			}
 		}
@@ -4103,33 +4572,32 @@ func (r *run) watchSentinel(addr string) {
 }
 
 // followSwitches runs one subscription to +switch-master until it fails
-// or Run ends, and reports whether it was established.
-func (r *run) followSwitches(c redis.Conn) (subscribed bool) {
-	e := r.e
+// or the link stops, and reports whether it was established.
+func (l *link) followSwitches(c redis.Conn) (subscribed bool) {
 	psc := redis.PubSubConn{Conn: c}
 	defer c.Close()
 	if psc.Subscribe("+switch-master", "+promoted-slave") != nil {
 		return false
 	}
-	defer r.keepAlive(psc, e.cfg.PeerTimeout, nil)()
+	defer l.keepAlive(c, l.pt(), func() error { return psc.Ping("") })()
 	for {
-		switch v := psc.ReceiveWithTimeout(3 * e.cfg.PeerTimeout).(type) {
+		switch v := psc.ReceiveWithTimeout(3 * l.pt()).(type) {
 		case redis.Message:
 			f := strings.Fields(string(v.Data))
 			var to string
 			switch {
-			case v.Channel == "+switch-master" && len(f) == 5 && f[0] == e.cfg.Sentinel.MasterName:
+			case v.Channel == "+switch-master" && len(f) == 5 && f[0] == l.cfg.Sentinel.MasterName:
 				// "<master name> <old ip> <old port> <new ip> <new port>"
 				to = net.JoinHostPort(f[3], f[4])
-			case v.Channel == "+promoted-slave" && len(f) == 8 && f[5] == e.cfg.Sentinel.MasterName:
+			case v.Channel == "+promoted-slave" && len(f) == 8 && f[5] == l.cfg.Sentinel.MasterName:
 				// "slave <ip:port> <ip> <port> @ <master name> <ip> <port>":
 				// the replica is the primary now, seconds before the
 				// failover ends with +switch-master.
 				to = net.JoinHostPort(f[2], f[3])
 			}
-			if to != "" && r.primary.Load() != to {
-				r.logf(slog.LevelInfo, "Sentinel moved the primary; redialling at once", "event", v.Channel, "to", to)
-				r.switched(nil, true)
+			if to != "" && l.primary.Load() != to {
+				l.logf(slog.LevelInfo, "Sentinel moved the primary; redialling at once", "event", v.Channel, "to", to)
+				l.switched(nil, true)
 			}
 		case redis.Subscription:
 			subscribed = true
@@ -4143,16 +4611,16 @@ func (r *run) followSwitches(c redis.Conn) (subscribed bool) {
 // primary now. With at, only if at is one of them: the others' answers
 // are old news once they redialled. With count the switch is counted, and
 // the redials skip their backoff.
-func (r *run) switched(at redis.Conn, count bool) {
-	r.conns.Lock()
-	defer r.conns.Unlock()
-	if at != nil && at != r.conns.sub && at != r.conns.pub {
+func (l *link) switched(at redis.Conn, count bool) {
+	l.conns.Lock()
+	defer l.conns.Unlock()
+	if at != nil && at != l.conns.sub && at != l.conns.pub {
 		return
 	}
 	if count {
-		r.switches.Add(1)
+		l.switches.Add(1)
 	}
-	for _, c := range []redis.Conn{r.conns.sub, r.conns.pub} {
+	for _, c := range []redis.Conn{l.conns.sub, l.conns.pub} {
 		if c != nil {
 			c.Close()
 		}
@@ -4163,10 +4631,10 @@ func (r *run) switched(at redis.Conn, count bool) {
 // switched. A connection dialled when gen switches had been seen is not
 // recorded if the primary moved since (it may be to the old one): track
 // reports whether c was recorded.
-func (r *run) track(slot *redis.Conn, c redis.Conn, gen uint64) bool {
-	r.conns.Lock()
-	defer r.conns.Unlock()
-	if c != nil && r.switches.Load() != gen {
+func (l *link) track(slot *redis.Conn, c redis.Conn, gen uint64) bool {
+	l.conns.Lock()
+	defer l.conns.Unlock()
+	if c != nil && l.switches.Load() != gen {
 		return false
 	}
 	*slot = c
@@ -4178,32 +4646,31 @@ func (r *run) track(slot *redis.Conn, c redis.Conn, gen uint64) bool {
 // ---------------------------------------------------------------------------
 
 // clusterDial opens a connection to a node of the cluster.
-func (r *run) clusterDial(ctx context.Context, addr string) (redis.Conn, error) {
-	e := r.e
-	if d := e.cfg.Cluster.Dial; d != nil {
+func (l *link) clusterDial(ctx context.Context, addr string) (redis.Conn, error) {
+	if d := l.cfg.Cluster.Dial; d != nil {
 		return d(ctx, addr)
 	}
 	return redis.DialContext(ctx, "tcp", addr,
-		redis.DialReadTimeout(e.cfg.PeerTimeout), redis.DialWriteTimeout(e.cfg.PeerTimeout))
+		redis.DialReadTimeout(l.pt()), redis.DialWriteTimeout(l.pt()))
 }
 
 // dialSlotOwner dials the primary that serves the group's slot: the node
 // a MOVED named, if that is new, or else the one most nodes name.
-func (r *run) dialSlotOwner(ctx context.Context) (redis.Conn, error) {
+func (l *link) dialSlotOwner(ctx context.Context) (redis.Conn, error) {
 	var errs []error
-	if to, _ := r.moved.Swap("").(string); to != "" {
-		c, err := r.dialOwner(ctx, to)
+	if to, _ := l.moved.Swap("").(string); to != "" {
+		c, err := l.dialOwner(ctx, to)
 		if err == nil {
 			return c, nil
 		}
 		errs = append(errs, err)
 	}
-	owners, err := r.askSlots(ctx)
+	owners, err := l.askSlots(ctx)
 	if err != nil {
 		return nil, errors.Join(append(errs, err)...)
 	}
 	for _, a := range owners {
-		c, err := r.dialOwner(ctx, a)
+		c, err := l.dialOwner(ctx, a)
 		if err == nil {
 			return c, nil
 		}
@@ -4214,39 +4681,38 @@ func (r *run) dialSlotOwner(ctx context.Context) (redis.Conn, error) {
 
 // dialOwner dials addr and checks that it is a primary. That it serves the
 // slot, SSUBSCRIBE and every command check (a MOVED otherwise).
-func (r *run) dialOwner(ctx context.Context, addr string) (redis.Conn, error) {
-	c, err := r.clusterDial(ctx, addr)
+func (l *link) dialOwner(ctx context.Context, addr string) (redis.Conn, error) {
+	c, err := l.clusterDial(ctx, addr)
 	if err != nil {
 		return nil, err
 	}
-	return r.checkPrimary(ctx, c, addr, "named as the primary of the group's slot")
+	return l.checkPrimary(ctx, c, addr, "named as the primary of the group's slot")
 }
 
 // askSlots asks the seeds and the nodes they named, all at once, which
 // primary serves the group's slot, and returns the answers, the most
 // named first: right after a failover some nodes still name the old one.
-func (r *run) askSlots(ctx context.Context) ([]string, error) {
-	e := r.e
-	slot := keySlot(e.c.channel)
-	r.nodes.Lock()
-	asks := slices.Clone(e.cfg.Cluster.Addrs)
-	for _, a := range r.nodes.addrs {
+func (l *link) askSlots(ctx context.Context) ([]string, error) {
+	slot := keySlot(groupChannel(l.cfg.Group, l.cfg.DB))
+	l.nodes.Lock()
+	asks := slices.Clone(l.cfg.Cluster.Addrs)
+	for _, a := range l.nodes.addrs {
 		if !slices.Contains(asks, a) {
 			asks = append(asks, a)
 		}
 	}
-	r.nodes.Unlock()
+	l.nodes.Unlock()
 	type answer struct {
 		owner string
 		nodes []string
 		err   error
 	}
 	answers := make([]answer, len(asks))
-	qctx, cancel := context.WithTimeout(ctx, min(e.cfg.PeerTimeout, time.Second))
+	qctx, cancel := context.WithTimeout(ctx, min(l.pt(), time.Second))
 	var wg sync.WaitGroup
 	for i, a := range asks {
 		wg.Go(func() {
-			c, err := r.clusterDial(qctx, a)
+			c, err := l.clusterDial(qctx, a)
 			if err != nil {
 				answers[i].err = err
 				return
@@ -4283,9 +4749,9 @@ func (r *run) askSlots(ctx context.Context) ([]string, error) {
 		return nil, fmt.Errorf("leader: no node of the cluster named the primary of slot %d: %w", slot, errors.Join(errs...))
 	}
 	slices.SortStableFunc(owners, func(a, b string) int { return votes[b] - votes[a] })
-	r.nodes.Lock()
-	r.nodes.addrs = nodes
-	r.nodes.Unlock()
+	l.nodes.Lock()
+	l.nodes.addrs = nodes
+	l.nodes.Unlock()
 	return owners, nil
 }
 
@@ -4337,9 +4803,9 @@ func slotOwner(v any, slot int, asked string) (owner string, nodes []string, err
 // group's slot is served elsewhere (MOVED, ASK) or not at all (CLUSTERDOWN)
 // on connection c, and if so has both connections redial: at once, to the
 // node named, when it names a new one.
-func (r *run) redirected(c redis.Conn, err error) bool {
+func (l *link) redirected(c redis.Conn, err error) bool {
 	var re redis.Error
-	if r.e.cfg.Cluster == nil || !errors.As(err, &re) {
+	if l.cfg.Cluster == nil || !errors.As(err, &re) {
 		return false
 	}
 	msg := string(re)
@@ -4358,42 +4824,50 @@ func (r *run) redirected(c redis.Conn, err error) bool {
 	default:
 		return false
 	}
-	e := r.e
-	now := time.Since(e.base)
+	now := time.Since(l.base)
 	// At once only to a node not tried just now: two nodes that each name
 	// the other, for a moment in a failover, must not make a busy loop of
 	// redials. Otherwise (a CLUSTERDOWN, an ASK) the redial backs off.
-	fresh := to != "" && r.primary.Load() != to && now-time.Duration(r.movedAt.Load()) >= 100*time.Millisecond
+	fresh := to != "" && l.primary.Load() != to && now-time.Duration(l.movedAt.Load()) >= 100*time.Millisecond
 	if fresh {
-		r.movedAt.Store(int64(now))
-		r.moved.Store(to)
+		l.movedAt.Store(int64(now))
+		l.moved.Store(to)
 	}
-	e.nRedirects.Add(1)
-	r.logf(slog.LevelInfo, "Redis Cluster redirects the group's slot; redialling", "from", r.primary.Load(), "reply", msg)
-	r.switched(c, fresh)
+	for _, r := range l.runs() {
+		r.e.nRedirects.Add(1)
+	}
+	l.logf(slog.LevelInfo, "Redis Cluster redirects the group's slot; redialling", "from", l.primary.Load(), "reply", msg)
+	l.switched(c, fresh)
 	return true
 }
 
-// receiveSharded reads one push of a sharded subscription, in the types
-// redigo's PubSubConn returns for classic ones.
-func receiveSharded(c redis.Conn, timeout time.Duration) any {
+// receivePush reads one push of a subscribed connection, classic or
+// sharded, in the types redigo's PubSubConn returns. That one knows neither
+// the sharded frames nor the plain PONG that a PING gets on a connection
+// whose last channel was unsubscribed (a Link whose Electors all left for
+// a moment). An error reply comes back as a redis.Error, and the
+// connection stays usable.
+func receivePush(c redis.Conn, timeout time.Duration) any {
 	v, err := redis.ReceiveWithTimeout(c, timeout)
 	if err != nil {
 		return err
 	}
+	if s, ok := v.(string); ok && s == "PONG" {
+		return redis.Pong{}
+	}
 	f, err := redis.Values(v, nil)
 	if err != nil || len(f) < 2 {
-		return fmt.Errorf("leader: unexpected reply on a sharded subscription: %T", v)
+		return fmt.Errorf("leader: unexpected reply on a subscribed connection: %T", v)
 	}
 	kind, _ := redis.String(f[0], nil)
 	switch {
-	case kind == "smessage" && len(f) == 3:
+	case (kind == "message" || kind == "smessage") && len(f) == 3:
 		ch, err1 := redis.String(f[1], nil)
 		data, err2 := redis.Bytes(f[2], nil)
 		if err1 == nil && err2 == nil {
 			return redis.Message{Channel: ch, Data: data}
 		}
-	case (kind == "ssubscribe" || kind == "sunsubscribe") && len(f) == 3:
+	case (kind == "subscribe" || kind == "ssubscribe" || kind == "unsubscribe" || kind == "sunsubscribe") && len(f) == 3:
 		ch, err1 := redis.String(f[1], nil)
 		n, err2 := redis.Int(f[2], nil)
 		if err1 == nil && err2 == nil {
@@ -4403,7 +4877,7 @@ func receiveSharded(c redis.Conn, timeout time.Duration) any {
 		data, _ := redis.String(f[1], nil)
 		return redis.Pong{Data: data}
 	}
-	return fmt.Errorf("leader: unexpected %q push on a sharded subscription", kind)
+	return fmt.Errorf("leader: unexpected %q push on a subscribed connection", kind)
 }
 
 // keySlot is the Redis Cluster hash slot of key: CRC16 (XMODEM) of its

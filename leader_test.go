@@ -958,8 +958,8 @@ func (m *monitor) sample() {
 				terms[j] = st.Term
 				// A lease runs from a heartbeat's send time, so it can never
 				// reach further than LeaseTimeout from now.
-				if st.LeaseLeft > n.cfg.LeaseTimeout || (st.LeaseLeft > 0 && !st.Active) {
-					leaseErrs = append(leaseErrs, fmt.Sprintf("%s: Status LeaseLeft %v (Active %v) with LeaseTimeout %v", n.id, st.LeaseLeft, st.Active, n.cfg.LeaseTimeout))
+				if lease := n.e.cfg.LeaseTimeout; st.LeaseLeft > lease || (st.LeaseLeft > 0 && !st.Active) {
+					leaseErrs = append(leaseErrs, fmt.Sprintf("%s: Status LeaseLeft %v (Active %v) with LeaseTimeout %v", n.id, st.LeaseLeft, st.Active, lease))
 				}
 			}
 		}
@@ -1269,6 +1269,11 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		{"Priority too high", Config{Priority: 1001}, []string{"Priority", "1000"}},
 		{"negative PriorityAfter", Config{PriorityAfter: -time.Second}, []string{"PriorityAfter"}},
 		{"negative Scale", Config{Scale: -1}, []string{"Scale"}},
+		{"Link with Addr", Config{Link: &Link{}, Addr: "127.0.0.1:6379"}, []string{"Link", "Addr"}},
+		{"Link with Cluster", Config{Link: &Link{}, Cluster: &Cluster{Addrs: []string{"127.0.0.1:7000"}}, ClusterSize: 3}, []string{"Link", "Cluster"}},
+		{"Link on another DB", Config{Link: &Link{DB: 1}, DB: 2}, []string{"DB", "Link"}},
+		{"Link with a URL", Config{Link: &Link{Addr: "redis://127.0.0.1:6379"}}, []string{"Addr"}},
+		{"Link with Sentinel in dynamic mode", Config{Link: &Link{Sentinel: &Sentinel{Addrs: []string{"127.0.0.1:26379"}, MasterName: "m"}}}, []string{"Sentinel", "strict mode"}},
 		{"tiny Scale", Config{Scale: 0.01}, []string{"Scale", "0.1"}},
 		{"NaN Scale", Config{Scale: math.NaN()}, []string{"Scale"}},
 	}
@@ -1483,6 +1488,175 @@ func TestGroupsAreIndependent(t *testing.T) {
 	require.NoError(t, la.e.Resign(ctx))
 	a.waitLeader(an...)
 	b.holdFor(calm, "group b while a hands over", stable(lb, tb, bn...))
+}
+
+// ---------------------------------------------------------------------------
+// Links
+
+// linkGroups starts, on r, groups g0..g{groups-1} with one Elector per
+// Link in each (strict mode, so a Link stands for a process of its own),
+// and returns the clusters and their nodes by group and Link. The timings
+// are the tests' times 3: this many Electors at the tests' own timings
+// miss leases on 2 cores under the race detector, Link or no Link.
+func linkGroups(t *testing.T, r *redisServer, links []*Link, groups int) ([]*cluster, [][]*node) {
+	cs := make([]*cluster, groups)
+	nodes := make([][]*node, groups)
+	for g := range cs {
+		cs[g] = newClusterOn(t, r, "g"+strconv.Itoa(g))
+		for p, l := range links {
+			nodes[g] = append(nodes[g], cs[g].start("p"+strconv.Itoa(p), func(cfg *Config) {
+				cfg.Addr, cfg.Link, cfg.ClusterSize, cfg.Scale = "", l, len(links), 3
+			}))
+		}
+	}
+	return cs, nodes
+}
+
+// clientCount returns how many clients Redis at addr has, besides the one
+// asking.
+func clientCount(t *testing.T, addr string) int {
+	list, err := redis.String(redisClient(t, addr).Do("CLIENT", "LIST"))
+	require.NoError(t, err)
+	return strings.Count(list, "\n") - 1
+}
+
+// TestLinkSharesConnections runs 20 groups on 3 Links, each standing for a
+// process (its own proxy to Redis): Redis has 2 connections per Link
+// instead of 2 per Elector. An Elector that stops frees its channels
+// (the crash fast path of its group sees it gone) and disturbs no other
+// group; a Link whose connections drop (a crash of its process) fails over
+// every group it led, and the others keep their leaders.
+func TestLinkSharesConnections(t *testing.T) {
+	const groups = 20
+	r := startRedis(t)
+	var links []*Link
+	var proxies []*proxy
+	for range 3 {
+		p := startProxy(t, r.Addr)
+		t.Cleanup(p.close)
+		proxies = append(proxies, p)
+		links = append(links, &Link{Addr: p.Addr()})
+	}
+	cs, nodes := linkGroups(t, r, links, groups)
+	leaders := make([]*node, groups)
+	terms := make([]uint64, groups)
+	for g, c := range cs {
+		leaders[g], terms[g] = c.waitLeader(nodes[g]...)
+	}
+	allStable := func(what string) {
+		t.Helper()
+		cs[0].holdFor(calm, what, func() error {
+			for g := range cs {
+				if err := stable(leaders[g], terms[g], nodes[g]...)(); err != nil {
+					return fmt.Errorf("group %d: %w", g, err)
+				}
+			}
+			return nil
+		})
+	}
+	allStable("all groups, calm")
+	assert.Equal(t, 2*len(links), clientCount(t, r.Addr), "connections to Redis for %d Electors on %d Links", groups*len(links), len(links))
+	for i, p := range proxies {
+		p.mu.Lock()
+		assert.Equal(t, 2, p.accepted, "Link %d: connections dialled", i)
+		p.mu.Unlock()
+	}
+
+	// One Elector stops: its group elects another at once, the rest of
+	// its Link carries on.
+	c0, stopped := cs[0], leaders[0]
+	require.NoError(t, stopped.stop())
+	rest := without(nodes[0], stopped)
+	next, term := c0.waitLeader(rest...)
+	assert.Greater(t, term, terms[0])
+	numsub, err := redis.Values(redisClient(t, r.Addr).Do("PUBSUB", "NUMSUB", c0.channel()+":node:"+stopped.id))
+	require.NoError(t, err)
+	assert.Equal(t, int64(0), numsub[1], "%s's own channel is still subscribed after its Run returned", stopped.id)
+	for g := 1; g < groups; g++ {
+		ldr, term := agreedLeader(nodes[g])
+		assert.Equal(t, leaders[g], ldr, "group %d changed leader when an Elector of another group stopped", g)
+		assert.Equal(t, terms[g], term, "group %d changed term", g)
+	}
+	leaders[0], terms[0], nodes[0] = next, term, rest
+
+	// The Link that leads the most groups loses its connections.
+	led := make([]int, len(links))
+	for g := 1; g < groups; g++ {
+		led[slices.Index(nodes[g], leaders[g])]++
+	}
+	k := 0
+	for i := range led {
+		if led[i] > led[k] {
+			k = i
+		}
+	}
+	killed := proxies[k].Kill()
+	var slowest time.Duration
+	for g := 1; g < groups; g++ {
+		if nodes[g][k] != leaders[g] {
+			continue
+		}
+		alive := without(nodes[g], nodes[g][k])
+		next, term := cs[g].waitLeader(alive...)
+		require.Greater(t, term, terms[g], "group %d", g)
+		slowest = max(slowest, time.Since(killed))
+		leaders[g], terms[g] = next, term
+	}
+	t.Logf("Link %d led %d of %d groups; all of them had a new leader %v after its connections dropped", k, led[k], groups-1, slowest.Round(time.Millisecond))
+	for g := 1; g < groups; g++ {
+		if ldr, term := agreedLeader(without(nodes[g], nodes[g][k])); ldr != leaders[g] || term != terms[g] {
+			t.Errorf("group %d: leader %v in term %d, want %s in term %d", g, ldr, term, leaders[g].id, terms[g])
+		}
+	}
+	proxies[k].Heal()
+	for g, c := range cs {
+		ldr, term := c.waitLeader(nodes[g]...)
+		if g == 0 {
+			// Down to two Electors, group 0 had no quorum without Link k
+			// if one of them was on it.
+			leaders[0], terms[0] = ldr, term
+		}
+	}
+	allStable("all groups, after the Link is back")
+}
+
+// TestLinkFailureStaysInItsGroup: an ACL user that may use group a's
+// channels but not group b's, on Links shared by both groups. Group b's
+// Electors get a clear error from Run; group a elects and holds its
+// leader throughout, on the same connections.
+func TestLinkFailureStaysInItsGroup(t *testing.T) {
+	acl := strings.ReplaceAll(electorACL, "{g}", "{a}")
+	r := startRedis(t, append([]string{"--user", "elector", "on", ">pw"}, strings.Fields(acl)...)...)
+	var links []*Link
+	for range 3 {
+		links = append(links, &Link{Dial: func(ctx context.Context) (redis.Conn, error) {
+			return redis.DialContext(ctx, "tcp", r.Addr, redis.DialUsername("elector"), redis.DialPassword("pw"),
+				redis.DialReadTimeout(testPeer), redis.DialWriteTimeout(testPeer))
+		}})
+	}
+	a := newClusterOn(t, r, "a")
+	b := newClusterOn(t, r, "b")
+	var an, bn []*node
+	for p, l := range links {
+		link := func(cfg *Config) { cfg.Addr, cfg.Link, cfg.ClusterSize = "", l, len(links) }
+		an = append(an, a.start("p"+strconv.Itoa(p), link))
+		bn = append(bn, b.start("p"+strconv.Itoa(p), link))
+	}
+	ldr, term := a.waitLeader(an...)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for _, n := range bn {
+			err := n.waitGaveUp()
+			assert.ErrorContains(t, err, "NOPERM", "%s of group b", n.id)
+		}
+	}()
+	a.holdFor(calm, "group a while group b is refused", stable(ldr, term, an...))
+	<-done
+	a.holdFor(calm, "group a after group b gave up", stable(ldr, term, an...))
+	for _, n := range an {
+		assert.Zero(t, n.e.Status().Reconnects, "%s reconnected", n.id)
+	}
 }
 
 // ---------------------------------------------------------------------------
@@ -3910,6 +4084,38 @@ func ExampleElector_Run() {
 	}
 }
 
+// One process, many groups: an Elector per tenant, all on one Link, so the
+// process keeps two connections to Redis however many tenants it serves.
+// Every instance of the service runs the same code; each tenant's job runs
+// on one instance at a time, and the tenants' leaders spread over the
+// instances.
+func ExampleLink() {
+	link := &Link{Addr: "127.0.0.1:6379"}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	var wg sync.WaitGroup
+	for _, tenant := range []string{"acme", "globex", "initech"} {
+		e, err := New(Config{
+			Link:        link,
+			Group:       "ingest-" + tenant,
+			ClusterSize: 3, // three instances of the service
+			OnStartedLeading: func(ctx context.Context, term uint64) {
+				log.Printf("reading %s's stream as leader of term %d", tenant, term)
+				<-ctx.Done()
+			},
+		})
+		if err != nil {
+			log.Fatal(err)
+		}
+		wg.Go(func() {
+			if err := e.Run(ctx); err != nil {
+				log.Print(err)
+			}
+		})
+	}
+	wg.Wait() // the Link's connections close when the last Run returns
+}
+
 // Checking IsLeader before each unit of work, instead of using the callback.
 func ExampleElector_IsLeader() {
 	e, err := New(Config{Group: "billing"})
@@ -4757,7 +4963,7 @@ type simBackoff struct {
 }
 
 func (b *simBackoff) failed(now time.Time, rnd *mrand.Rand, cfg *Config) {
-	b.delay = min(max(2*b.delay, 50*time.Millisecond), backoffCap(cfg))
+	b.delay = min(max(2*b.delay, 50*time.Millisecond), backoffCap(cfg.HeartbeatInterval))
 	b.next = now.Add(b.delay/2 + time.Duration(rnd.Int64N(int64(b.delay/2)+1)))
 }
 
