@@ -375,9 +375,14 @@ type Cluster struct {
 // the Link.
 //
 // The connection's receive timeout and pings follow the smallest
-// PeerTimeout and HeartbeatInterval of the Electors that joined. A Link
-// does not serve a Redis Cluster, where each group's slot has a primary of
-// its own: there every Elector keeps its own connections (Config.Cluster).
+// PeerTimeout and HeartbeatInterval of the Electors that joined.
+//
+// On a Redis Cluster the Link keeps a pair of connections per primary
+// that serves one of its groups' slots, so a process has at most two per
+// shard. When a group's slot moves (MOVED, an unasked sunsubscribe, a
+// primary that is gone or demoted) that group's Elector alone moves to the
+// new primary's pair, after one round of CLUSTER SLOTS shared by all the
+// Electors that move at once.
 type Link struct {
 	// Addr is the Redis address, host:port. Default "127.0.0.1:6379".
 	// Unused when Dial or Sentinel is set. As with Config.Addr, New
@@ -388,6 +393,9 @@ type Link struct {
 	// Sentinel, when set, finds the primary as Config.Sentinel does; every
 	// Elector on the Link then needs strict mode.
 	Sentinel *Sentinel
+	// Cluster, when set, runs the Link's groups on a Redis Cluster, as
+	// Config.Cluster does (strict mode, DB 0).
+	Cluster *Cluster
 	// DB is the logical database of the term keys, as Config.DB.
 	DB int
 	// Logger receives the records about the shared connections (failed
@@ -396,9 +404,18 @@ type Link struct {
 	// Default: discard.
 	Logger *slog.Logger
 
-	mu    sync.Mutex // guards l and users
-	l     *link      // the connections, while any Elector on the Link runs
-	users int
+	mu sync.Mutex // guards on, and the links and users in it
+	on *linkSet   // the connections, while any Elector on the Link runs
+}
+
+// linkSet is a Link's connections while it runs: one link, or on a Cluster
+// one per primary, by address.
+type linkSet struct {
+	lk       *Link
+	users    int
+	links    map[string]*link
+	resolver *link          // on a Cluster: asks CLUSTER SLOTS for the Electors that move
+	wg       sync.WaitGroup // the moves under way
 }
 
 // Errors returned by the Elector's methods.
@@ -438,7 +455,7 @@ var stopCauses = [...]error{ErrLeaseLost, ErrHandedOver, ErrShutdown, ErrSuperse
 func (cfg Config) withDefaults() Config {
 	if l := cfg.Link; l != nil {
 		// New checked that these are the Link's to set (see linkClash).
-		cfg.Addr, cfg.Dial, cfg.Sentinel, cfg.DB = l.Addr, l.Dial, l.Sentinel, l.DB
+		cfg.Addr, cfg.Dial, cfg.Sentinel, cfg.Cluster, cfg.DB = l.Addr, l.Dial, l.Sentinel, l.Cluster, l.DB
 	}
 	if cfg.Addr == "" {
 		cfg.Addr = defaultAddr
@@ -581,7 +598,7 @@ func (cfg Config) linkClash() error {
 	case l == nil:
 		return nil
 	case cfg.Addr != "" || cfg.Dial != nil || cfg.Sentinel != nil || cfg.Cluster != nil:
-		return errors.New("leader: Link is set, and so is Addr, Dial, Sentinel or Cluster: an Elector on a Link uses the Link's connections; set Addr, Dial or Sentinel on the Link (a Link does not serve a Redis Cluster)")
+		return errors.New("leader: Link is set, and so is Addr, Dial, Sentinel or Cluster: an Elector on a Link uses the Link's connections; set them on the Link")
 	case cfg.DB != 0 && cfg.DB != l.DB:
 		return fmt.Errorf("leader: DB (%d) is not the Link's DB (%d): the term key lives where the Link's connection is; leave DB 0 or set it to the Link's", cfg.DB, l.DB)
 	}
@@ -2870,8 +2887,8 @@ func (d *decoder) str() string {
 // is used by the loop goroutine alone unless its comment says otherwise.
 type run struct {
 	e        *Elector
-	l        *link
-	ctx      context.Context // ends when Run is about to return
+	l        atomic.Pointer[link] // its link; nil while it moves to another (Cluster)
+	ctx      context.Context      // ends when Run is about to return
 	wg       *sync.WaitGroup
 	events   chan event   // to the loop, from the link's goroutines and waiters
 	sg       *signer      // signs outgoing messages; nil without Secret
@@ -2879,6 +2896,7 @@ type run struct {
 	rd       *reader      // decodes what the link routes here; used by the link's subscriber alone
 	channels []string     // the group's channel and this node's own: what it subscribes to
 	queued   atomic.Int32 // its commands in the link's queue (see maxQueued)
+	moving   atomic.Bool  // on a Cluster: a move to another primary's link is under way
 
 	// cb runs user code (callbacks, log records) on a goroutine of its
 	// own, so that none of it runs on the loop.
@@ -2982,17 +3000,24 @@ func (e *Elector) runShell(ctx context.Context) error {
 // returned leave takes it off again (and stops its own link).
 func (e *Elector) join(r *run) (leave func()) {
 	if lk := e.cfg.Link; lk != nil {
-		r.l = lk.acquire(r)
-		e.lk.Store(r.l)
+		lk.acquire(r)
 		return func() { lk.release(r) }
 	}
-	r.l = newLink(&e.cfg, false, e.log, r.logf)
-	e.lk.Store(r.l)
-	r.l.join(r)
-	r.l.start()
+	l := newLink(&e.cfg, false, e.log, r.logf)
+	r.setLink(l)
+	l.join(r)
+	l.start()
 	return func() {
-		r.l.leave(r)
-		r.l.stop()
+		l.leave(r)
+		l.stop()
+	}
+}
+
+// setLink records l as r's link (nil: none, while it moves).
+func (r *run) setLink(l *link) {
+	r.l.Store(l)
+	if l != nil {
+		r.e.lk.Store(l)
 	}
 }
 
@@ -3403,16 +3428,20 @@ var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 128); return &b }
 // lost message.
 func (r *run) enqueue(j job) {
 	j.r = r
-	if r.queued.Add(1) <= maxQueued {
+	err := errors.New("leader: publish queue full")
+	if l := r.l.Load(); l == nil {
+		err = errors.New("leader: moving to the slot's primary")
+	} else if r.queued.Add(1) <= maxQueued {
 		select {
-		case r.l.out <- j:
+		case l.out <- j:
 			return
 		default:
 		}
+		r.queued.Add(-1)
+	} else {
+		r.queued.Add(-1)
 	}
-	r.queued.Add(-1)
 	r.e.nPubErr.Add(1)
-	err := errors.New("leader: publish queue full")
 	if j.kind == jobPublish {
 		r.fail(j, err)
 		return
@@ -3445,6 +3474,9 @@ func (r *run) fail(j job, err error) {
 type link struct {
 	cfg    *Config // the connection settings (Addr, Dial, Sentinel, Cluster, DB): its first Elector's
 	shared bool    // a Link's: Electors come and go while it runs
+	node   string  // a Link's on a Cluster: the primary it is for
+	set    *linkSet
+	users  int // guarded by the Link's mu
 	base   time.Time
 	ctx    context.Context // ends when the link stops
 	cancel context.CancelFunc
@@ -3489,8 +3521,11 @@ type link struct {
 	moved    atomic.Value // string: with Cluster, where MOVED sent us; "" once tried
 	movedAt  atomic.Int64 // when a MOVED last redialled at once (since base)
 	nodes    struct {
-		sync.Mutex
-		addrs []string // with Cluster, the nodes the last CLUSTER SLOTS named
+		sync.Mutex          // held while asking
+		addrs      []string // with Cluster, the nodes the last CLUSTER SLOTS named
+		asks       []string // the nodes asked last, and their replies (or errors), at at
+		replies    []any
+		at         time.Time
 	}
 	permanent   atomic.Int64 // permanent failures of the connection since a subscription (see noteError)
 	closedAt    atomic.Int64 // when a connection closed at once last counted as one (since base)
@@ -3547,39 +3582,171 @@ func (l *link) start() {
 func (l *link) stop() {
 	l.cancel()
 	l.wg.Wait()
+	for {
+		select {
+		case j := <-l.out: // an Elector's, sent as it moved to another link
+			j.r.queued.Add(-1)
+			j.r.fail(j, errors.New("leader: moving to the slot's primary"))
+		default:
+			return
+		}
+	}
 }
 
-// acquire puts r on the Link's connections, starting them for the first
-// Elector.
-func (lk *Link) acquire(r *run) *link {
+// acquire puts r on the Link's connections (on a Cluster, those to its
+// slot's primary), starting them for the first Elector.
+func (lk *Link) acquire(r *run) {
 	lk.mu.Lock()
-	defer lk.mu.Unlock()
-	l := lk.l
-	if l == nil {
-		log := lk.Logger
-		if log == nil {
-			log = slog.New(slog.DiscardHandler)
+	set := lk.on
+	if set == nil {
+		set = &linkSet{lk: lk, links: map[string]*link{}}
+		if lk.Cluster != nil {
+			set.resolver = newLink(&r.e.cfg, true, lk.logger(), nil)
 		}
-		l = newLink(&r.e.cfg, true, log, nil)
+		lk.on = set
 	}
-	l.join(r)
-	if lk.l == nil {
-		lk.l = l
+	set.users++
+	lk.mu.Unlock()
+	node := ""
+	if set.resolver != nil {
+		// Where a Cluster's slot is; if nobody can say, the first seed,
+		// whose answers (MOVED, or ROLE) send it on.
+		node = lk.Cluster.Addrs[0]
+		if owners, err := set.resolver.askSlots(r.ctx, keySlot(r.channels[0]), 100*time.Millisecond); err == nil {
+			node = owners[0]
+		}
+	}
+	lk.mu.Lock()
+	set.place(r, node)
+	lk.mu.Unlock()
+}
+
+func (lk *Link) logger() *slog.Logger {
+	if lk.Logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return lk.Logger
+}
+
+// place puts r on the link to node ("" without Cluster), starting it if
+// it is new. The caller holds lk.mu.
+func (set *linkSet) place(r *run, node string) {
+	l := set.links[node]
+	if l == nil {
+		l = newLink(&r.e.cfg, true, set.lk.logger(), nil)
+		l.node, l.set = node, set
+		set.links[node] = l
+		l.join(r)
 		l.start()
+	} else {
+		l.join(r)
 	}
-	lk.users++
-	return l
+	l.users++
+	r.setLink(l)
+}
+
+// unplace takes r off its link, and returns the link if it is left empty,
+// for the caller to stop outside lk.mu, and whether r's subscription on
+// it was confirmed. The caller holds lk.mu.
+func (set *linkSet) unplace(r *run) (empty *link, confirmed bool) {
+	l := r.l.Load()
+	if l == nil {
+		return nil, false
+	}
+	r.setLink(nil)
+	confirmed = l.leave(r)
+	if l.users--; l.users == 0 {
+		delete(set.links, l.node)
+		return l, confirmed
+	}
+	return nil, confirmed
 }
 
 // release takes r off the Link's connections, and closes them after the
 // last Elector.
 func (lk *Link) release(r *run) {
 	lk.mu.Lock()
-	defer lk.mu.Unlock()
-	lk.l.leave(r)
-	if lk.users--; lk.users == 0 {
-		lk.l.stop()
-		lk.l = nil
+	set := lk.on
+	empty, _ := set.unplace(r)
+	set.users--
+	last := set.users == 0
+	if last {
+		lk.on = nil
+	}
+	lk.mu.Unlock()
+	if empty != nil {
+		empty.stop()
+	}
+	if last {
+		set.wg.Wait()
+		if set.resolver != nil {
+			set.resolver.cancel()
+		}
+	}
+}
+
+// move has r, on a Link on a Cluster, follow its slot from link from to
+// the primary to ("": the one CLUSTER SLOTS names), on a goroutine of its
+// own: the link that learns of the move cannot wait for its own end.
+//
+// If CLUSTER SLOTS still names from's node (a failover not done yet) or
+// cannot be asked, r stays: the next sign (a failed dial, a MOVED) asks
+// again.
+func (from *link) move(r *run, to string) {
+	set := from.set
+	if !from.onCluster() || !r.moving.CompareAndSwap(false, true) {
+		return
+	}
+	set.wg.Go(func() {
+		defer r.moving.Store(false)
+		if to == "" || to == from.node {
+			owners, err := set.resolver.askSlots(r.ctx, keySlot(r.channels[0]), 100*time.Millisecond)
+			if err != nil {
+				if r.ctx.Err() == nil {
+					r.logf(slog.LevelWarn, "cannot find the primary of the group's slot", "err", err)
+				}
+				return
+			}
+			if owners[0] == from.node {
+				return
+			}
+			to = owners[0]
+		}
+		r.e.nRedirects.Add(1)
+		lk := set.lk
+		lk.mu.Lock()
+		if r.l.Load() != from || r.ctx.Err() != nil {
+			lk.mu.Unlock()
+			return
+		}
+		empty, confirmed := set.unplace(r)
+		lk.mu.Unlock()
+		r.logf(slog.LevelInfo, "Redis Cluster moved the group's slot; following it", "from", from.node, "to", to)
+		if confirmed {
+			r.send(event{kind: evDisconnected})
+		}
+		if empty != nil {
+			empty.stop()
+		}
+		lk.mu.Lock()
+		if r.ctx.Err() == nil {
+			set.place(r, to)
+		}
+		lk.mu.Unlock()
+	})
+}
+
+// onCluster reports whether l is a Link's link to one node of a Cluster.
+func (l *link) onCluster() bool { return l.set != nil && l.set.resolver != nil }
+
+// moveAll moves every Elector on a Link's link to a Cluster node that
+// failed (down, or no longer a primary) to wherever its slot is now.
+func (l *link) moveAll() {
+	if !l.onCluster() {
+		return
+	}
+	for _, r := range l.runs() {
+		l.move(r, "")
 	}
 }
 
@@ -3607,14 +3774,14 @@ func (l *link) join(r *run) {
 // no other Elector listens on, so that its group sees it gone (the crash
 // fast path asks Redis who subscribes to a node's own channel); an
 // Elector's own link just stops.
-func (l *link) leave(r *run) {
+func (l *link) leave(r *run) (confirmed bool) {
 	l.members.Lock()
 	l.members.runs = slices.DeleteFunc(l.members.runs, func(x *run) bool { return x == r })
 	l.reroute()
 	l.members.Unlock()
 	l.sub.Lock()
 	defer l.sub.Unlock()
-	confirmed := l.sub.state[r]
+	confirmed = l.sub.state[r]
 	delete(l.sub.state, r)
 	for i := range l.sub.pending {
 		if l.sub.pending[i].r == r {
@@ -3627,6 +3794,7 @@ func (l *link) leave(r *run) {
 		// refused would answer in the place of a pending SUBSCRIBE.
 		l.unsubscribe(r.channels)
 	}
+	return confirmed
 }
 
 // unsubscribe unsubscribes, on a shared link, those of channels that no
@@ -3643,7 +3811,11 @@ func (l *link) unsubscribe(channels []string) {
 		}
 	}
 	if len(gone) > 0 {
-		_ = l.sub.c.Send("UNSUBSCRIBE", gone...)
+		cmd := "UNSUBSCRIBE"
+		if l.cfg.Cluster != nil {
+			cmd = "SUNSUBSCRIBE"
+		}
+		_ = l.sub.c.Send(cmd, gone...)
 		_ = l.sub.c.Flush()
 	}
 }
@@ -3743,6 +3915,7 @@ func (l *link) publisher() {
 					l.noteError("publisher dial", err)
 				}
 				j.r.fail(j, err)
+				l.moveAll() // on a Link on a Cluster: the node may be gone or demoted
 				continue
 			}
 			backoff.reset()
@@ -3785,7 +3958,11 @@ func (l *link) startPipeline(c redis.Conn) *pipeline {
 			// decides when a silent connection is dead: as for the
 			// subscriber, PeerTimeout.
 			v, err := redis.ReceiveWithTimeout(c, l.pt())
-			l.redirected(c, err)
+			if l.onCluster() {
+				l.redirectedOne(j.r, err)
+			} else {
+				l.redirected(c, err)
+			}
 			l.reply(j, v, err)
 			if err != nil && c.Err() != nil {
 				// redigo closed the connection (a timeout included): fail
@@ -3916,6 +4093,7 @@ func (l *link) subscriber() {
 		if err != nil {
 			backoff.failed()
 			l.noteError("subscriber dial", err)
+			l.moveAll() // on a Link on a Cluster: the node may be gone or demoted
 			first = false
 			continue
 		}
@@ -3995,10 +4173,16 @@ func (l *link) receive(c redis.Conn) (subscribed bool) {
 				subscribed = true
 				l.confirmed()
 			case "sunsubscribe":
-				// Unasked (a link on a Cluster is an Elector's own, which
-				// never unsubscribes): the slot moved off this node (a
-				// failover or a resharding), and this connection no
-				// longer hears the group.
+				// Unasked (an Elector's own link never unsubscribes, and a
+				// Link's unsubscribes only channels nobody routes): the
+				// slot moved off this node (a failover or a resharding),
+				// and this connection no longer hears the group.
+				if l.onCluster() {
+					for _, r := range (*l.routes.Load())[v.Channel] {
+						l.move(r, "")
+					}
+					continue
+				}
 				for _, r := range l.runs() {
 					r.e.nRedirects.Add(1)
 				}
@@ -4008,7 +4192,7 @@ func (l *link) receive(c redis.Conn) (subscribed bool) {
 			}
 		case redis.Pong:
 		case redis.Error:
-			if l.redirected(c, v) {
+			if !l.onCluster() && l.redirected(c, v) {
 				return subscribed
 			}
 			if !l.refused(c, v) {
@@ -4085,6 +4269,9 @@ func (l *link) refused(c redis.Conn, err redis.Error) bool {
 	l.sub.pending = l.sub.pending[1:]
 	l.sub.Unlock()
 	if r == nil {
+		return true
+	}
+	if l.onCluster() && l.redirectedOne(r, err) {
 		return true
 	}
 	r.noteRedisError("subscribe", err)
@@ -4208,6 +4395,8 @@ func (l *link) dial() (redis.Conn, error) {
 	switch {
 	case cfg.Sentinel != nil:
 		c, err = l.dialPrimary(ctx)
+	case l.onCluster():
+		c, err = l.dialOwner(ctx, l.node)
 	case cfg.Cluster != nil:
 		c, err = l.dialSlotOwner(ctx)
 	case cfg.Dial != nil:
@@ -4665,7 +4854,7 @@ func (l *link) dialSlotOwner(ctx context.Context) (redis.Conn, error) {
 		}
 		errs = append(errs, err)
 	}
-	owners, err := l.askSlots(ctx)
+	owners, err := l.askSlots(ctx, keySlot(groupChannel(l.cfg.Group, l.cfg.DB)), 0)
 	if err != nil {
 		return nil, errors.Join(append(errs, err)...)
 	}
@@ -4690,43 +4879,56 @@ func (l *link) dialOwner(ctx context.Context, addr string) (redis.Conn, error) {
 }
 
 // askSlots asks the seeds and the nodes they named, all at once, which
-// primary serves the group's slot, and returns the answers, the most
-// named first: right after a failover some nodes still name the old one.
-func (l *link) askSlots(ctx context.Context) ([]string, error) {
-	slot := keySlot(groupChannel(l.cfg.Group, l.cfg.DB))
+// primary serves slot, and returns the answers, the most named first:
+// right after a failover some nodes still name the old one. Replies up to
+// maxAge old are used again (a Link's Electors follow a failover
+// together, and one round of CLUSTER SLOTS tells all of them).
+func (l *link) askSlots(ctx context.Context, slot int, maxAge time.Duration) ([]string, error) {
 	l.nodes.Lock()
-	asks := slices.Clone(l.cfg.Cluster.Addrs)
-	for _, a := range l.nodes.addrs {
-		if !slices.Contains(asks, a) {
-			asks = append(asks, a)
+	defer l.nodes.Unlock()
+	if l.nodes.replies == nil || time.Since(l.nodes.at) >= maxAge {
+		asks := slices.Clone(l.cfg.Cluster.Addrs)
+		for _, a := range l.nodes.addrs {
+			if !slices.Contains(asks, a) {
+				asks = append(asks, a)
+			}
 		}
+		replies := make([]any, len(asks))
+		qctx, cancel := context.WithTimeout(ctx, min(l.pt(), time.Second))
+		var wg sync.WaitGroup
+		for i, a := range asks {
+			wg.Go(func() {
+				c, err := l.clusterDial(qctx, a)
+				if err != nil {
+					replies[i] = err
+					return
+				}
+				defer c.Close()
+				v, err := redis.DoContext(c, qctx, "CLUSTER", "SLOTS")
+				if err != nil {
+					v = err
+				}
+				replies[i] = v
+			})
+		}
+		wg.Wait()
+		cancel()
+		l.nodes.asks, l.nodes.replies, l.nodes.at = asks, replies, time.Now()
 	}
-	l.nodes.Unlock()
 	type answer struct {
 		owner string
 		nodes []string
 		err   error
 	}
+	asks := l.nodes.asks
 	answers := make([]answer, len(asks))
-	qctx, cancel := context.WithTimeout(ctx, min(l.pt(), time.Second))
-	var wg sync.WaitGroup
-	for i, a := range asks {
-		wg.Go(func() {
-			c, err := l.clusterDial(qctx, a)
-			if err != nil {
-				answers[i].err = err
-				return
-			}
-			defer c.Close()
-			v, err := redis.DoContext(c, qctx, "CLUSTER", "SLOTS")
-			if err == nil {
-				answers[i].owner, answers[i].nodes, err = slotOwner(v, slot, a)
-			}
+	for i, v := range l.nodes.replies {
+		if err, failed := v.(error); failed {
 			answers[i].err = err
-		})
+			continue
+		}
+		answers[i].owner, answers[i].nodes, answers[i].err = slotOwner(l.nodes.replies[i], slot, asks[i])
 	}
-	wg.Wait()
-	cancel()
 	votes := map[string]int{}
 	var owners, nodes []string
 	var errs []error
@@ -4749,9 +4951,7 @@ func (l *link) askSlots(ctx context.Context) ([]string, error) {
 		return nil, fmt.Errorf("leader: no node of the cluster named the primary of slot %d: %w", slot, errors.Join(errs...))
 	}
 	slices.SortStableFunc(owners, func(a, b string) int { return votes[b] - votes[a] })
-	l.nodes.Lock()
 	l.nodes.addrs = nodes
-	l.nodes.Unlock()
 	return owners, nil
 }
 
@@ -4838,6 +5038,31 @@ func (l *link) redirected(c redis.Conn, err error) bool {
 	}
 	l.logf(slog.LevelInfo, "Redis Cluster redirects the group's slot; redialling", "from", l.primary.Load(), "reply", msg)
 	l.switched(c, fresh)
+	return true
+}
+
+// redirectedOne is redirected for a Link's link on a Cluster, where the
+// redirect concerns the one Elector whose command it answers: MOVED moves
+// it to the node named; ASK and CLUSTERDOWN fail the command, which the
+// protocol retries.
+func (l *link) redirectedOne(r *run, err error) bool {
+	var re redis.Error
+	if !errors.As(err, &re) {
+		return false
+	}
+	msg := string(re)
+	switch {
+	case strings.HasPrefix(msg, "MOVED "):
+		to := ""
+		if f := strings.Fields(msg); len(f) == 3 {
+			to = f[2]
+		}
+		l.move(r, to)
+	case strings.HasPrefix(msg, "ASK "), strings.HasPrefix(msg, "CLUSTERDOWN"):
+		r.e.nRedirects.Add(1)
+	default:
+		return false
+	}
 	return true
 }
 

@@ -6898,10 +6898,16 @@ func (rc *redisCluster) agreed() bool {
 // and its replica, as the cluster's first node sees them.
 func (rc *redisCluster) owner() (primary, replica *redisServer) {
 	rc.t.Helper()
+	return rc.ownerOf("g")
+}
+
+// ownerOf returns the primary and a replica of group's slot.
+func (rc *redisCluster) ownerOf(group string) (primary, replica *redisServer) {
+	rc.t.Helper()
 	c := redisClient(rc.t, rc.nodes[0].Addr)
 	v, err := c.Do("CLUSTER", "SLOTS")
 	require.NoError(rc.t, err)
-	slot := keySlot("leader:{g}")
+	slot := keySlot("leader:{" + group + "}")
 	ranges, _ := redis.Values(v, nil)
 	for _, rg := range ranges {
 		f, _ := redis.Values(rg, nil)
@@ -6927,6 +6933,90 @@ func (rc *redisCluster) owner() (primary, replica *redisServer) {
 	require.NotNil(rc.t, primary, "no primary for slot %d", slot)
 	require.NotNil(rc.t, replica, "no replica for slot %d", slot)
 	return primary, replica
+}
+
+// TestLinkOnCluster runs 12 groups on 3 Links on a 6-node Cluster: each
+// Link keeps two connections per primary that serves one of its groups,
+// and every group subscribes on its own slot's primary. When one shard
+// fails over, its groups follow to the new primary and elect there, and
+// the groups of the other shards keep their leaders.
+func TestLinkOnCluster(t *testing.T) {
+	rc := startRedisCluster(t)
+	seed := rc.nodes[0]
+	var links []*Link
+	for range 3 {
+		links = append(links, &Link{Cluster: &Cluster{Addrs: []string{seed.Addr}}})
+	}
+	const groups = 12
+	cs := make([]*cluster, groups)
+	nodes := make([][]*node, groups)
+	primaries := map[*redisServer]bool{}
+	for g := range cs {
+		cs[g] = newClusterOn(t, seed, "g"+strconv.Itoa(g))
+		for p, l := range links {
+			nodes[g] = append(nodes[g], cs[g].start("p"+strconv.Itoa(p), func(cfg *Config) {
+				cfg.Addr, cfg.Link, cfg.ClusterSize, cfg.Scale = "", l, len(links), 3
+			}))
+		}
+		primary, _ := rc.ownerOf(cs[g].group)
+		primaries[primary] = true
+	}
+	leaders := make([]*node, groups)
+	terms := make([]uint64, groups)
+	for g, c := range cs {
+		leaders[g], terms[g] = c.waitLeader(nodes[g]...)
+		primary, _ := rc.ownerOf(c.group)
+		assert.Equal(t, 3, shardSubs(primary.Addr, c.channel()), "group %s: subscribers on its slot's primary", c.group)
+	}
+	total := 0
+	for _, n := range rc.nodes {
+		list, err := redis.String(redisClient(t, n.Addr).Do("CLIENT", "LIST"))
+		require.NoError(t, err)
+		for _, c := range strings.Split(strings.TrimSpace(list), "\n") {
+			// Not the replication links, nor this test's own clients.
+			if !strings.Contains(c, "flags=S") && !strings.Contains(c, "flags=M") && !strings.Contains(c, "cmd=cluster|") && !strings.Contains(c, "cmd=client|") {
+				total++
+			}
+		}
+	}
+	assert.Equal(t, 2*len(links)*len(primaries), total, "connections of %d Links to the %d primaries of %d groups", len(links), len(primaries), groups)
+
+	primary, replica := rc.ownerOf("g0")
+	onShard := map[*cluster]bool{}
+	for _, c := range cs {
+		p, _ := rc.ownerOf(c.group)
+		onShard[c] = p == primary
+	}
+	moved := func(c *cluster) bool { return onShard[c] }
+	_, err := redisClient(t, replica.Addr).Do("CLUSTER", "FAILOVER")
+	require.NoError(t, err)
+	start := time.Now()
+	require.True(t, poll(waitLong, func() bool {
+		for _, c := range cs {
+			if moved(c) && shardSubs(replica.Addr, c.channel()) != 3 {
+				return false
+			}
+		}
+		return true
+	}), "the failed-over shard's groups did not all subscribe on the new primary")
+	t.Logf("every group of the failed-over shard subscribed on its new primary %v after CLUSTER FAILOVER", time.Since(start).Round(time.Millisecond))
+	for g, c := range cs {
+		if moved(c) {
+			leaders[g], terms[g] = c.waitLeader(nodes[g]...)
+			continue
+		}
+		ldr, term := agreedLeader(nodes[g])
+		assert.Equal(t, leaders[g], ldr, "group %s, on another shard, changed leader", c.group)
+		assert.Equal(t, terms[g], term, "group %s changed term", c.group)
+	}
+	cs[0].holdFor(calm, "every group after the failover", func() error {
+		for g := range cs {
+			if err := stable(leaders[g], terms[g], nodes[g]...)(); err != nil {
+				return fmt.Errorf("group %d: %w", g, err)
+			}
+		}
+		return nil
+	})
 }
 
 // clusterStat reads one field of CLUSTER INFO of addr.
