@@ -1036,10 +1036,12 @@ func (e *Elector) Run(ctx context.Context) error {
 //     and the successor waits as it would have.
 //  8. Joining. After its first subscription a process listens for
 //     PeerTimeout before it votes or stands, to learn the term, the leader
-//     and who is live. After a resubscription it listens for two
-//     heartbeats only, to hear a leader that kept leading (it forgot none
-//     of its votes), but its count of live nodes, stale from the outage,
-//     does not shrink for a PeerTimeout (rule 10). A process that has just
+//     and who is live. After a resubscription it forgot none of its votes:
+//     in strict mode it votes and stands at once (pre-vote keeps it from
+//     deposing a leader that kept leading, whose majority refuses it), in
+//     dynamic mode it listens for two heartbeats only, to hear a leader
+//     of a minority that kept leading; its count of live nodes, stale
+//     from the outage, does not shrink for a PeerTimeout (rule 10). A process that has just
 //     started may be a restart of a node that voted with the same ID in a
 //     term still going on: it never votes in a term it saw while it first
 //     listened, and acks no leader before that listening ends (an ack promises, as a vote does, to vote for nobody
@@ -1295,24 +1297,36 @@ func (c *core) subscribed(now time.Time) []output {
 	// Rule 8: after its first subscription a process listens for a
 	// PeerTimeout to learn the term, the leader and who is live before
 	// voting or standing. A process that only reconnected forgot none of
-	// its votes and promises: it listens only for two heartbeats, long
-	// enough to hear a leader that kept leading meanwhile (and not
-	// depose it), so a group whose Redis came back elects without a
-	// PeerTimeout of silence. Its count of live nodes is stale (it heard
-	// nobody while disconnected): that count keeps what it was before the
-	// outage until a PeerTimeout after the resubscription (rule 10), or in
-	// dynamic mode a majority of what it heard would be itself alone.
+	// its votes and promises, and knows the term, so a group whose Redis
+	// came back elects without a PeerTimeout of silence. In strict mode it
+	// votes and stands at once: a leader that kept leading meanwhile has a
+	// majority that acks it and refuses every pre-vote (rule 2), so the
+	// nodes that come back, fewer than a majority, cannot depose it. In
+	// dynamic mode a leader may lead a minority (a lone node that saw
+	// nobody else), which the nodes that come back would outvote: there it
+	// listens for two heartbeats first, long enough to hear such a leader.
+	// Its count of live nodes is stale (it heard nobody while
+	// disconnected): that count keeps what it was before the outage until
+	// a PeerTimeout after the resubscription (rule 10), or in dynamic mode
+	// a majority of what it heard would be itself alone.
 	s.subscribed = true
 	listen := c.cfg.PeerTimeout
 	if !s.startUntil.IsZero() {
-		listen = min(listen, 2*c.cfg.HeartbeatInterval)
+		listen = 2 * c.cfg.HeartbeatInterval
+		if c.cfg.ClusterSize > 0 {
+			listen = 0
+		}
 		s.sizeHold = now.Add(c.cfg.PeerTimeout)
 	}
 	s.joinUntil = now.Add(listen)
 	if s.startUntil.IsZero() {
 		s.startUntil = s.joinUntil
 	}
-	c.logf(slog.LevelInfo, "subscribed; listening before voting or standing", "channel", c.channel, "for", listen)
+	if listen > 0 {
+		c.logf(slog.LevelInfo, "subscribed; listening before voting or standing", "channel", c.channel, "for", listen)
+	} else {
+		c.logf(slog.LevelInfo, "subscribed again; voting and standing at once", "channel", c.channel)
+	}
 	c.sendHeartbeat(now)
 	return c.out
 }
@@ -3612,7 +3626,7 @@ func (lk *Link) acquire(r *run) {
 		// Where a Cluster's slot is; if nobody can say, the first seed,
 		// whose answers (MOVED, or ROLE) send it on.
 		node = lk.Cluster.Addrs[0]
-		if owners, err := set.resolver.askSlots(r.ctx, keySlot(r.channels[0]), 100*time.Millisecond); err == nil {
+		if owners, err := set.resolver.askSlots(r.ctx, keySlot(r.channels[0]), time.Now().Add(-100*time.Millisecond)); err == nil {
 			node = owners[0]
 		}
 	}
@@ -3691,26 +3705,41 @@ func (lk *Link) release(r *run) {
 //
 // If CLUSTER SLOTS still names from's node (a failover not done yet) or
 // cannot be asked, r stays: the next sign (a failed dial, a MOVED) asks
-// again.
-func (from *link) move(r *run, to string) {
+// again. An Elector whose subscription Redis ended (unsubscribed) may see
+// no next sign (its node, a replica now, still takes SPUBLISH): it asks
+// again for a PeerTimeout, and then subscribes where it is.
+func (from *link) move(r *run, to string, unsubscribed bool) {
 	set := from.set
 	if !from.onCluster() || !r.moving.CompareAndSwap(false, true) {
 		return
 	}
+	since := time.Now()
 	set.wg.Go(func() {
 		defer r.moving.Store(false)
-		if to == "" || to == from.node {
-			owners, err := set.resolver.askSlots(r.ctx, keySlot(r.channels[0]), 100*time.Millisecond)
-			if err != nil {
-				if r.ctx.Err() == nil {
-					r.logf(slog.LevelWarn, "cannot find the primary of the group's slot", "err", err)
+		backoff := newBackoff(backoffCap(from.hb()))
+		deadline := since.Add(from.pt())
+		for to == "" || to == from.node {
+			// Only answers asked after the sign: one asked before may
+			// name the old primary still.
+			owners, err := set.resolver.askSlots(r.ctx, keySlot(r.channels[0]), since)
+			if err == nil && owners[0] != from.node {
+				to = owners[0]
+				break
+			}
+			if err != nil && r.ctx.Err() == nil {
+				r.logf(slog.LevelWarn, "cannot find the primary of the group's slot", "err", err)
+			}
+			if !unsubscribed || time.Now().After(deadline) {
+				if unsubscribed {
+					from.resubscribe(r)
 				}
 				return
 			}
-			if owners[0] == from.node {
+			backoff.failed()
+			if !backoff.wait(r.ctx) {
 				return
 			}
-			to = owners[0]
+			since = time.Now()
 		}
 		r.e.nRedirects.Add(1)
 		lk := set.lk
@@ -3746,7 +3775,18 @@ func (l *link) moveAll() {
 		return
 	}
 	for _, r := range l.runs() {
-		l.move(r, "")
+		l.move(r, "", false)
+	}
+}
+
+// resubscribe subscribes r again on l, after Redis ended its subscription.
+func (l *link) resubscribe(r *run) {
+	l.sub.Lock()
+	defer l.sub.Unlock()
+	if l.sub.c != nil && l.member(r) {
+		delete(l.sub.state, r)
+		l.ask(r)
+		_ = l.sub.c.Flush()
 	}
 }
 
@@ -4179,7 +4219,14 @@ func (l *link) receive(c redis.Conn) (subscribed bool) {
 				// and this connection no longer hears the group.
 				if l.onCluster() {
 					for _, r := range (*l.routes.Load())[v.Channel] {
-						l.move(r, "")
+						l.sub.Lock()
+						confirmed := l.sub.state[r]
+						delete(l.sub.state, r)
+						l.sub.Unlock()
+						if confirmed {
+							r.send(event{kind: evDisconnected})
+						}
+						l.move(r, "", true)
 					}
 					continue
 				}
@@ -4580,14 +4627,14 @@ type backoff struct {
 func newBackoff(limit time.Duration) *backoff { return &backoff{limit: limit} }
 
 // backoffCap is the reconnect backoff's cap for a HeartbeatInterval of hb:
-// hb, within [50ms, maxBackoff]. The group elects as soon as a quorum is
-// back (a node that only reconnected listens for two heartbeats, then
-// votes and stands), so the cap is most of the time a group stays
-// leaderless after Redis is back; the full jitter still spreads a crowd of
-// nodes over it. A dial to a Redis that is down costs little: the refusal
-// is at once.
+// hb/2, within [25ms, maxBackoff]. The group elects as soon as a quorum is
+// back (a node that only reconnected votes and stands at once), so the cap
+// is most of the time a group stays leaderless after Redis is back; the
+// full jitter still spreads a crowd of nodes over it. A dial to a Redis
+// that is down costs little: the refusal is at once (and a process with
+// many groups on a Link dials once for all of them).
 func backoffCap(hb time.Duration) time.Duration {
-	return min(maxBackoff, max(hb, 50*time.Millisecond))
+	return min(maxBackoff, max(hb/2, 25*time.Millisecond))
 }
 
 func (b *backoff) reset() { b.delay, b.next = 0, time.Time{} }
@@ -4854,7 +4901,7 @@ func (l *link) dialSlotOwner(ctx context.Context) (redis.Conn, error) {
 		}
 		errs = append(errs, err)
 	}
-	owners, err := l.askSlots(ctx, keySlot(groupChannel(l.cfg.Group, l.cfg.DB)), 0)
+	owners, err := l.askSlots(ctx, keySlot(groupChannel(l.cfg.Group, l.cfg.DB)), time.Now())
 	if err != nil {
 		return nil, errors.Join(append(errs, err)...)
 	}
@@ -4880,13 +4927,13 @@ func (l *link) dialOwner(ctx context.Context, addr string) (redis.Conn, error) {
 
 // askSlots asks the seeds and the nodes they named, all at once, which
 // primary serves slot, and returns the answers, the most named first:
-// right after a failover some nodes still name the old one. Replies up to
-// maxAge old are used again (a Link's Electors follow a failover
+// right after a failover some nodes still name the old one. Replies asked
+// after since are used again (a Link's Electors follow a failover
 // together, and one round of CLUSTER SLOTS tells all of them).
-func (l *link) askSlots(ctx context.Context, slot int, maxAge time.Duration) ([]string, error) {
+func (l *link) askSlots(ctx context.Context, slot int, since time.Time) ([]string, error) {
 	l.nodes.Lock()
 	defer l.nodes.Unlock()
-	if l.nodes.replies == nil || time.Since(l.nodes.at) >= maxAge {
+	if l.nodes.replies == nil || !l.nodes.at.After(since) {
 		asks := slices.Clone(l.cfg.Cluster.Addrs)
 		for _, a := range l.nodes.addrs {
 			if !slices.Contains(asks, a) {
@@ -4894,6 +4941,7 @@ func (l *link) askSlots(ctx context.Context, slot int, maxAge time.Duration) ([]
 			}
 		}
 		replies := make([]any, len(asks))
+		start := time.Now()
 		qctx, cancel := context.WithTimeout(ctx, min(l.pt(), time.Second))
 		var wg sync.WaitGroup
 		for i, a := range asks {
@@ -4913,7 +4961,7 @@ func (l *link) askSlots(ctx context.Context, slot int, maxAge time.Duration) ([]
 		}
 		wg.Wait()
 		cancel()
-		l.nodes.asks, l.nodes.replies, l.nodes.at = asks, replies, time.Now()
+		l.nodes.asks, l.nodes.replies, l.nodes.at = asks, replies, start
 	}
 	type answer struct {
 		owner string
@@ -5057,7 +5105,7 @@ func (l *link) redirectedOne(r *run, err error) bool {
 		if f := strings.Fields(msg); len(f) == 3 {
 			to = f[2]
 		}
-		l.move(r, to)
+		l.move(r, to, false)
 	case strings.HasPrefix(msg, "ASK "), strings.HasPrefix(msg, "CLUSTERDOWN"):
 		r.e.nRedirects.Add(1)
 	default:

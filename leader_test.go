@@ -3310,6 +3310,44 @@ func testRedisRestart(t *testing.T, strict bool) {
 	}
 }
 
+// TestResubscribedStandsAtOnce: after its connections drop and come back,
+// a node in strict mode votes and stands at once (a leader that kept
+// leading has a majority that refuses its pre-vote), while one in dynamic
+// mode listens for two heartbeats first (a leader of a minority would
+// not). Ready reports the listening.
+func TestResubscribedStandsAtOnce(t *testing.T) {
+	for _, strict := range []bool{false, true} {
+		t.Run(modeNameTest(strict), func(t *testing.T) {
+			c := newCluster(t)
+			nodes := c.startN(3, "n", func(cfg *Config) {
+				if strict {
+					cfg.ClusterSize = 3
+				}
+			})
+			c.waitLeader(nodes...)
+			n := nodes[0]
+			before := n.e.Status().Reconnects
+			n.proxy.Heal() // closes its connections; it redials at once
+			listened := false
+			require.True(t, poll(waitLong, func() bool {
+				err := n.e.Ready()
+				if err != nil && strings.Contains(err.Error(), "listening") {
+					listened = true
+				}
+				return n.e.Status().Reconnects > before && err == nil
+			}), "%s did not come back: %v", n.id, n.e.Ready())
+			assert.Equal(t, !strict, listened, "listened after resubscribing")
+		})
+	}
+}
+
+func modeNameTest(strict bool) string {
+	if strict {
+		return "strict"
+	}
+	return "dynamic"
+}
+
 // TestEveryoneCutThenHealed partitions every node from Redis for several
 // PeerTimeouts (a network blip at Redis), then heals them, all at once or
 // one by one a few milliseconds apart (as reconnect backoff spreads them):
@@ -6998,7 +7036,19 @@ func TestLinkOnCluster(t *testing.T) {
 			}
 		}
 		return true
-	}), "the failed-over shard's groups did not all subscribe on the new primary")
+	}), "the failed-over shard's groups did not all subscribe on the new primary: %s", func() string {
+		var b strings.Builder
+		for g, c := range cs {
+			if moved(c) {
+				fmt.Fprintf(&b, "\n%s: %d subscribers on the new primary, %d on the old", c.group, shardSubs(replica.Addr, c.channel()), shardSubs(primary.Addr, c.channel()))
+				for _, n := range nodes[g] {
+					s := n.e.Status()
+					fmt.Fprintf(&b, "\n  %s: connected=%v redirects=%d reconnects=%d lastErr=%q", n.id, s.Connected, s.Redirects, s.Reconnects, s.LastRedisError)
+				}
+			}
+		}
+		return b.String()
+	}())
 	t.Logf("every group of the failed-over shard subscribed on its new primary %v after CLUSTER FAILOVER", time.Since(start).Round(time.Millisecond))
 	for g, c := range cs {
 		if moved(c) {
