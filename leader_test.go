@@ -3979,8 +3979,9 @@ func TestRestartedVoterNeverAcksOldLeader(t *testing.T) {
 // Goroutines
 
 // TestNoGoroutinesLeftAfterRun runs electors without proxies or monitor
-// (connected, leading, and one that never reaches Redis) and checks that
-// once Run has returned no goroutine of theirs is left.
+// (connected, leading, one that never reaches Redis, and three of two
+// groups on one Link) and checks that once Run has returned no goroutine
+// of theirs is left.
 func TestNoGoroutinesLeftAfterRun(t *testing.T) {
 	r := startRedis(t)
 	deadAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t)))
@@ -3990,6 +3991,13 @@ func TestNoGoroutinesLeftAfterRun(t *testing.T) {
 		e, err := New(Config{Addr: addr, Group: "leak", ID: fmt.Sprintf("n%d", i),
 			HeartbeatInterval: testHeartbeat, LeaseTimeout: testLease, PeerTimeout: testPeer, ElectionJitter: testJitter,
 			OnStartedLeading: func(ctx context.Context, _ uint64) { <-ctx.Done() }})
+		require.NoError(t, err)
+		electors = append(electors, e)
+	}
+	link := &Link{Addr: r.Addr}
+	for i, group := range []string{"leak-a", "leak-a", "leak-b"} {
+		e, err := New(Config{Link: link, Group: group, ID: fmt.Sprintf("l%d", i),
+			HeartbeatInterval: testHeartbeat, LeaseTimeout: testLease, PeerTimeout: testPeer, ElectionJitter: testJitter})
 		require.NoError(t, err)
 		electors = append(electors, e)
 	}
