@@ -2709,6 +2709,7 @@ func appendMessage(b []byte, channel string, m *message, sg *signer) []byte {
 // ones (see fresh).
 type reader struct {
 	sg     *signer           // checks signatures; nil: no Secret, and signed messages are refused
+	keys   string            // its keys, to tell readers that decode alike (see link.deliver)
 	names  map[string]string // interns node IDs, bounded by maxPeers; may be nil
 	seen   map[origin]*seen  // per sender incarnation, what fresh knows
 	window time.Duration     // how much later than its peers a message may arrive: PeerTimeout
@@ -2988,6 +2989,7 @@ func (e *Elector) runShell(ctx context.Context) error {
 		rd:       newReader(newSigner(&e.cfg), e.cfg.PeerTimeout),
 		channels: []string{e.c.channel, e.c.selfChan},
 	}
+	r.rd.keys = string(e.cfg.Secret) + "\x00" + string(e.cfg.PreviousSecret)
 	r.cb.wake = make(chan struct{}, 1)
 	lctx, lstop := context.WithCancel(ctx)
 	r.fatal.stop = lstop
@@ -4342,13 +4344,22 @@ func (l *link) refused(c redis.Conn, err redis.Error) bool {
 }
 
 // deliver decodes and verifies a message for every Elector that listens on
-// channel, each with its own reader (its Secret, its replay window), and
-// hands it to their loops.
+// channel, and hands it to their loops. Each judges repeats and staleness
+// with its own reader (its replay window); the decoding and the signature
+// check are done once for all of those with the same keys (many Electors
+// of one group in a process would otherwise repeat them for every one).
 func (l *link) deliver(channel string, data []byte) {
+	var decoded message
+	var err error
+	keys, done := "", false
 	for _, r := range (*l.routes.Load())[channel] {
 		e := r.e
-		var m message
-		if err := r.rd.decode(channel, data, &m); err != nil {
+		if !done || r.rd.keys != keys {
+			decoded, keys, done = message{}, r.rd.keys, true
+			err = r.rd.decode(channel, data, &decoded)
+		}
+		m := decoded
+		if err != nil {
 			if !r.unverified(channel, &m, err) {
 				e.nDropped.Add(1)
 			}
