@@ -416,6 +416,7 @@ type linkSet struct {
 	links    map[string]*link
 	resolver *link          // on a Cluster: asks CLUSTER SLOTS for the Electors that move
 	wg       sync.WaitGroup // the moves under way
+	closed   bool           // the last Elector left: no more moves
 }
 
 // Errors returned by the Elector's methods.
@@ -3687,7 +3688,7 @@ func (lk *Link) release(r *run) {
 	set.users--
 	last := set.users == 0
 	if last {
-		lk.on = nil
+		lk.on, set.closed = nil, true
 	}
 	lk.mu.Unlock()
 	if empty != nil {
@@ -3712,11 +3713,22 @@ func (lk *Link) release(r *run) {
 // again for a PeerTimeout, and then subscribes where it is.
 func (from *link) move(r *run, to string, unsubscribed bool) {
 	set := from.set
-	if !from.onCluster() || !r.moving.CompareAndSwap(false, true) {
+	// An Elector whose Run is ending moves no more (and the Link's last
+	// release may be waiting for the moves).
+	if !from.onCluster() || r.ctx.Err() != nil || !r.moving.CompareAndSwap(false, true) {
 		return
 	}
 	since := time.Now()
-	set.wg.Go(func() {
+	set.lk.mu.Lock()
+	if set.closed {
+		set.lk.mu.Unlock()
+		r.moving.Store(false)
+		return
+	}
+	set.wg.Add(1)
+	set.lk.mu.Unlock()
+	go func() {
+		defer set.wg.Done()
 		defer r.moving.Store(false)
 		backoff := newBackoff(backoffCap(from.hb()))
 		deadline := since.Add(from.pt())
@@ -3764,7 +3776,7 @@ func (from *link) move(r *run, to string, unsubscribed bool) {
 			set.place(r, to)
 		}
 		lk.mu.Unlock()
-	})
+	}()
 }
 
 // onCluster reports whether l is a Link's link to one node of a Cluster.
