@@ -1519,16 +1519,32 @@ func (c *core) preferred(now time.Time) bool {
 // recently, or "" if there is none.
 func (c *core) pickSuccessor(now time.Time) string {
 	s := &c.st
-	best, bestAck := "", uint64(0)
+	best, bestAck, bestRank := "", uint64(0), uint64(0)
 	for id, p := range s.peers {
 		if p.observer || now.Sub(p.heard) >= c.cfg.PeerTimeout {
 			continue
 		}
-		if best == "" || p.acked > bestAck || (p.acked == bestAck && id < best) {
-			best, bestAck = id, p.acked
+		// Among nodes equally up to date, a rank drawn from the group and
+		// the ID, not the ID alone: with many groups on the same nodes, the
+		// lowest ID would be every group's heir, and a crash would hand
+		// one process all of the dead one's elections at once.
+		rank := heirRank(c.channel, id)
+		if best == "" || p.acked > bestAck || (p.acked == bestAck && (rank < bestRank || rank == bestRank && id < best)) {
+			best, bestAck, bestRank = id, p.acked, rank
 		}
 	}
 	return best
+}
+
+// heirRank is FNV-1a of the group's channel and a node's ID.
+func heirRank(channel, id string) uint64 {
+	h := uint64(14695981039346656037)
+	for _, s := range []string{channel, "\x00", id} {
+		for i := 0; i < len(s); i++ {
+			h = (h ^ uint64(s[i])) * 1099511628211
+		}
+	}
+	return h
 }
 
 // nameHeir returns the heir a leader names in its heartbeat: the one it

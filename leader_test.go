@@ -4381,6 +4381,27 @@ func TestHeirStandsFirst(t *testing.T) {
 	}
 }
 
+// TestHeirsSpreadOverNodes: with many groups on the same three nodes, each
+// acking alike, the leaders' heirs spread over the two followers instead
+// of all falling on the lowest ID, so that a crash of the leaders' process
+// does not hand one process all of their elections at once.
+func TestHeirsSpreadOverNodes(t *testing.T) {
+	heirs := map[string]int{}
+	for g := range 100 {
+		c := offlineCore(t, Config{ID: "p0", Group: "g" + strconv.Itoa(g), ClusterSize: 3})
+		now := time.Now()
+		for _, id := range []string{"p1", "p2"} {
+			c.st.peers[id] = &peer{heard: now, since: now, acked: 7}
+		}
+		heirs[c.pickSuccessor(now)]++
+	}
+	t.Logf("heirs of 100 groups: %v", heirs)
+	assert.Len(t, heirs, 2)
+	for id, n := range heirs {
+		assert.GreaterOrEqual(t, n, 30, "%s is the heir of %d of 100 groups", id, n)
+	}
+}
+
 // TestLateAckNeverActivates: a quorum's acks that the loop handles late
 // (it was starved, or the inbox was long) must be judged at the time they
 // are handled. Received in time but handled a second later, after the
