@@ -217,7 +217,12 @@ func (e *emitter) emit(ev Event) {
 		ev.T = mono()
 	}
 	ev.ID = e.id
-	b, err := json.Marshal(ev)
+	e.line(ev)
+}
+
+// line writes v as one JSON line, in one write(2).
+func (e *emitter) line(v any) {
+	b, err := json.Marshal(v)
 	if err != nil {
 		panic(err)
 	}
