@@ -135,6 +135,9 @@ func main() {
 	if len(os.Args) > 1 && os.Args[1] == "node" {
 		os.Exit(nodeMain(os.Args[2:]))
 	}
+	if len(os.Args) > 1 && os.Args[1] == "gnode" {
+		os.Exit(gnodeMain(os.Args[2:]))
+	}
 	if len(os.Args) > 1 && os.Args[1] == "burn" {
 		burnMain()
 	}
