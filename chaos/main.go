@@ -73,8 +73,15 @@ type Config struct {
 	Soak          time.Duration // -soak
 	SoakFlapEvery time.Duration
 	SoakSample    time.Duration
-	Load          int     // -load: CPU-burning processes for the whole run
-	Scale         float64 // -scale: multiplies the four timings (Config.Scale's effect)
+	SweepGroups   string        // -sweep-groups: group counts
+	Groups        []int         // parsed from SweepGroups
+	Crowd         string        // -crowd PxE
+	CrowdP        int           // processes of the crowd
+	CrowdE        int           // Electors per process of the crowd
+	CrowdDynamic  bool          // -crowd-dynamic: ClusterSize 0 instead of P*E
+	FenceEvery    time.Duration // -fence-every: the group nodes' shared fencing check
+	Load          int           // -load: CPU-burning processes for the whole run
+	Scale         float64       // -scale: multiplies the four timings (Config.Scale's effect)
 }
 
 // recoveryTimeout bounds every wait for a stable leader.
@@ -167,6 +174,10 @@ func parseFlags(args []string) (*Config, error) {
 	fs.StringVar(&c.Sweep, "sweep", "", "scale sweep instead of the scenarios: comma-separated node counts, e.g. 3,5,9,17,33,65,129")
 	fs.DurationVar(&c.SweepCalm, "sweep-calm", 30*time.Second, "sweep: calm window per node count (messages, CPU, RSS, spurious changes)")
 	fs.IntVar(&c.SweepCrashes, "sweep-crashes", 3, "sweep: SIGKILLs of the leader per node count (failover)")
+	fs.StringVar(&c.SweepGroups, "sweep-groups", "", "group sweep instead of the scenarios: comma-separated group counts G, e.g. 1,10,100,1000; for each, 3 processes with one Elector in each of G groups, sharing one leader.Link per process")
+	fs.StringVar(&c.Crowd, "crowd", "", "crowd instead of the scenarios: PxE, P processes of E Electors of ONE group, sharing one leader.Link per process, e.g. 5x205")
+	fs.BoolVar(&c.CrowdDynamic, "crowd-dynamic", false, "crowd: dynamic mode (ClusterSize 0) instead of strict mode with ClusterSize P*E")
+	fs.DurationVar(&c.FenceEvery, "fence-every", time.Second, "sweep-groups and crowd: period of each process's shared fencing check (one EVAL for all its led groups; 0: none)")
 	fs.DurationVar(&c.Soak, "soak", 0, "soak instead of the scenarios: run this long with latency on every link and a periodic flap of the leader's link, sampling RSS and goroutines")
 	fs.DurationVar(&c.SoakFlapEvery, "soak-flap-every", 20*time.Second, "soak: flap the leader's link this often")
 	fs.DurationVar(&c.SoakSample, "soak-sample", 5*time.Second, "soak: sample RSS and goroutines this often")
@@ -222,11 +233,22 @@ func parseFlags(args []string) (*Config, error) {
 	default:
 		c.ExitOn = c.Algos
 	}
-	if c.Sweep != "" && c.Soak > 0 {
-		return nil, fmt.Errorf("-sweep and -soak: one at a time")
+	modes := 0
+	for _, on := range []bool{c.Sweep != "", c.Soak > 0, c.SweepGroups != "", c.Crowd != ""} {
+		if on {
+			modes++
+		}
+	}
+	if modes > 1 {
+		return nil, fmt.Errorf("-sweep, -soak, -sweep-groups and -crowd: one at a time")
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if c.SweepGroups != "" || c.Crowd != "" {
+		if err := c.fleetDefaults(set); err != nil {
+			return nil, err
+		}
+	}
 	if c.Scale <= 0 || c.Scale > 100 {
 		return nil, fmt.Errorf("-scale %v: want a factor in (0, 100]", c.Scale)
 	}
@@ -347,7 +369,7 @@ func harnessMain(args []string) int {
 		fmt.Fprintln(os.Stderr, "chaos:", err)
 		return 2
 	}
-	if cfg.Sweep == "" && cfg.Soak == 0 {
+	if cfg.Sweep == "" && cfg.Soak == 0 && cfg.SweepGroups == "" && cfg.Crowd == "" {
 		for _, d := range []string{"logs", "events"} { // ours: stale files would mislead
 			_ = os.RemoveAll(filepath.Join(cfg.Out, d))
 		}
@@ -377,17 +399,38 @@ func harnessMain(args []string) int {
 		what = fmt.Sprintf("sweep over %s nodes (calm %v, %d crashes each, tick %v, status every %v, node logs at %s)",
 			cfg.Sweep, cfg.SweepCalm, cfg.SweepCrashes, cfg.Tick, cfg.StatusEvery, cfg.NodeLogLevel)
 	}
+	switch {
+	case cfg.SweepGroups != "":
+		what = fmt.Sprintf("group sweep over %s groups (3 processes, one Link each, strict ClusterSize 3; calm %v, %d crashes each, tick %v, fence every %v, node logs at %s)",
+			cfg.SweepGroups, cfg.SweepCalm, cfg.SweepCrashes, cfg.Tick, cfg.FenceEvery, cfg.NodeLogLevel)
+	case cfg.Crowd != "":
+		size := fmt.Sprintf("strict ClusterSize %d", cfg.CrowdP*cfg.CrowdE)
+		if cfg.CrowdDynamic {
+			size = "dynamic mode"
+		}
+		what = fmt.Sprintf("crowd of %d processes x %d Electors in one group (one Link each, %s; calm %v, %d crashes, tick %v, fence every %v, node logs at %s)",
+			cfg.CrowdP, cfg.CrowdE, size, cfg.SweepCalm, cfg.SweepCrashes, cfg.Tick, cfg.FenceEvery, cfg.NodeLogLevel)
+	}
 	if cfg.NodeNice > 0 {
 		what += fmt.Sprintf(", nodes at nice %d", cfg.NodeNice)
 	}
-	say("chaos: %s, algo %s, heartbeat %v, lease %v, peer-timeout %v, jitter %v, %s mode, seed %d (repeat with -seed %d)",
-		what, strings.Join(cfg.Algos, ","), cfg.Heartbeat, cfg.Lease, cfg.PeerTimeout, cfg.Jitter, modeName(cfg.Strict), cfg.Seed, cfg.Seed)
+	mode := modeName(cfg.Strict) + " mode"
+	if cfg.SweepGroups != "" || cfg.Crowd != "" {
+		mode = "mode as above"
+	}
+	say("chaos: %s, algo %s, heartbeat %v, lease %v, peer-timeout %v, jitter %v, %s, seed %d (repeat with -seed %d)",
+		what, strings.Join(cfg.Algos, ","), cfg.Heartbeat, cfg.Lease, cfg.PeerTimeout, cfg.Jitter, mode, cfg.Seed, cfg.Seed)
 
-	if cfg.Sweep != "" || cfg.Soak > 0 {
+	if cfg.Sweep != "" || cfg.Soak > 0 || cfg.SweepGroups != "" || cfg.Crowd != "" {
 		var code int
-		if cfg.Sweep != "" {
+		switch {
+		case cfg.Sweep != "":
 			code = sweepMain(ctx, cfg, say, out)
-		} else {
+		case cfg.SweepGroups != "":
+			code = groupsMain(ctx, cfg, say, out)
+		case cfg.Crowd != "":
+			code = crowdMain(ctx, cfg, say, out)
+		default:
 			code = soakMain(ctx, cfg, say, out)
 		}
 		out.Flush()
