@@ -6,6 +6,9 @@
 #   make chaos-quick  every chaos scenario once, for CI
 #   make chaos-both   every chaos scenario for the library and the Redis lock baseline, side by side
 #   make sweep        scale sweep: 3 to 129 node processes on one Redis (about 4.5 min on 2 cores)
+#   make sweep-groups 3 processes, each running G Electors (groups g0..) over ONE shared leader.Link, for G in SWEEP_GROUPS
+#                     (1,10,100,1000): connections per process, Redis and node CPU, spurious changes, failover (about 6 min on 2 cores)
+#   make crowd        one group of P x E Electors (CROWD=5x205: 5 processes of 205, one Link each): CPU, messages, failover (about 2 min)
 #   make soak         10 minutes of 5 nodes under latency and periodic flaps: flat memory and goroutines? (SOAK=10m)
 #   make bench        hot-path benchmarks of leader.go
 #   make fuzz         fuzz the decoder and the state machine (FUZZTIME=5m)
@@ -15,11 +18,13 @@ GO ?= go
 CHAOS_FLAGS ?=
 
 SWEEP ?= 3,5,9,17,33,65,129
+SWEEP_GROUPS ?= 1,10,100,1000
+CROWD ?= 5x205
 SOAK ?= 10m
 FUZZTIME ?= 5m
 SIM_N ?= 100000
 
-.PHONY: all test lint bench fuzz sim chaos chaos-quick chaos-both sweep soak redis tidy-check
+.PHONY: all test lint bench fuzz sim chaos chaos-quick chaos-both sweep sweep-groups crowd soak redis tidy-check
 
 all: lint test
 
@@ -69,6 +74,12 @@ chaos-both: redis
 
 sweep: redis
 	cd chaos && $(GO) run . -sweep $(SWEEP) $(CHAOS_FLAGS)
+
+sweep-groups: redis
+	cd chaos && $(GO) run . -sweep-groups $(SWEEP_GROUPS) $(CHAOS_FLAGS)
+
+crowd: redis
+	cd chaos && $(GO) run . -crowd $(CROWD) $(CHAOS_FLAGS)
 
 soak: redis
 	cd chaos && $(GO) run . -soak $(SOAK) $(CHAOS_FLAGS)
