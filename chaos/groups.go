@@ -135,6 +135,7 @@ type fleet struct {
 	lastChange int64             // mono when the last start, end or new line arrived, or a process was killed
 	watchFrom  int64             // the calm window: lines stamped from here on are changes (0: not watching)
 	changed    map[int]int       // group -> change lines in the calm window
+	calmFirst  map[int]gEvent    // slot -> the first status line stamped in the calm window (its counters are the window's start)
 	crash      *crashWatch       // the kill being measured, or nil
 	status     map[[2]int]gEvent // (slot, inc) -> its last status line
 	stalls     []Stall
@@ -338,6 +339,9 @@ func (f *fleet) handle(slot, inc int, ev gEvent) {
 		f.changeLocked(g, ev.T)
 	case evStatus:
 		f.status[[2]int{slot, inc}] = ev
+		if _, ok := f.calmFirst[slot]; current && f.calmFirst != nil && !ok && ev.T >= f.watchFrom {
+			f.calmFirst[slot] = ev
+		}
 	case evStall:
 		f.stalls = append(f.stalls, Stall{ID: fmt.Sprintf("p%d", slot), Slot: slot, From: ev.T, To: ev.T1})
 	case evFenceRejected:
@@ -778,7 +782,7 @@ func runFleet(ctx context.Context, cfg *Config, spec fleetSpec, rng *rand.Rand, 
 	// message counts are differences of status lines)
 	f.waitStatus(ctx, 3*cfg.StatusEvery+time.Second)
 	f.mu.Lock()
-	f.watchFrom, f.changed = mono(), map[int]int{}
+	f.watchFrom, f.changed, f.calmFirst = mono(), map[int]int{}, map[int]gEvent{}
 	f.mu.Unlock()
 	a := f.sample()
 	var run []float64
@@ -802,7 +806,11 @@ func runFleet(ctx context.Context, cfg *Config, spec fleetSpec, rng *rand.Rand, 
 	for _, n := range f.changed {
 		pt.CalmChangeLines += n
 	}
-	f.watchFrom, f.changed = 0, nil
+	// the status counters (messages, elections) count from each
+	// process's first status line inside the window, not from the last
+	// one before it: that one may hold a second of the startup's elections
+	a.status = f.calmFirst
+	f.watchFrom, f.changed, f.calmFirst = 0, nil, nil
 	f.mu.Unlock()
 	calmFigures(pt, a, b, run, cfg.Heartbeat, spec)
 	if ctx.Err() != nil {

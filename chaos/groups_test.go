@@ -336,6 +336,13 @@ func TestFleetLines(t *testing.T) {
 	f.handle(2, 1, gEvent{T: 5001, Ev: evNew, G: 1, Leader: "p2", Term: 4})
 	f.handle(3, 1, gEvent{T: 5002, Ev: evNew, G: 1, Leader: "p2", Term: 4})
 	assert.Equal(t, map[int]int{1: 2}, f.changed)
+
+	// the window's counters start at each process's first status line in it
+	f.calmFirst = map[int]gEvent{}
+	f.handle(2, 1, gEvent{T: 4000, Ev: evStatus, Elections: 7})
+	f.handle(2, 1, gEvent{T: 6000, Ev: evStatus, Elections: 8})
+	f.handle(2, 1, gEvent{T: 7000, Ev: evStatus, Elections: 9})
+	assert.Equal(t, map[int]gEvent{2: {T: 6000, Ev: evStatus, Elections: 8}}, f.calmFirst)
 }
 
 func TestCalmFigures(t *testing.T) {
