@@ -76,6 +76,7 @@ type gEvent struct {
 	// status: sums over the process's Electors
 	Led        int    `json:"led,omitempty"`   // groups in which an Elector of this process IsLeader()
 	Known      int    `json:"known,omitempty"` // Electors that follow a leader (Leader() != "")
+	NotReady   int    `json:"notready"`        // Electors whose Ready() is not nil
 	MsgsIn     uint64 `json:"min,omitempty"`
 	MsgsOut    uint64 `json:"mout,omitempty"`
 	Elections  uint64 `json:"elect,omitempty"`
@@ -299,12 +300,32 @@ func gTickLoop(els []*gElector, period time.Duration, emit func(gEvent)) {
 	}
 }
 
-// gStatusLoop reports the sums of the Electors' Status() every period.
+// gStatusLoop reports the sums of the Electors' Status() every period,
+// with how many of them are not Ready(). While some are not, it looks
+// every 100 ms and reports at once when the last one becomes ready, so
+// that the harness can wait for readiness (a rolling restart's condition)
+// without waiting a period.
 func gStatusLoop(els []*gElector, period time.Duration, emit func(gEvent)) {
-	t := time.NewTicker(period)
+	poll := min(period, 100*time.Millisecond)
+	t := time.NewTicker(poll)
 	defer t.Stop()
-	for range t.C {
+	var last time.Time
+	notReady := -1
+	for now := range t.C {
+		if notReady == 0 && now.Sub(last) < period-poll/2 {
+			continue
+		}
 		ev := gEvent{Ev: evStatus}
+		for _, ge := range els {
+			if ge.el.Ready() != nil {
+				ev.NotReady++
+			}
+		}
+		if ev.NotReady > 0 && now.Sub(last) < period-poll/2 {
+			notReady = ev.NotReady
+			continue // not ready yet: look again in poll
+		}
+		notReady = ev.NotReady
 		fenceMu.Lock()
 		ev.FenceOK, ev.FenceBad, ev.FenceErr = fenceOK, fenceBad, fenceErr
 		fenceMu.Unlock()
@@ -325,6 +346,7 @@ func gStatusLoop(els []*gElector, period time.Duration, emit func(gEvent)) {
 		}
 		ev.Goroutines = runtime.NumGoroutine()
 		emit(ev)
+		last = now
 	}
 }
 

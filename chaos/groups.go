@@ -262,12 +262,27 @@ func (f *fleet) start(slot int) error {
 	f.ready[slot-1] = false
 	f.all = append(f.all, p)
 	f.mu.Unlock()
+	// every line goes to events/p<slot>.<inc>.jsonl too, for digging
+	var dump *bufio.Writer
+	var dumpf *os.File
+	if err := os.MkdirAll(filepath.Join(f.spec.dir, "events"), 0o755); err == nil {
+		if dumpf, err = os.Create(filepath.Join(f.spec.dir, "events", fmt.Sprintf("p%d.%d.jsonl", slot, inc))); err == nil {
+			dump = bufio.NewWriterSize(dumpf, 256*1024)
+		}
+	}
 	readDone := make(chan struct{})
 	go func() {
 		defer close(readDone)
+		if dump != nil {
+			defer func() { _ = dump.Flush(); dumpf.Close() }()
+		}
 		sc := bufio.NewScanner(stdout)
 		sc.Buffer(make([]byte, 64*1024), 1<<20)
 		for sc.Scan() {
+			if dump != nil {
+				_, _ = dump.Write(sc.Bytes())
+				_ = dump.WriteByte('\n')
+			}
 			var ev gEvent
 			if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
 				f.mu.Lock()
@@ -388,8 +403,11 @@ func (f *fleet) findLocked(g, slot, inc int, id string, term uint64) *lship {
 }
 
 // stableLocked says whether every live process is ready, every group has
-// an open leadership in a live process, and every Elector of every live
-// process follows that leader at its term; else why not.
+// an open leadership in a live process, every Elector of every live
+// process follows that leader at its term, and the last status line of
+// each live process says all its Electors are Ready() (a restarted one has
+// listened its PeerTimeout: before that it neither votes nor acks, and a
+// crash then would measure the restart, not the failover); else why not.
 func (f *fleet) stableLocked(needAll bool) (bool, string) {
 	up := 0
 	for s, p := range f.cur {
@@ -423,8 +441,19 @@ func (f *fleet) stableLocked(needAll bool) (bool, string) {
 			}
 		}
 	}
-	if noLeader > 0 || notFollowed > 0 {
-		return false, fmt.Sprintf("%d of %d groups without a leader, %d Electors not following theirs", noLeader, f.spec.groups, notFollowed)
+	notReady := 0
+	for s, p := range f.cur {
+		if p == nil {
+			continue
+		}
+		st, ok := f.status[[2]int{s + 1, p.inc}]
+		if !ok {
+			return false, fmt.Sprintf("p%d has not reported a status yet", s+1)
+		}
+		notReady += st.NotReady
+	}
+	if noLeader > 0 || notFollowed > 0 || notReady > 0 {
+		return false, fmt.Sprintf("%d of %d groups without a leader, %d Electors not following theirs, %d not Ready()", noLeader, f.spec.groups, notFollowed, notReady)
 	}
 	return true, ""
 }
@@ -897,6 +926,17 @@ func calmFigures(pt *FleetPoint, a, b fleetSample, run []float64, hb time.Durati
 	if b.total > a.total {
 		pt.MachineBusy = round(float64(b.busy-a.busy)/float64(b.total-a.total), 2)
 	}
+	if b.total > a.total {
+		// what the rest of the machine used meanwhile, in cores: the other
+		// processes of this machine (another engineer's tests, say)
+		mine := float64(b.redisCPU-a.redisCPU+b.selfCPU-a.selfCPU) / clkTck / dt
+		for slot, c1 := range b.cpu {
+			if c0, ok := a.cpu[slot]; ok {
+				mine += float64(c1-c0) / clkTck / dt
+			}
+		}
+		pt.OtherCPU = round(max(0, pt.MachineBusy*float64(runtime.NumCPU())-mine), 2)
+	}
 	if len(run) > 0 {
 		sum := 0.0
 		for _, r := range run {
@@ -973,6 +1013,9 @@ func (f *fleet) finish(pt *FleetPoint) {
 	}
 	if pt.Stalls > 0 {
 		why = append(why, fmt.Sprintf("%d stalls of 120 ms or more (the longest %.0f ms)", pt.Stalls, pt.MaxStallMs))
+	}
+	if pt.OtherCPU >= 0.2 {
+		why = append(why, fmt.Sprintf("other processes used %.0f%% of a core in the calm window", 100*pt.OtherCPU))
 	}
 	if len(why) > 0 {
 		pt.Saturated = true

@@ -282,7 +282,17 @@ func TestFleetLines(t *testing.T) {
 	}
 	ok, why := f.stableLocked(true)
 	assert.False(t, ok)
+	assert.Contains(t, why, "p1 has not reported a status yet")
+	for s := 1; s <= 3; s++ {
+		f.handle(s, 1, gEvent{T: 2, Ev: evStatus, NotReady: 2})
+	}
+	ok, why = f.stableLocked(true)
+	assert.False(t, ok)
 	assert.Contains(t, why, "2 of 2 groups without a leader")
+	assert.Contains(t, why, "6 not Ready()")
+	for s := 1; s <= 3; s++ {
+		f.handle(s, 1, gEvent{T: 3, Ev: evStatus})
+	}
 
 	// p1 leads g0, p2 leads g1; everyone follows
 	f.handle(1, 1, gEvent{T: 10, Ev: evStart, G: 0, Term: 2})

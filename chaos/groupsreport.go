@@ -45,6 +45,7 @@ type FleetPoint struct {
 	CalmChangeLines    int       `json:"calm_change_lines"` // those lines
 	CalmElections      uint64    `json:"calm_elections"`    // elections started in the calm window (Status().Elections)
 	MachineBusy        float64   `json:"machine_busy"`
+	OtherCPU           float64   `json:"other_cpu"` // cores used by processes other than redis-server, the nodes and the harness (machine busy x CPUs less those)
 	Runnable           float64   `json:"runnable"`
 
 	Crashes      []CrashResult `json:"crashes"`
@@ -174,7 +175,7 @@ func checkTargets(res *FleetResults, lease time.Duration) []string {
 func fleetTable(res *FleetResults) ([]string, [][]string) {
 	header := []string{"groups", "processes x electors", "connections/process (max)", "Redis CPU %", "node CPU %", "node CPU % per group",
 		"failover p50 ms", "p99 ms", "max ms", "p99/Lease", "spurious changes", "calm elections", "crashes (groups ok/led)",
-		"first leader ms", "startup s", "msgs in/elector/hb", "out/elector/hb", "machine busy %", "stalls", "result"}
+		"first leader ms", "startup s", "msgs in/elector/hb", "out/elector/hb", "machine busy %", "other load %", "stalls", "result"}
 	var rows [][]string
 	for _, p := range res.Points {
 		fo := func(v float64) string {
@@ -206,7 +207,7 @@ func fleetTable(res *FleetResults) ([]string, [][]string) {
 			fo(p.Failover.P50), fo(p.Failover.P99), fo(p.Failover.Max), ratio,
 			strconv.Itoa(p.Spurious), strconv.FormatUint(p.CalmElections, 10), fmt.Sprintf("%d (%d/%d)", len(p.Crashes), ok, led),
 			fmt.Sprintf("%.0f", p.FirstLeaderMs), fmt.Sprintf("%.2f", p.StartupS), fmt.Sprintf("%.2f", p.InPerElectorPerHB), fmt.Sprintf("%.2f", p.OutPerElectorPerHB),
-			fmt.Sprintf("%.0f", 100*p.MachineBusy), strconv.Itoa(p.Stalls), result,
+			fmt.Sprintf("%.0f", 100*p.MachineBusy), fmt.Sprintf("%.0f", 100*p.OtherCPU), strconv.Itoa(p.Stalls), result,
 		})
 	}
 	return header, rows
