@@ -25,6 +25,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -135,6 +136,7 @@ type fleet struct {
 	lastChange int64             // mono when the last start, end or new line arrived, or a process was killed
 	watchFrom  int64             // the calm window: lines stamped from here on are changes (0: not watching)
 	changed    map[int]int       // group -> change lines in the calm window
+	changeSec  map[int]int       // second of the calm window -> change lines stamped in it
 	calmFirst  map[int]gEvent    // slot -> the first status line stamped in the calm window (its counters are the window's start)
 	crash      *crashWatch       // the kill being measured, or nil
 	status     map[[2]int]gEvent // (slot, inc) -> its last status line
@@ -378,6 +380,7 @@ func (f *fleet) changeLocked(g int, t int64) {
 	f.lastChange = mono()
 	if f.watchFrom != 0 && t >= f.watchFrom {
 		f.changed[g]++
+		f.changeSec[int((t-f.watchFrom)/int64(time.Second))]++
 	}
 }
 
@@ -785,6 +788,8 @@ func runFleet(ctx context.Context, cfg *Config, spec fleetSpec, rng *rand.Rand, 
 		return pt
 	}
 	defer f.close()
+	mon := startMonitor(f, filepath.Join(spec.dir, "machine.jsonl"))
+	defer mon.stop()
 	quiet := cfg.stableFor()
 	// startup: every process at once; electing G groups takes longer
 	// with more groups on 2 cores, so the bound grows with them
@@ -811,8 +816,10 @@ func runFleet(ctx context.Context, cfg *Config, spec fleetSpec, rng *rand.Rand, 
 	// message counts are differences of status lines)
 	f.waitStatus(ctx, 3*cfg.StatusEvery+time.Second)
 	f.mu.Lock()
-	f.watchFrom, f.changed, f.calmFirst = mono(), map[int]int{}, map[int]gEvent{}
+	f.watchFrom, f.changed, f.calmFirst, f.changeSec = mono(), map[int]int{}, map[int]gEvent{}, map[int]int{}
+	calmFrom := f.watchFrom
 	f.mu.Unlock()
+	mon.setOrigin(calmFrom)
 	a := f.sample()
 	var run []float64
 	every := max(cfg.SweepCalm/6, time.Second)
@@ -839,9 +846,11 @@ func runFleet(ctx context.Context, cfg *Config, spec fleetSpec, rng *rand.Rand, 
 	// process's first status line inside the window, not from the last
 	// one before it: that one may hold a second of the startup's elections
 	a.status = f.calmFirst
-	f.watchFrom, f.changed, f.calmFirst = 0, nil, nil
+	changeSec := f.changeSec
+	f.watchFrom, f.changed, f.calmFirst, f.changeSec = 0, nil, nil, nil
 	f.mu.Unlock()
 	calmFigures(pt, a, b, run, cfg.Heartbeat, spec)
+	machineFigures(pt, mon.window(0, float64(b.t-a.t)/1e9), changeSec)
 	if ctx.Err() != nil {
 		f.finish(pt)
 		return pt
@@ -926,17 +935,6 @@ func calmFigures(pt *FleetPoint, a, b fleetSample, run []float64, hb time.Durati
 	if b.total > a.total {
 		pt.MachineBusy = round(float64(b.busy-a.busy)/float64(b.total-a.total), 2)
 	}
-	if b.total > a.total {
-		// what the rest of the machine used meanwhile, in cores: the other
-		// processes of this machine (another engineer's tests, say)
-		mine := float64(b.redisCPU-a.redisCPU+b.selfCPU-a.selfCPU) / clkTck / dt
-		for slot, c1 := range b.cpu {
-			if c0, ok := a.cpu[slot]; ok {
-				mine += float64(c1-c0) / clkTck / dt
-			}
-		}
-		pt.OtherCPU = round(max(0, pt.MachineBusy*float64(runtime.NumCPU())-mine), 2)
-	}
 	if len(run) > 0 {
 		sum := 0.0
 		for _, r := range run {
@@ -1004,6 +1002,17 @@ func (f *fleet) finish(pt *FleetPoint) {
 		pt.Notes = append(pt.Notes, fmt.Sprintf("the shared fence refused %d stale terms (a zombie's writes a downstream would refuse), the first: %s",
 			len(f.fenceBad), f.fenceBad[0]))
 	}
+	if len(pt.CalmChanges) > 0 {
+		cs := slices.Clone(pt.CalmChanges)
+		slices.SortStableFunc(cs, func(a, b ChangeSecond) int { return b.Lines - a.Lines })
+		var parts []string
+		for _, c := range cs[:min(5, len(cs))] {
+			parts = append(parts, fmt.Sprintf("second %d: %d lines (other processes up to %.0f%% of a core, the nodes up to %.0f%%)",
+				c.Second, c.Lines, 100*c.OtherMax, 100*c.NodesMax))
+		}
+		pt.Notes = append(pt.Notes, fmt.Sprintf("%d groups changed in the calm window, in %d seconds of it; the busiest: %s",
+			pt.Spurious, len(cs), strings.Join(parts, "; ")))
+	}
 	if n := len(f.anomalies); n > 0 {
 		pt.Notes = append(pt.Notes, fmt.Sprintf("%d anomalies, the first: %s", n, f.anomalies[0]))
 	}
@@ -1014,8 +1023,8 @@ func (f *fleet) finish(pt *FleetPoint) {
 	if pt.Stalls > 0 {
 		why = append(why, fmt.Sprintf("%d stalls of 120 ms or more (the longest %.0f ms)", pt.Stalls, pt.MaxStallMs))
 	}
-	if pt.OtherCPU >= 0.2 {
-		why = append(why, fmt.Sprintf("other processes used %.0f%% of a core in the calm window", 100*pt.OtherCPU))
+	if pt.OtherCPU >= 0.2 || pt.OtherCPUMax1s >= 0.5 {
+		why = append(why, fmt.Sprintf("other processes used %.0f%% of a core in the calm window (up to %.0f%% in one second)", 100*pt.OtherCPU, 100*pt.OtherCPUMax1s))
 	}
 	if len(why) > 0 {
 		pt.Saturated = true
@@ -1218,4 +1227,212 @@ func (c *Config) fleetDefaults(set map[string]bool) error {
 	c.StallEvery = 40 * time.Millisecond
 	c.Recovery = max(30*time.Second, 20*c.PeerTimeout)
 	return nil
+}
+
+// machineSample is one look, every 250 ms, at where the machine's CPU
+// went: the fleet's processes, the kernel's interrupts and softirqs
+// (loopback networking among them), and everything else (other
+// processes: on a shared machine, another engineer's tests). In cores.
+type machineSample struct {
+	T     float64 `json:"t"` // seconds since the calm window began (negative: before it)
+	Other float64 `json:"other"`
+	IRQ   float64 `json:"irq"`
+	Redis float64 `json:"redis"`
+	Nodes float64 `json:"nodes"`
+	Self  float64 `json:"self"`
+}
+
+// monitor takes machine samples until stopped and writes them to a file.
+type monitor struct {
+	f    *fleet
+	path string
+	quit chan struct{}
+	done chan struct{}
+
+	mu      sync.Mutex // guards samples and origin
+	samples []machineSample
+	origin  int64 // mono of the calm window's start (0: not yet)
+	raw     []int64
+}
+
+func startMonitor(f *fleet, path string) *monitor {
+	m := &monitor{f: f, path: path, quit: make(chan struct{}), done: make(chan struct{})}
+	go m.loop()
+	return m
+}
+
+func (m *monitor) setOrigin(t int64) {
+	m.mu.Lock()
+	m.origin = t
+	m.mu.Unlock()
+}
+
+// stop ends the sampling and writes the samples (times relative to the
+// calm window's start) as JSON lines.
+func (m *monitor) stop() {
+	close(m.quit)
+	<-m.done
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out, err := os.Create(m.path)
+	if err != nil {
+		return
+	}
+	defer out.Close()
+	w := bufio.NewWriter(out)
+	enc := json.NewEncoder(w)
+	for i, s := range m.samples {
+		if m.origin != 0 {
+			s.T = round(float64(m.raw[i]-m.origin)/1e9, 2)
+		}
+		_ = enc.Encode(s)
+	}
+	_ = w.Flush()
+}
+
+// window returns the samples whose end lies in [from, to] seconds of the
+// calm window.
+func (m *monitor) window(from, to float64) []machineSample {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []machineSample
+	for i, s := range m.samples {
+		if m.origin == 0 {
+			break
+		}
+		s.T = float64(m.raw[i]-m.origin) / 1e9
+		if s.T > from && s.T <= to+0.01 {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func (m *monitor) loop() {
+	defer close(m.done)
+	type snap struct {
+		t           int64
+		busy, irq   int64
+		redis, self int64
+		nodes       map[int]int64 // pid -> ticks
+	}
+	take := func() snap {
+		s := snap{t: mono(), nodes: map[int]int64{}}
+		s.busy, s.irq, _ = machineCPUSplit()
+		m.f.mu.Lock()
+		procs := slices.Clone(m.f.cur)
+		m.f.mu.Unlock()
+		for _, p := range procs {
+			if p != nil {
+				if c, ok := procCPU(p.cmd.Process.Pid); ok {
+					s.nodes[p.cmd.Process.Pid] = c
+				}
+			}
+		}
+		if m.f.redis.cmd != nil {
+			s.redis, _ = procCPU(m.f.redis.cmd.Process.Pid)
+		}
+		s.self, _ = procCPU(os.Getpid())
+		return s
+	}
+	prev := take()
+	t := time.NewTicker(250 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-m.quit:
+			return
+		case <-t.C:
+		}
+		cur := take()
+		dt := float64(cur.t-prev.t) / 1e9
+		if dt <= 0 {
+			continue
+		}
+		cores := func(ticks int64) float64 { return float64(ticks) / clkTck / dt }
+		var nodes int64
+		for pid, c := range cur.nodes {
+			nodes += c - prev.nodes[pid] // a new process: all of its CPU so far
+		}
+		s := machineSample{IRQ: cores(cur.irq - prev.irq), Redis: cores(cur.redis - prev.redis),
+			Nodes: cores(nodes), Self: cores(cur.self - prev.self)}
+		s.Other = max(0, cores(cur.busy-prev.busy)-s.IRQ-s.Redis-s.Nodes-s.Self)
+		for _, p := range []*float64{&s.Other, &s.IRQ, &s.Redis, &s.Nodes, &s.Self} {
+			*p = round(*p, 3)
+		}
+		m.mu.Lock()
+		m.samples = append(m.samples, s)
+		m.raw = append(m.raw, cur.t)
+		m.mu.Unlock()
+		prev = cur
+	}
+}
+
+// machineCPUSplit returns the busy jiffies of all cores, those of them in
+// interrupts and softirqs, and the total, from /proc/stat.
+func machineCPUSplit() (busy, irq, total int64) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, 0, 0
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	return parseCPULine(line)
+}
+
+// parseCPULine reads the "cpu" line of /proc/stat: user nice system idle
+// iowait irq softirq steal guest guest_nice (guest time is already in
+// user and nice).
+func parseCPULine(line string) (busy, irq, total int64) {
+	f := strings.Fields(line)
+	if len(f) < 8 || f[0] != "cpu" {
+		return 0, 0, 0
+	}
+	for i, x := range f[1:] {
+		if i >= 8 {
+			break
+		}
+		v, _ := strconv.ParseInt(x, 10, 64)
+		total += v
+		if i != 3 && i != 4 { // idle, iowait
+			busy += v
+		}
+		if i == 5 || i == 6 {
+			irq += v
+		}
+	}
+	return busy, irq, total
+}
+
+// machineFigures fills pt's figures of the machine in the calm window, and
+// ties each second that had change lines to what other processes used in
+// it and the second before.
+func machineFigures(pt *FleetPoint, ws []machineSample, changeSec map[int]int) {
+	if len(ws) == 0 {
+		return
+	}
+	var other, irq float64
+	for i, s := range ws {
+		other += s.Other
+		irq += s.IRQ
+		if i+4 <= len(ws) { // one second: four samples
+			sum := 0.0
+			for _, x := range ws[i : i+4] {
+				sum += x.Other
+			}
+			pt.OtherCPUMax1s = max(pt.OtherCPUMax1s, round(sum/4, 2))
+		}
+	}
+	pt.OtherCPU = round(other/float64(len(ws)), 2)
+	pt.IRQCPU = round(irq/float64(len(ws)), 2)
+	secs := slices.Sorted(maps.Keys(changeSec))
+	for _, sec := range secs {
+		c := ChangeSecond{Second: sec, Lines: changeSec[sec]}
+		for _, s := range ws {
+			if s.T > float64(sec-1) && s.T <= float64(sec+1) {
+				c.OtherMax = max(c.OtherMax, s.Other)
+				c.NodesMax = max(c.NodesMax, s.Nodes)
+			}
+		}
+		pt.CalmChanges = append(pt.CalmChanges, c)
+	}
 }

@@ -341,11 +341,12 @@ func TestFleetLines(t *testing.T) {
 	assert.Len(t, f.anomalies, 2)
 
 	// the calm window counts groups with a change, by their stamps
-	f.watchFrom, f.changed = 5000, map[int]int{}
+	f.watchFrom, f.changed, f.changeSec = 5000, map[int]int{}, map[int]int{}
 	f.handle(2, 1, gEvent{T: 4999, Ev: evNew, G: 1, Leader: "", Term: 4})
 	f.handle(2, 1, gEvent{T: 5001, Ev: evNew, G: 1, Leader: "p2", Term: 4})
 	f.handle(3, 1, gEvent{T: 5002, Ev: evNew, G: 1, Leader: "p2", Term: 4})
 	assert.Equal(t, map[int]int{1: 2}, f.changed)
+	assert.Equal(t, map[int]int{0: 2}, f.changeSec)
 
 	// the window's counters start at each process's first status line in it
 	f.calmFirst = map[int]gEvent{}
@@ -376,4 +377,26 @@ func TestCalmFigures(t *testing.T) {
 	assert.Equal(t, 1.0, pt.OutPerElectorPerHB)
 	assert.Equal(t, uint64(1), pt.CalmElections)
 	assert.Equal(t, 2.0, pt.Runnable)
+}
+
+func TestMachineFigures(t *testing.T) {
+	busy, irq, total := parseCPULine("cpu  100 5 50 1000 10 7 3 0 0 0")
+	assert.Equal(t, [3]int64{165, 10, 1175}, [3]int64{busy, irq, total})
+	busy, _, total = parseCPULine("intr 1 2 3")
+	assert.Zero(t, busy+total)
+
+	var ws []machineSample
+	for i := range 12 { // 3 s; other processes use a core in the second second
+		s := machineSample{T: 0.25 * float64(i+1), Nodes: 1.2, IRQ: 0.1}
+		if i >= 4 && i < 8 {
+			s.Other = 1
+		}
+		ws = append(ws, s)
+	}
+	pt := &FleetPoint{}
+	machineFigures(pt, ws, map[int]int{1: 40, 2: 3})
+	assert.Equal(t, 0.33, pt.OtherCPU)
+	assert.Equal(t, 1.0, pt.OtherCPUMax1s)
+	assert.Equal(t, 0.1, pt.IRQCPU)
+	assert.Equal(t, []ChangeSecond{{Second: 1, Lines: 40, OtherMax: 1, NodesMax: 1.2}, {Second: 2, Lines: 3, OtherMax: 1, NodesMax: 1.2}}, pt.CalmChanges)
 }

@@ -26,27 +26,30 @@ type FleetPoint struct {
 	FirstLeaderMs float64 `json:"first_leader_ms"` // start of the processes to the first OnStartedLeading
 	StartupS      float64 `json:"startup_s"`       // to every group led and followed by every Elector
 
-	CalmS              float64   `json:"calm_s"`
-	ConnsMax           int       `json:"connections_per_process_max"` // the library's (the fence's left out), max over processes and samples
-	ConnsPerProcess    []int     `json:"connections_per_process"`     // at the last sample, by process (-1: down)
-	ConnSamples        int       `json:"connection_samples"`
-	RedisClientsMax    int       `json:"redis_clients_max"` // CLIENT LIST: every client, the fences' and the harness's one included
-	RedisCPU           float64   `json:"redis_cpu"`         // fraction of one core
-	NodeCPU            float64   `json:"node_cpu_mean"`     // per process, fraction of one core
-	NodeCPUs           []float64 `json:"node_cpu_by_process"`
-	NodeCPUMax         float64   `json:"node_cpu_max"`
-	NodeCPUPerGroup    float64   `json:"node_cpu_per_group"` // NodeCPU / Groups
-	HarnessCPU         float64   `json:"harness_cpu"`
-	PublishedPerS      float64   `json:"published_per_s"` // sums over Electors of MessagesOut
-	ReceivedPerS       float64   `json:"received_per_s"`  // and MessagesIn
-	InPerElectorPerHB  float64   `json:"in_per_elector_per_heartbeat"`
-	OutPerElectorPerHB float64   `json:"out_per_elector_per_heartbeat"`
-	Spurious           int       `json:"spurious_changes"`  // groups with any start, end or new line in the calm window
-	CalmChangeLines    int       `json:"calm_change_lines"` // those lines
-	CalmElections      uint64    `json:"calm_elections"`    // elections started in the calm window (Status().Elections)
-	MachineBusy        float64   `json:"machine_busy"`
-	OtherCPU           float64   `json:"other_cpu"` // cores used by processes other than redis-server, the nodes and the harness (machine busy x CPUs less those)
-	Runnable           float64   `json:"runnable"`
+	CalmS              float64        `json:"calm_s"`
+	ConnsMax           int            `json:"connections_per_process_max"` // the library's (the fence's left out), max over processes and samples
+	ConnsPerProcess    []int          `json:"connections_per_process"`     // at the last sample, by process (-1: down)
+	ConnSamples        int            `json:"connection_samples"`
+	RedisClientsMax    int            `json:"redis_clients_max"` // CLIENT LIST: every client, the fences' and the harness's one included
+	RedisCPU           float64        `json:"redis_cpu"`         // fraction of one core
+	NodeCPU            float64        `json:"node_cpu_mean"`     // per process, fraction of one core
+	NodeCPUs           []float64      `json:"node_cpu_by_process"`
+	NodeCPUMax         float64        `json:"node_cpu_max"`
+	NodeCPUPerGroup    float64        `json:"node_cpu_per_group"` // NodeCPU / Groups
+	HarnessCPU         float64        `json:"harness_cpu"`
+	PublishedPerS      float64        `json:"published_per_s"` // sums over Electors of MessagesOut
+	ReceivedPerS       float64        `json:"received_per_s"`  // and MessagesIn
+	InPerElectorPerHB  float64        `json:"in_per_elector_per_heartbeat"`
+	OutPerElectorPerHB float64        `json:"out_per_elector_per_heartbeat"`
+	Spurious           int            `json:"spurious_changes"`  // groups with any start, end or new line in the calm window
+	CalmChangeLines    int            `json:"calm_change_lines"` // those lines
+	CalmElections      uint64         `json:"calm_elections"`    // elections started in the calm window (Status().Elections)
+	MachineBusy        float64        `json:"machine_busy"`
+	OtherCPU           float64        `json:"other_cpu"`        // cores other processes used (the machine's busy time less the fleet's processes and the interrupts)
+	OtherCPUMax1s      float64        `json:"other_cpu_max_1s"` // the most of that in any one second
+	IRQCPU             float64        `json:"irq_cpu"`          // cores in interrupts and softirqs (loopback networking among them)
+	CalmChanges        []ChangeSecond `json:"calm_changes_by_second"`
+	Runnable           float64        `json:"runnable"`
 
 	Crashes      []CrashResult `json:"crashes"`
 	Failover     Pcts          `json:"failover_ms"` // per group the victim led, over every crash
@@ -64,6 +67,16 @@ type FleetPoint struct {
 	Failures       []string `json:"failures"`
 	Notes          []string `json:"notes"`
 	DurationS      float64  `json:"duration_s"`
+}
+
+// ChangeSecond is one second of the calm window with change lines, and
+// the most CPU that other processes and the nodes used around it (in
+// cores, over the 250 ms samples of that second and the one before).
+type ChangeSecond struct {
+	Second   int     `json:"s"`
+	Lines    int     `json:"lines"`
+	OtherMax float64 `json:"other_max"`
+	NodesMax float64 `json:"nodes_max"`
 }
 
 // CrashResult is one SIGKILL of a fleet.
