@@ -1085,7 +1085,9 @@ func groupsMain(ctx context.Context, cfg *Config, say func(string, ...any), out 
 		}
 		spec := fleetSpec{label: fmt.Sprintf("G=%d", g), procs: 3, groups: g, electors: 1, clusterSize: 3,
 			dir: filepath.Join(base, fmt.Sprintf("G%d", g))}
+		waited, quiet := waitQuiet(ctx, cfg.QuietWait)
 		pt := runFleet(ctx, cfg, spec, rng, say)
+		quietNote(pt, cfg, waited, quiet, say)
 		res.Points = append(res.Points, *pt)
 		say("%s done in %.1fs: %s", spec.label, pt.DurationS, verdict(pt.Violations, pt.Failures))
 	}
@@ -1106,7 +1108,9 @@ func crowdMain(ctx context.Context, cfg *Config, say func(string, ...any), out i
 	spec := fleetSpec{label: fmt.Sprintf("crowd %dx%d", cfg.CrowdP, cfg.CrowdE), procs: cfg.CrowdP, groups: 1,
 		electors: cfg.CrowdE, clusterSize: size, dir: base}
 	rng := rand.New(rand.NewPCG(cfg.Seed, 0x6372))
+	waited, quiet := waitQuiet(ctx, cfg.QuietWait)
 	pt := runFleet(ctx, cfg, spec, rng, say)
+	quietNote(pt, cfg, waited, quiet, say)
 	res.Points = append(res.Points, *pt)
 	return finishFleetResults(ctx, cfg, res, "crowd", out)
 }
@@ -1223,6 +1227,9 @@ func (c *Config) fleetDefaults(set map[string]bool) error {
 	}
 	if c.SweepCalm < time.Second {
 		return fmt.Errorf("-sweep-calm %v: want at least 1s", c.SweepCalm)
+	}
+	if c.QuietWait < 0 {
+		return fmt.Errorf("-quiet-wait %v: want 0 (none) or a bound", c.QuietWait)
 	}
 	c.StallEvery = 40 * time.Millisecond
 	c.Recovery = max(30*time.Second, 20*c.PeerTimeout)
@@ -1434,5 +1441,53 @@ func machineFigures(pt *FleetPoint, ws []machineSample, changeSec map[int]int) {
 			}
 		}
 		pt.CalmChanges = append(pt.CalmChanges, c)
+	}
+}
+
+// waitQuiet waits, at most max, until the rest of the machine (everything
+// but this process) has used less than 15% of a core in each of 3
+// consecutive seconds: on a shared machine, another engineer's tests
+// would otherwise share the cores with the fleet, and at nice 10 the
+// nodes lose to them. It returns how long it waited and whether the
+// machine was quiet then.
+func waitQuiet(ctx context.Context, limit time.Duration) (time.Duration, bool) {
+	if limit <= 0 {
+		return 0, true
+	}
+	start := time.Now()
+	quiet := 0
+	busy0, irq0, _ := machineCPUSplit()
+	self0, _ := procCPU(os.Getpid())
+	t0 := mono()
+	for time.Since(start) < limit && ctx.Err() == nil {
+		select {
+		case <-time.After(time.Second):
+		case <-ctx.Done():
+			return time.Since(start), false
+		}
+		busy1, irq1, _ := machineCPUSplit()
+		self1, _ := procCPU(os.Getpid())
+		t1 := mono()
+		dt := float64(t1-t0) / 1e9
+		other := float64((busy1-busy0)-(irq1-irq0)-(self1-self0)) / clkTck / dt
+		if other < 0.15 {
+			quiet++
+		} else {
+			quiet = 0
+		}
+		if quiet >= 3 {
+			return time.Since(start), true
+		}
+		busy0, irq0, self0, t0 = busy1, irq1, self1, t1
+	}
+	return time.Since(start), false
+}
+
+// quietNote records how long the point waited for a quiet machine.
+func quietNote(pt *FleetPoint, cfg *Config, waited time.Duration, quiet bool, say func(string, ...any)) {
+	pt.QuietWaitS = round(waited.Seconds(), 1)
+	if cfg.QuietWait > 0 && !quiet {
+		pt.Notes = append(pt.Notes, fmt.Sprintf("the machine was not quiet after waiting %v (-quiet-wait): other processes used 15%% of a core or more", cfg.QuietWait))
+		say("%s: started although the machine was busy after %v", pt.Label, cfg.QuietWait)
 	}
 }

@@ -63,6 +63,7 @@ func TestFleetFlags(t *testing.T) {
 	assert.Equal(t, 10, c.NodeNice)
 	assert.Equal(t, "warn", c.NodeLogLevel)
 	assert.Equal(t, time.Second, c.FenceEvery)
+	assert.Equal(t, 30*time.Second, c.QuietWait)
 
 	c, err = parseFlags([]string{"-crowd", "5x205", "-sweep-calm", "10s", "-tick", "20ms", "-node-nice", "0", "-fence-every", "0", "-out", t.TempDir()})
 	require.NoError(t, err)
@@ -82,6 +83,7 @@ func TestFleetFlags(t *testing.T) {
 		{"-sweep-groups", "1", "-algo", "lock"},
 		{"-sweep-groups", "1", "-sweep-calm", "10ms"},
 		{"-crowd", "3x3", "-fence-every", "-1s"},
+		{"-crowd", "3x3", "-quiet-wait", "-1s"},
 	} {
 		_, err := parseFlags(append(args, "-out", t.TempDir()))
 		assert.Error(t, err, "parseFlags(%q)", args)

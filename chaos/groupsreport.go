@@ -67,6 +67,7 @@ type FleetPoint struct {
 	Failures       []string `json:"failures"`
 	Notes          []string `json:"notes"`
 	DurationS      float64  `json:"duration_s"`
+	QuietWaitS     float64  `json:"quiet_wait_s"` // waited for a quiet machine before the start (-quiet-wait)
 }
 
 // ChangeSecond is one second of the calm window with change lines, and

@@ -80,6 +80,7 @@ type Config struct {
 	CrowdE        int           // Electors per process of the crowd
 	CrowdDynamic  bool          // -crowd-dynamic: ClusterSize 0 instead of P*E
 	FenceEvery    time.Duration // -fence-every: the group nodes' shared fencing check
+	QuietWait     time.Duration // -quiet-wait: before each fleet, wait at most this for a quiet machine
 	Load          int           // -load: CPU-burning processes for the whole run
 	Scale         float64       // -scale: multiplies the four timings (Config.Scale's effect)
 }
@@ -178,6 +179,7 @@ func parseFlags(args []string) (*Config, error) {
 	fs.StringVar(&c.Crowd, "crowd", "", "crowd instead of the scenarios: PxE, P processes of E Electors of ONE group, sharing one leader.Link per process, e.g. 5x205")
 	fs.BoolVar(&c.CrowdDynamic, "crowd-dynamic", false, "crowd: dynamic mode (ClusterSize 0) instead of strict mode with ClusterSize P*E")
 	fs.DurationVar(&c.FenceEvery, "fence-every", time.Second, "sweep-groups and crowd: period of each process's shared fencing check (one EVAL for all its led groups; 0: none)")
+	fs.DurationVar(&c.QuietWait, "quiet-wait", 30*time.Second, "sweep-groups and crowd: before each point, wait at most this until other processes use under 15% of a core for 3 s (a shared machine; 0: do not wait)")
 	fs.DurationVar(&c.Soak, "soak", 0, "soak instead of the scenarios: run this long with latency on every link and a periodic flap of the leader's link, sampling RSS and goroutines")
 	fs.DurationVar(&c.SoakFlapEvery, "soak-flap-every", 20*time.Second, "soak: flap the leader's link this often")
 	fs.DurationVar(&c.SoakSample, "soak-sample", 5*time.Second, "soak: sample RSS and goroutines this often")
