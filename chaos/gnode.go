@@ -83,6 +83,9 @@ type gEvent struct {
 	Reconnects uint64 `json:"reconn,omitempty"`
 	Dropped    uint64 `json:"drop,omitempty"`
 	PubErrors  uint64 `json:"puberr,omitempty"`
+	Unverified uint64 `json:"unv,omitempty"`
+	Replays    uint64 `json:"repl,omitempty"`
+	Connected  int    `json:"conn,omitempty"` // Electors whose Status().Connected
 	FenceOK    uint64 `json:"fok,omitempty"`  // terms the shared fence accepted
 	FenceBad   uint64 `json:"fbad,omitempty"` // terms it refused
 	FenceErr   uint64 `json:"ferr,omitempty"` // fence calls that failed
@@ -155,6 +158,7 @@ func gnodeMain(args []string) int {
 		fenceEvery  = fs.Duration("fence-every", time.Second, "period of the shared fencing check (0: none)")
 		logLevel    = fs.String("log-level", "warn", "library log level on stderr: debug, info, warn")
 		stallEvery  = fs.Duration("stall-every", 40*time.Millisecond, "period of the stall watch")
+		shared      = fs.Bool("link", true, "share one leader.Link among the Electors (false: each opens its own two connections, for comparison)")
 	)
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -189,7 +193,7 @@ func gnodeMain(args []string) int {
 			if *electors > 1 {
 				ge.id = fmt.Sprintf("%s.e%d", *id, e)
 			}
-			el, err := leader.New(leader.Config{
+			cfg := leader.Config{
 				Link:              link,
 				Group:             "g" + strconv.Itoa(g),
 				ID:                ge.id,
@@ -203,7 +207,11 @@ func gnodeMain(args []string) int {
 				OnNewLeader: func(l string, term uint64) {
 					emit(gEvent{Ev: evNew, G: ge.g, E: ge.e, Leader: l, Term: term})
 				},
-			})
+			}
+			if !*shared {
+				cfg.Link, cfg.Addr = nil, *addr
+			}
+			el, err := leader.New(cfg)
 			if err != nil {
 				fmt.Fprintln(os.Stderr, "gnode:", err)
 				return 2
@@ -343,6 +351,11 @@ func gStatusLoop(els []*gElector, period time.Duration, emit func(gEvent)) {
 			ev.Reconnects += s.Reconnects
 			ev.Dropped += s.Dropped
 			ev.PubErrors += s.PublishErrors
+			ev.Unverified += s.Unverified
+			ev.Replays += s.Replays
+			if s.Connected {
+				ev.Connected++
+			}
 		}
 		ev.Goroutines = runtime.NumGoroutine()
 		emit(ev)

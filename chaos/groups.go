@@ -230,6 +230,7 @@ func (f *fleet) start(slot int) error {
 		"-log-level", c.NodeLogLevel,
 		"-stall-every", c.StallEvery.String(),
 		"-fence-every", c.FenceEvery.String(),
+		"-link=" + strconv.FormatBool(!c.NoLink),
 	}
 	cmd := exec.Command(f.bin, args...)
 	if c.NodeNice > 0 {
@@ -1077,7 +1078,7 @@ func groupsMain(ctx context.Context, cfg *Config, say func(string, ...any), out 
 	base := filepath.Join(cfg.Out, "sweep-groups")
 	_ = os.RemoveAll(base)
 	res := &FleetResults{Kind: "sweep-groups", Started: started.UTC().Format(time.RFC3339), CalmS: cfg.SweepCalm.Seconds(),
-		Config: fleetConfig(cfg), Notes: []string{}, Command: "go run . " + strings.Join(os.Args[1:], " ")}
+		Config: fleetConfig(cfg), Notes: []string{}, Command: "go run . " + strings.Join(os.Args[1:], " "), Link: !cfg.NoLink}
 	rng := rand.New(rand.NewPCG(cfg.Seed, 0x6770))
 	for _, g := range cfg.Groups {
 		if ctx.Err() != nil {
@@ -1100,7 +1101,7 @@ func crowdMain(ctx context.Context, cfg *Config, say func(string, ...any), out i
 	base := filepath.Join(cfg.Out, "crowd")
 	_ = os.RemoveAll(base)
 	res := &FleetResults{Kind: "crowd", Started: started.UTC().Format(time.RFC3339), CalmS: cfg.SweepCalm.Seconds(),
-		Config: fleetConfig(cfg), Notes: []string{}, Command: "go run . " + strings.Join(os.Args[1:], " ")}
+		Config: fleetConfig(cfg), Notes: []string{}, Command: "go run . " + strings.Join(os.Args[1:], " "), Link: !cfg.NoLink}
 	size := cfg.CrowdP * cfg.CrowdE
 	if cfg.CrowdDynamic {
 		size = 0

@@ -106,7 +106,7 @@ func samplePoints() *FleetResults {
 		StartupS: 2.5, FirstLeaderMs: 640}
 	bad := FleetPoint{Label: "G=10", Processes: 3, Groups: 10, ElectorsPerProcess: 1, CalmS: 60, ConnsMax: 20, ConnSamples: 7,
 		RedisCPU: 1.2, Spurious: 2, Failures: []string{"crash 1: 1 of the 5 groups p1 led had no new leader"}, Saturated: true}
-	return &FleetResults{Kind: "sweep-groups", Command: "go run . -sweep-groups 10,1000", Config: ResultsConfig{LeaseMs: 300, Seed: 7},
+	return &FleetResults{Kind: "sweep-groups", Link: true, Command: "go run . -sweep-groups 10,1000", Config: ResultsConfig{LeaseMs: 300, Seed: 7},
 		Points: []FleetPoint{ok, bad}}
 }
 

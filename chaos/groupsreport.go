@@ -93,6 +93,7 @@ type CrashResult struct {
 // FleetResults is sweep-groups.json or crowd.json.
 type FleetResults struct {
 	Kind     string        `json:"kind"` // "sweep-groups" or "crowd"
+	Link     bool          `json:"link"` // the Electors of a process share one leader.Link (false: -no-link)
 	Command  string        `json:"command"`
 	Config   ResultsConfig `json:"config"`
 	CalmS    float64       `json:"calm_s"`
@@ -267,6 +268,9 @@ func fleetMarkdown(res *FleetResults, header []string, rows [][]string) string {
 	c := res.Config
 	title := map[string]string{"sweep-groups": "Group sweep: 3 processes, G groups, one Link per process",
 		"crowd": "Crowd: one group, many Electors per process, one Link per process"}[res.Kind]
+	if !res.Link {
+		title += " (NO: -no-link, two connections per Elector)"
+	}
 	fmt.Fprintf(&b, "# %s\n\n", title)
 	fmt.Fprintf(&b, "`%s` (started %s, %.0f s, seed %d; heartbeat %d ms, lease %d ms, peer timeout %d ms, jitter %d ms, tick %.0f ms, calm window %.0f s, %d CPUs)\n\n",
 		res.Command, res.Started, res.ElapsedS, c.Seed, c.HeartbeatMs, c.LeaseMs, c.PeerTimeoutMs, c.JitterMs, c.TickMs, res.CalmS, c.CPUs)
@@ -430,7 +434,8 @@ func writeFleetSVG(path string, res *FleetResults) error {
 		return os.WriteFile(path, []byte(b.String()), 0o644)
 	}
 	fmt.Fprintf(&b, `<rect width="100%%" height="100%%" fill="white"/><text x="10" y="20" font-size="14" font-weight="bold">%s</text>`+"\n",
-		svgEsc("Group sweep: 3 processes, one Link each, G groups (x: G, equally spaced)"))
+		svgEsc(map[bool]string{true: "Group sweep: 3 processes, one Link each, G groups (x: G, equally spaced)",
+			false: "Group sweep: 3 processes, NO Link (-no-link), G groups (x: G, equally spaced)"}[res.Link]))
 	var cats []string
 	for _, p := range pts {
 		c := strconv.Itoa(p.Groups)

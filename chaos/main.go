@@ -81,6 +81,7 @@ type Config struct {
 	CrowdDynamic  bool          // -crowd-dynamic: ClusterSize 0 instead of P*E
 	FenceEvery    time.Duration // -fence-every: the group nodes' shared fencing check
 	QuietWait     time.Duration // -quiet-wait: before each fleet, wait at most this for a quiet machine
+	NoLink        bool          // -no-link: the group nodes' Electors open their own connections (a comparison)
 	Load          int           // -load: CPU-burning processes for the whole run
 	Scale         float64       // -scale: multiplies the four timings (Config.Scale's effect)
 }
@@ -180,6 +181,7 @@ func parseFlags(args []string) (*Config, error) {
 	fs.BoolVar(&c.CrowdDynamic, "crowd-dynamic", false, "crowd: dynamic mode (ClusterSize 0) instead of strict mode with ClusterSize P*E")
 	fs.DurationVar(&c.FenceEvery, "fence-every", time.Second, "sweep-groups and crowd: period of each process's shared fencing check (one EVAL for all its led groups; 0: none)")
 	fs.DurationVar(&c.QuietWait, "quiet-wait", 30*time.Second, "sweep-groups and crowd: before each point, wait at most this until other processes use under 15% of a core for 3 s (a shared machine; 0: do not wait)")
+	fs.BoolVar(&c.NoLink, "no-link", false, "sweep-groups and crowd: every Elector opens its own two connections instead of sharing the process's leader.Link (a comparison)")
 	fs.DurationVar(&c.Soak, "soak", 0, "soak instead of the scenarios: run this long with latency on every link and a periodic flap of the leader's link, sampling RSS and goroutines")
 	fs.DurationVar(&c.SoakFlapEvery, "soak-flap-every", 20*time.Second, "soak: flap the leader's link this often")
 	fs.DurationVar(&c.SoakSample, "soak-sample", 5*time.Second, "soak: sample RSS and goroutines this often")
@@ -401,17 +403,21 @@ func harnessMain(args []string) int {
 		what = fmt.Sprintf("sweep over %s nodes (calm %v, %d crashes each, tick %v, status every %v, node logs at %s)",
 			cfg.Sweep, cfg.SweepCalm, cfg.SweepCrashes, cfg.Tick, cfg.StatusEvery, cfg.NodeLogLevel)
 	}
+	links := "one Link each"
+	if cfg.NoLink {
+		links = "NO Link: two connections per Elector"
+	}
 	switch {
 	case cfg.SweepGroups != "":
-		what = fmt.Sprintf("group sweep over %s groups (3 processes, one Link each, strict ClusterSize 3; calm %v, %d crashes each, tick %v, fence every %v, node logs at %s)",
-			cfg.SweepGroups, cfg.SweepCalm, cfg.SweepCrashes, cfg.Tick, cfg.FenceEvery, cfg.NodeLogLevel)
+		what = fmt.Sprintf("group sweep over %s groups (3 processes, %s, strict ClusterSize 3; calm %v, %d crashes each, tick %v, fence every %v, node logs at %s)",
+			cfg.SweepGroups, links, cfg.SweepCalm, cfg.SweepCrashes, cfg.Tick, cfg.FenceEvery, cfg.NodeLogLevel)
 	case cfg.Crowd != "":
 		size := fmt.Sprintf("strict ClusterSize %d", cfg.CrowdP*cfg.CrowdE)
 		if cfg.CrowdDynamic {
 			size = "dynamic mode"
 		}
-		what = fmt.Sprintf("crowd of %d processes x %d Electors in one group (one Link each, %s; calm %v, %d crashes, tick %v, fence every %v, node logs at %s)",
-			cfg.CrowdP, cfg.CrowdE, size, cfg.SweepCalm, cfg.SweepCrashes, cfg.Tick, cfg.FenceEvery, cfg.NodeLogLevel)
+		what = fmt.Sprintf("crowd of %d processes x %d Electors in one group (%s, %s; calm %v, %d crashes, tick %v, fence every %v, node logs at %s)",
+			cfg.CrowdP, cfg.CrowdE, links, size, cfg.SweepCalm, cfg.SweepCrashes, cfg.Tick, cfg.FenceEvery, cfg.NodeLogLevel)
 	}
 	if cfg.NodeNice > 0 {
 		what += fmt.Sprintf(", nodes at nice %d", cfg.NodeNice)
