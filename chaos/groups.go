@@ -802,8 +802,12 @@ func runFleet(ctx context.Context, cfg *Config, spec fleetSpec, rng *rand.Rand, 
 			return pt
 		}
 	}
-	if ok, why := f.waitStable(ctx, true, quiet, startBound); !ok {
+	ok, why := f.waitStable(ctx, true, quiet, startBound)
+	f.startupFigures(pt, mon)
+	if !ok {
 		fail("no stable leader in every group within %v of the start: %s", startBound, why)
+		pt.Notes = append(pt.Notes, fmt.Sprintf("in the %.0f s of the start, the nodes used %.2f cores and redis-server %.2f; the Electors received %d valid messages, dropped %d as replays (late or repeated) and %d otherwise, and started %d elections",
+			pt.Startup.Seconds, pt.Startup.NodeCPU, pt.Startup.RedisCPU, pt.Startup.MsgsIn, pt.Startup.Replays, pt.Startup.Dropped, pt.Startup.Elections))
 		f.finish(pt)
 		return pt
 	}
@@ -1298,6 +1302,13 @@ func (m *monitor) stop() {
 	_ = w.Flush()
 }
 
+// all returns every sample so far.
+func (m *monitor) all() []machineSample {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return slices.Clone(m.samples)
+}
+
 // window returns the samples whose end lies in [from, to] seconds of the
 // calm window.
 func (m *monitor) window(from, to float64) []machineSample {
@@ -1490,5 +1501,30 @@ func quietNote(pt *FleetPoint, cfg *Config, waited time.Duration, quiet bool, sa
 	if cfg.QuietWait > 0 && !quiet {
 		pt.Notes = append(pt.Notes, fmt.Sprintf("the machine was not quiet after waiting %v (-quiet-wait): other processes used 15%% of a core or more", cfg.QuietWait))
 		say("%s: started although the machine was busy after %v", pt.Label, cfg.QuietWait)
+	}
+}
+
+// startupFigures fills pt.Startup: the machine samples and the status
+// lines of the processes from their start until now.
+func (f *fleet) startupFigures(pt *FleetPoint, mon *monitor) {
+	ws := mon.all()
+	if n := len(ws); n > 0 {
+		for _, s := range ws {
+			pt.Startup.NodeCPU += s.Nodes
+			pt.Startup.RedisCPU += s.Redis
+			pt.Startup.OtherCPU += s.Other
+		}
+		pt.Startup.Seconds = round(float64(n)/4, 1)
+		pt.Startup.NodeCPU = round(pt.Startup.NodeCPU/float64(n), 2)
+		pt.Startup.RedisCPU = round(pt.Startup.RedisCPU/float64(n), 2)
+		pt.Startup.OtherCPU = round(pt.Startup.OtherCPU/float64(n), 2)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, st := range f.status {
+		pt.Startup.MsgsIn += st.MsgsIn
+		pt.Startup.Replays += st.Replays
+		pt.Startup.Dropped += st.Dropped
+		pt.Startup.Elections += st.Elections
 	}
 }

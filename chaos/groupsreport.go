@@ -23,8 +23,9 @@ type FleetPoint struct {
 	ElectorsPerProcess int    `json:"electors_per_process"` // per group
 	ClusterSize        int    `json:"cluster_size"`         // 0: dynamic mode
 
-	FirstLeaderMs float64 `json:"first_leader_ms"` // start of the processes to the first OnStartedLeading
-	StartupS      float64 `json:"startup_s"`       // to every group led and followed by every Elector
+	FirstLeaderMs float64        `json:"first_leader_ms"` // start of the processes to the first OnStartedLeading
+	Startup       StartupFigures `json:"startup"`
+	StartupS      float64        `json:"startup_s"` // to every group led and followed by every Elector
 
 	CalmS              float64        `json:"calm_s"`
 	ConnsMax           int            `json:"connections_per_process_max"` // the library's (the fence's left out), max over processes and samples
@@ -68,6 +69,19 @@ type FleetPoint struct {
 	Notes          []string `json:"notes"`
 	DurationS      float64  `json:"duration_s"`
 	QuietWaitS     float64  `json:"quiet_wait_s"` // waited for a quiet machine before the start (-quiet-wait)
+}
+
+// StartupFigures are the start of a fleet until every group was stable
+// (or the bound): CPU in cores, and the sums of the status counters.
+type StartupFigures struct {
+	Seconds   float64 `json:"s"`
+	NodeCPU   float64 `json:"node_cpu"`
+	RedisCPU  float64 `json:"redis_cpu"`
+	OtherCPU  float64 `json:"other_cpu"`
+	MsgsIn    uint64  `json:"messages_in"`
+	Replays   uint64  `json:"replays"`
+	Dropped   uint64  `json:"dropped"`
+	Elections uint64  `json:"elections"`
 }
 
 // ChangeSecond is one second of the calm window with change lines, and
