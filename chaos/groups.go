@@ -804,6 +804,7 @@ func runFleet(ctx context.Context, cfg *Config, spec fleetSpec, rng *rand.Rand, 
 	}
 	ok, why := f.waitStable(ctx, true, quiet, startBound)
 	f.startupFigures(pt, mon)
+	f.sampleConns(pt)
 	if !ok {
 		fail("no stable leader in every group within %v of the start: %s", startBound, why)
 		pt.Notes = append(pt.Notes, fmt.Sprintf("in the %.0f s of the start, the nodes used %.2f cores and redis-server %.2f; the Electors received %d valid messages, dropped %d as replays (late or repeated) and %d otherwise, and started %d elections",
