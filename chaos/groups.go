@@ -115,6 +115,7 @@ type crashWatch struct {
 	oldTerm  map[int]uint64 // group -> the victim's term
 	newTerm  map[int]uint64 // group -> the new leader's term
 	newBy    map[int]string // group -> the new leader
+	newSlot  map[int]int    // group -> its process
 }
 
 // fleet owns the processes and the redis-server of one point of the
@@ -393,7 +394,7 @@ func (f *fleet) evidenceLocked(g, slot int, t int64, term uint64, id string) {
 		return
 	}
 	if v, ok := cw.evidence[g]; ok && (v == 0 || t < v) {
-		cw.evidence[g], cw.newTerm[g], cw.newBy[g] = t, term, id
+		cw.evidence[g], cw.newTerm[g], cw.newBy[g], cw.newSlot[g] = t, term, id, slot
 	}
 }
 
@@ -533,7 +534,7 @@ func (f *fleet) killForCrash(slot int) int {
 		return 0
 	}
 	cw := &crashWatch{victim: slot, evidence: map[int]int64{}, oldTerm: map[int]uint64{}, newTerm: map[int]uint64{},
-		newBy: map[int]string{}}
+		newBy: map[int]string{}, newSlot: map[int]int{}}
 	for g, l := range f.active {
 		if l != nil && l.slot == slot {
 			cw.evidence[g], cw.oldTerm[g] = 0, l.term
@@ -562,7 +563,7 @@ func (f *fleet) killForCrash(slot int) int {
 // waitFailover waits until every group of the crash watch has evidence of
 // a new leader, or the timeout; it returns the failovers in ms (one per
 // group that had one) and the groups that had none.
-func (f *fleet) waitFailover(ctx context.Context, timeout time.Duration) (ms []float64, missing int, termsUp float64) {
+func (f *fleet) waitFailover(ctx context.Context, timeout time.Duration) (ms []float64, missing int, termsUp float64, takenBy map[string]int) {
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) && ctx.Err() == nil {
 		f.mu.Lock()
@@ -586,6 +587,10 @@ func (f *fleet) waitFailover(ctx context.Context, timeout time.Duration) (ms []f
 	cw := f.crash
 	f.crash = nil
 	n := 0
+	takenBy = map[string]int{}
+	for _, slot := range cw.newSlot {
+		takenBy[fmt.Sprintf("p%d", slot)]++
+	}
 	for g, v := range cw.evidence {
 		if v == 0 {
 			missing++
@@ -599,7 +604,7 @@ func (f *fleet) waitFailover(ctx context.Context, timeout time.Duration) (ms []f
 		termsUp /= float64(n)
 	}
 	slices.Sort(ms)
-	return ms, missing, termsUp
+	return ms, missing, termsUp, takenBy
 }
 
 // fleetSample is a snapshot of the counters a calm window differences.
@@ -881,7 +886,8 @@ func runFleet(ctx context.Context, cfg *Config, spec fleetSpec, rng *rand.Rand, 
 		}
 		cr := CrashResult{Victim: fmt.Sprintf("p%d", victim)}
 		cr.Led = f.killForCrash(victim)
-		ms, missing, up := f.waitFailover(ctx, cfg.recoveryTimeout())
+		ms, missing, up, taken := f.waitFailover(ctx, cfg.recoveryTimeout())
+		cr.TakenBy = taken
 		cr.Recovered = len(ms)
 		cr.Failover = summarize(ms)
 		cr.TermsUp = round(up, 2)
@@ -898,8 +904,8 @@ func runFleet(ctx context.Context, cfg *Config, spec fleetSpec, rng *rand.Rand, 
 		ok, why := f.waitStable(ctx, true, quiet, max(cfg.recoveryTimeout(), startBound))
 		cr.RestartS = round(time.Since(tr).Seconds()-quiet.Seconds(), 2)
 		pt.Crashes = append(pt.Crashes, cr)
-		say("%s: crash %d/%d of %s (led %d groups): failover p50 %.0f p99 %.0f max %.0f ms over %d groups, %.2f terms each; all stable %.2fs after its restart",
-			spec.label, k, cfg.SweepCrashes, cr.Victim, cr.Led, cr.Failover.P50, cr.Failover.P99, cr.Failover.Max, cr.Recovered, cr.TermsUp, cr.RestartS)
+		say("%s: crash %d/%d of %s (led %d groups): failover p50 %.0f p99 %.0f max %.0f ms over %d groups, %.2f terms each, taken over by %s; all stable %.2fs after its restart",
+			spec.label, k, cfg.SweepCrashes, cr.Victim, cr.Led, cr.Failover.P50, cr.Failover.P99, cr.Failover.Max, cr.Recovered, cr.TermsUp, takenText(cr.TakenBy), cr.RestartS)
 		if !ok {
 			if ctx.Err() == nil {
 				fail("crash %d: not every group stable after %s restarted: %s; the remaining crashes are skipped", k, cr.Victim, why)

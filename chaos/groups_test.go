@@ -102,7 +102,7 @@ func TestP99OverLease(t *testing.T) {
 func samplePoints() *FleetResults {
 	ok := FleetPoint{Label: "G=1000", Processes: 3, Groups: 1000, ElectorsPerProcess: 1, CalmS: 60, ConnsMax: 2, ConnSamples: 7,
 		RedisCPU: 0.42, NodeCPU: 0.3, NodeCPUPerGroup: 0.0003, Failover: Pcts{P50: 290, P99: 330, Max: 345, N: 1000},
-		P99OverLease: 1.1, Crashes: []CrashResult{{Victim: "p1", Led: 340, Recovered: 340}, {Victim: "p2", Led: 335, Recovered: 334}},
+		P99OverLease: 1.1, Crashes: []CrashResult{{Victim: "p1", Led: 340, Recovered: 340}, {Victim: "p2", Led: 335, Recovered: 334, TakenBy: map[string]int{"p3": 34, "p1": 300}}},
 		StartupS: 2.5, FirstLeaderMs: 640}
 	bad := FleetPoint{Label: "G=10", Processes: 3, Groups: 10, ElectorsPerProcess: 1, CalmS: 60, ConnsMax: 20, ConnSamples: 7,
 		RedisCPU: 1.2, Spurious: 2, Failures: []string{"crash 1: 1 of the 5 groups p1 led had no new leader"}, Saturated: true}
@@ -178,7 +178,7 @@ func TestFleetOutputs(t *testing.T) {
 	md := fleetMarkdown(res, header, rows)
 	assert.Contains(t, md, "# Group sweep")
 	assert.Contains(t, md, "`go run . -sweep-groups 10,1000`")
-	assert.Contains(t, md, "| G=1000 | 2 | p2 | 335 | 334 |")
+	assert.Contains(t, md, "| G=1000 | 2 | p2 | 335 | 334 | p1 300, p3 34 |")
 	assert.Contains(t, md, "- G=10: MISSED")
 	for _, kind := range []string{"sweep-groups", "crowd"} {
 		res.Kind = kind
@@ -316,13 +316,14 @@ func TestFleetLines(t *testing.T) {
 
 	// a crash of p1, measured: p3 starts leading g0 at 1000, first tick at 1005
 	f.crash = &crashWatch{victim: 1, at: 500, evidence: map[int]int64{0: 0}, oldTerm: map[int]uint64{0: 2},
-		newTerm: map[int]uint64{}, newBy: map[int]string{}}
+		newTerm: map[int]uint64{}, newBy: map[int]string{}, newSlot: map[int]int{}}
 	f.cur[0] = nil
 	f.active[0] = nil
 	f.handle(1, 1, gEvent{T: 600, Ev: evStart, G: 0, Term: 9}) // a late line of the dead incarnation: no evidence
 	f.handle(3, 1, gEvent{T: 1000, Ev: evStart, G: 0, Term: 3})
 	f.handle(3, 1, gEvent{T: 1005, T1: 1006, Ev: evLead, G: 0, Term: 3})
-	ms, missing, up := f.waitFailover(t.Context(), time.Second)
+	ms, missing, up, taken := f.waitFailover(t.Context(), time.Second)
+	assert.Equal(t, map[string]int{"p3": 1}, taken)
 	assert.Equal(t, []float64{500.0 / 1e6}, ms)
 	assert.Equal(t, 0, missing)
 	assert.Equal(t, 1.0, up)
@@ -401,4 +402,9 @@ func TestMachineFigures(t *testing.T) {
 	assert.Equal(t, 1.0, pt.OtherCPUMax1s)
 	assert.Equal(t, 0.1, pt.IRQCPU)
 	assert.Equal(t, []ChangeSecond{{Second: 1, Lines: 40, OtherMax: 1, NodesMax: 1.2}, {Second: 2, Lines: 3, OtherMax: 1, NodesMax: 1.2}}, pt.CalmChanges)
+}
+
+func TestTakenText(t *testing.T) {
+	assert.Equal(t, "none", takenText(nil))
+	assert.Equal(t, "p2 7, p1 3, p3 3", takenText(map[string]int{"p3": 3, "p1": 3, "p2": 7}))
 }

@@ -7,7 +7,9 @@ package main
 import (
 	"fmt"
 	"io"
+	"maps"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -96,12 +98,28 @@ type ChangeSecond struct {
 
 // CrashResult is one SIGKILL of a fleet.
 type CrashResult struct {
-	Victim    string  `json:"victim"`
-	Led       int     `json:"led"`       // groups it led
-	Recovered int     `json:"recovered"` // of those, with a new leader in time
-	Failover  Pcts    `json:"failover_ms"`
-	TermsUp   float64 `json:"terms_up"`  // mean growth of the term per group (1: one election)
-	RestartS  float64 `json:"restart_s"` // its restart to every group stable again
+	Victim    string         `json:"victim"`
+	Led       int            `json:"led"`       // groups it led
+	Recovered int            `json:"recovered"` // of those, with a new leader in time
+	Failover  Pcts           `json:"failover_ms"`
+	TermsUp   float64        `json:"terms_up"`  // mean growth of the term per group (1: one election)
+	RestartS  float64        `json:"restart_s"` // its restart to every group stable again
+	TakenBy   map[string]int `json:"taken_by"`  // process -> of the groups it led, how many a process took over
+}
+
+// takenText says which processes took a crash's groups over: "p1 340,
+// p2 2" (most first).
+func takenText(m map[string]int) string {
+	if len(m) == 0 {
+		return "none"
+	}
+	keys := slices.Sorted(maps.Keys(m))
+	slices.SortStableFunc(keys, func(a, b string) int { return m[b] - m[a] })
+	var parts []string
+	for _, k := range keys {
+		parts = append(parts, fmt.Sprintf("%s %d", k, m[k]))
+	}
+	return strings.Join(parts, ", ")
 }
 
 // FleetResults is sweep-groups.json or crowd.json.
@@ -290,11 +308,11 @@ func fleetMarkdown(res *FleetResults, header []string, rows [][]string) string {
 		res.Command, res.Started, res.ElapsedS, c.Seed, c.HeartbeatMs, c.LeaseMs, c.PeerTimeoutMs, c.JitterMs, c.TickMs, res.CalmS, c.CPUs)
 	b.WriteString(markdownTable(header, rows))
 	b.WriteString("\nCrashes (SIGKILL of the process leading the most groups; failover per group it led, from the kill to the first start or true tick of a new leader):\n\n")
-	ch := []string{"point", "crash", "victim", "groups led", "with a new leader", "failover p50 ms", "p99 ms", "max ms", "terms up per group", "restart to stable s"}
+	ch := []string{"point", "crash", "victim", "groups led", "with a new leader", "taken over by", "failover p50 ms", "p99 ms", "max ms", "terms up per group", "restart to stable s"}
 	var cr [][]string
 	for _, p := range res.Points {
 		for i, x := range p.Crashes {
-			cr = append(cr, []string{p.Label, strconv.Itoa(i + 1), x.Victim, strconv.Itoa(x.Led), strconv.Itoa(x.Recovered),
+			cr = append(cr, []string{p.Label, strconv.Itoa(i + 1), x.Victim, strconv.Itoa(x.Led), strconv.Itoa(x.Recovered), takenText(x.TakenBy),
 				fmt.Sprintf("%.0f", x.Failover.P50), fmt.Sprintf("%.0f", x.Failover.P99), fmt.Sprintf("%.0f", x.Failover.Max),
 				fmt.Sprintf("%.2f", x.TermsUp), fmt.Sprintf("%.2f", x.RestartS)})
 		}
