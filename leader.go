@@ -1515,22 +1515,30 @@ func (c *core) preferred(now time.Time) bool {
 	return true
 }
 
-// pickSuccessor returns the live peer that can stand and acked most
-// recently, or "" if there is none.
+// pickSuccessor returns a live peer that can stand and acked one of the
+// last two heartbeats acked by any (or, if none did, acked most recently),
+// or "" if there is none.
 func (c *core) pickSuccessor(now time.Time) string {
 	s := &c.st
-	best, bestAck, bestRank := "", uint64(0), uint64(0)
+	var top uint64
+	for _, p := range s.peers {
+		if !p.observer && now.Sub(p.heard) < c.cfg.PeerTimeout {
+			top = max(top, p.acked)
+		}
+	}
+	best, bestRank := "", uint64(0)
 	for id, p := range s.peers {
-		if p.observer || now.Sub(p.heard) >= c.cfg.PeerTimeout {
+		if p.observer || now.Sub(p.heard) >= c.cfg.PeerTimeout || p.acked+1 < top {
 			continue
 		}
-		// Among nodes equally up to date, a rank drawn from the group and
-		// the ID, not the ID alone: with many groups on the same nodes, the
-		// lowest ID would be every group's heir, and a crash would hand
-		// one process all of the dead one's elections at once.
+		// Among the nodes that are up to date, a rank drawn from the group
+		// and the ID: with many groups on the same nodes, the lowest ID,
+		// or the node that acks a moment sooner, would be every group's
+		// heir, and a crash would hand one process all of the dead one's
+		// elections at once.
 		rank := heirRank(c.channel, id)
-		if best == "" || p.acked > bestAck || (p.acked == bestAck && (rank < bestRank || rank == bestRank && id < best)) {
-			best, bestAck, bestRank = id, p.acked, rank
+		if best == "" || rank < bestRank || rank == bestRank && id < best {
+			best, bestRank = id, rank
 		}
 	}
 	return best

@@ -4381,18 +4381,20 @@ func TestHeirStandsFirst(t *testing.T) {
 	}
 }
 
-// TestHeirsSpreadOverNodes: with many groups on the same three nodes, each
-// acking alike, the leaders' heirs spread over the two followers instead
-// of all falling on the lowest ID, so that a crash of the leaders' process
-// does not hand one process all of their elections at once.
+// TestHeirsSpreadOverNodes: with many groups on the same nodes, the
+// leaders' heirs spread over the followers that are up to date (acked one
+// of the last two heartbeats) instead of all falling on the lowest ID or
+// the quickest acker, so that a crash of the leaders' process does not
+// hand one process all of their elections at once.
 func TestHeirsSpreadOverNodes(t *testing.T) {
 	heirs := map[string]int{}
 	for g := range 100 {
 		c := offlineCore(t, Config{ID: "p0", Group: "g" + strconv.Itoa(g), ClusterSize: 3})
 		now := time.Now()
-		for _, id := range []string{"p1", "p2"} {
-			c.st.peers[id] = &peer{heard: now, since: now, acked: 7}
-		}
+		// p2 acks a moment sooner: one heartbeat ahead of p1.
+		c.st.peers["p1"] = &peer{heard: now, since: now, acked: 7}
+		c.st.peers["p2"] = &peer{heard: now, since: now, acked: 8}
+		c.st.peers["p3"] = &peer{heard: now, since: now, acked: 5} // behind: never the heir
 		heirs[c.pickSuccessor(now)]++
 	}
 	t.Logf("heirs of 100 groups: %v", heirs)
