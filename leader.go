@@ -1557,10 +1557,18 @@ func heirRank(channel, id string) uint64 {
 
 // nameHeir returns the heir a leader names in its heartbeat: the one it
 // named before while that one still acks (one of the last two heartbeats),
-// else the best successor now. Keeping the same heir keeps followers agreed.
+// unless the best successor now is another that has been heard without a
+// break for a PeerTimeout; else the best successor now. Keeping the same
+// heir keeps followers agreed; moving to a steady better one spreads the
+// heirs of many groups again over a node that came back.
 func (c *core) nameHeir(now time.Time) string {
 	s := &c.st
 	if p := s.peers[s.heir]; s.heir != "" && p != nil && p.acked+2 >= s.seq && now.Sub(p.heard) < c.cfg.PeerTimeout {
+		best := c.pickSuccessor(now)
+		if q := s.peers[best]; best == "" || best == s.heir || q == nil || now.Sub(q.since) < c.cfg.PeerTimeout {
+			return s.heir
+		}
+		s.heir = best
 		return s.heir
 	}
 	s.heir = c.pickSuccessor(now)

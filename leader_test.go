@@ -4404,6 +4404,28 @@ func TestHeirsSpreadOverNodes(t *testing.T) {
 	}
 }
 
+// TestHeirMovesToASteadyBetterNode: a leader keeps its heir while that one
+// acks, until a node it ranks higher has been heard without a break for a
+// PeerTimeout (a process that came back after a crash), so that the heirs
+// of many groups spread over it again.
+func TestHeirMovesToASteadyBetterNode(t *testing.T) {
+	group := ""
+	for g := 0; group == ""; g++ {
+		if ch := groupChannel("g"+strconv.Itoa(g), 0); heirRank(ch, "p2") < heirRank(ch, "p1") {
+			group = "g" + strconv.Itoa(g)
+		}
+	}
+	c := offlineCore(t, Config{ID: "p0", Group: group, ClusterSize: 3})
+	now := time.Now()
+	s := &c.st
+	s.seq, s.heir = 9, "p1"
+	c.st.peers["p1"] = &peer{heard: now, since: now.Add(-time.Minute), acked: 9}
+	c.st.peers["p2"] = &peer{heard: now, since: now.Add(-defaultPeerTimeout / 2), acked: 9} // came back just now
+	assert.Equal(t, "p1", c.nameHeir(now), "moved to a node heard for only half a PeerTimeout")
+	c.st.peers["p2"].since = now.Add(-defaultPeerTimeout)
+	assert.Equal(t, "p2", c.nameHeir(now), "kept its heir after a better node was heard for a PeerTimeout")
+}
+
 // TestLateAckNeverActivates: a quorum's acks that the loop handles late
 // (it was starved, or the inbox was long) must be judged at the time they
 // are handled. Received in time but handled a second later, after the
