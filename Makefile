@@ -7,8 +7,8 @@
 #   make chaos-both   every chaos scenario for the library and the Redis lock baseline, side by side
 #   make sweep        scale sweep: 3 to 129 node processes on one Redis (about 4.5 min on 2 cores)
 #   make sweep-groups 3 processes, each running G Electors (groups g0..) over ONE shared leader.Link, for G in SWEEP_GROUPS
-#                     (1,10,100,1000): connections per process, Redis and node CPU, spurious changes, failover (about 6 min on 2 cores)
-#   make crowd        one group of P x E Electors (CROWD=5x205: 5 processes of 205, one Link each): CPU, messages, failover (about 2 min)
+#                     (1,10,100,1000): connections per process, Redis and node CPU, spurious changes, failover (about 5 min on 2 cores)
+#   make crowd        one group of P x E Electors (CROWD=5x205: 5 processes of 205, one Link each): CPU, messages, failover (1 to 2 min)
 #   make soak         10 minutes of 5 nodes under latency and periodic flaps: flat memory and goroutines? (SOAK=10m)
 #   make bench        hot-path benchmarks of leader.go
 #   make fuzz         fuzz the decoder and the state machine (FUZZTIME=5m)
