@@ -4215,8 +4215,22 @@ func (l *link) receive(c redis.Conn) (subscribed bool) {
 	// the leader its acks), which proves the link as well as a PONG, and a
 	// PING per node per interval would double Redis's work and wake every
 	// node twice as often.
+	//
+	// The loop reads without a deadline: redigo would set one per message,
+	// and under a flood of junk that is a fifth of the CPU the heartbeats
+	// queued behind it wait for. A dead link shows as silence instead:
+	// nothing for a PeerTimeout, PINGs included, and the connection is
+	// closed, which ends the read.
+	start := time.Since(l.base)
+	var stalled atomic.Bool
 	stop := l.keepAlive(c, l.hb(), func() error {
-		if time.Since(l.stamp(&l.recvAt)) < l.hb() {
+		quiet := time.Since(l.base) - max(time.Duration(l.recvAt.Load()), start)
+		if quiet >= l.pt() {
+			stalled.Store(true)
+			_ = c.Close()
+			return errStalled
+		}
+		if quiet < l.hb() {
 			return nil
 		}
 		l.sub.Lock()
@@ -4246,64 +4260,71 @@ func (l *link) receive(c redis.Conn) (subscribed bool) {
 		return false
 	}
 	for {
-		v := receivePush(c, l.pt())
-		if _, failed := v.(error); !failed {
+		p := receivePush(c, 0)
+		if p.err != nil && stalled.Load() {
+			p.err = errStalled
+		}
+		if p.err == nil {
 			l.mark(&l.recvAt)
 		}
-		switch v := v.(type) {
-		case redis.Message:
-			l.deliver(v.Channel, v.Data)
-		case redis.Subscription:
-			switch v.Kind {
-			case "subscribe", "ssubscribe":
-				subscribed = true
-				l.confirmed()
-			case "sunsubscribe":
-				// Unasked (an Elector's own link never unsubscribes, and a
-				// Link's unsubscribes only channels nobody routes): the
-				// slot moved off this node (a failover or a resharding),
-				// and this connection no longer hears the group.
-				if l.onCluster() {
-					for _, r := range (*l.routes.Load())[v.Channel] {
-						l.sub.Lock()
-						confirmed := l.sub.state[r]
-						delete(l.sub.state, r)
-						l.sub.Unlock()
-						if confirmed {
-							r.send(event{kind: evDisconnected})
-						}
-						l.move(r, "", true)
+		switch p.kind {
+		case "message":
+			l.deliver(p.channel, p.data)
+		case "subscribe", "ssubscribe":
+			subscribed = true
+			l.confirmed()
+		case "unsubscribe", "pong":
+		case "sunsubscribe":
+			// Unasked (an Elector's own link never unsubscribes, and a
+			// Link's unsubscribes only channels nobody routes): the
+			// slot moved off this node (a failover or a resharding),
+			// and this connection no longer hears the group.
+			if l.onCluster() {
+				for _, r := range (*l.routes.Load())[string(p.channel)] {
+					l.sub.Lock()
+					confirmed := l.sub.state[r]
+					delete(l.sub.state, r)
+					l.sub.Unlock()
+					if confirmed {
+						r.send(event{kind: evDisconnected})
 					}
-					continue
+					l.move(r, "", true)
 				}
-				for _, r := range l.runs() {
-					r.e.nRedirects.Add(1)
+				continue
+			}
+			for _, r := range l.runs() {
+				r.e.nRedirects.Add(1)
+			}
+			l.logf(slog.LevelInfo, "Redis Cluster moved the group's slot; redialling at once", "from", l.primary.Load())
+			l.switched(c, true)
+			return subscribed
+		default:
+			if rerr, ok := p.err.(redis.Error); ok {
+				if !l.onCluster() && l.redirected(c, rerr) {
+					return subscribed
 				}
-				l.logf(slog.LevelInfo, "Redis Cluster moved the group's slot; redialling at once", "from", l.primary.Load())
-				l.switched(c, true)
-				return subscribed
+				if !l.refused(c, rerr) {
+					l.noteError("receive", rerr)
+					return subscribed
+				}
+				continue
 			}
-		case redis.Pong:
-		case redis.Error:
-			if !l.onCluster() && l.redirected(c, v) {
-				return subscribed
-			}
-			if !l.refused(c, v) {
-				l.noteError("receive", v)
-				return subscribed
-			}
-		case error:
-			if l.redirected(c, v) {
+			err := p.err
+			if l.redirected(c, err) {
 				return subscribed
 			}
 			if !subscribed {
-				v = dialHint(v) // the connection's first answer
+				err = dialHint(err) // the connection's first answer
 			}
-			l.noteError("receive", v)
+			l.noteError("receive", err)
 			return subscribed
 		}
 	}
 }
+
+// errStalled ends a subscribed connection that delivered nothing, not even
+// the answer to a PING, for a PeerTimeout.
+var errStalled = fmt.Errorf("nothing from Redis for a PeerTimeout, not even a PONG: %w", os.ErrDeadlineExceeded)
 
 // ask subscribes r on the current connection, unless it asked already.
 // The caller holds l.sub and flushes.
@@ -4392,11 +4413,16 @@ func (l *link) refused(c redis.Conn, err redis.Error) bool {
 // with its own reader (its replay window); the decoding and the signature
 // check are done once for all of those with the same keys (many Electors
 // of one group in a process would otherwise repeat them for every one).
-func (l *link) deliver(channel string, data []byte) {
+func (l *link) deliver(ch []byte, data []byte) {
+	runs := (*l.routes.Load())[string(ch)]
+	if len(runs) == 0 {
+		return
+	}
+	channel := runs[0].channel(ch) // its own string: no allocation per message
 	var decoded message
 	var err error
 	keys, done := "", false
-	for _, r := range (*l.routes.Load())[channel] {
+	for _, r := range runs {
 		e := r.e
 		if !done || r.rd.keys != keys {
 			decoded, keys, done = message{}, r.rd.keys, true
@@ -4420,6 +4446,16 @@ func (l *link) deliver(channel string, data []byte) {
 			e.nDropped.Add(1) // the state machine is behind: shed load
 		}
 	}
+}
+
+// channel returns r's name for ch, one of the channels it listens on.
+func (r *run) channel(ch []byte) string {
+	for _, name := range r.channels {
+		if name == string(ch) {
+			return name
+		}
+	}
+	return string(ch)
 }
 
 // unverified counts and logs a message whose signature failed (err), and
@@ -5169,43 +5205,48 @@ func (l *link) redirectedOne(r *run, err error) bool {
 	return true
 }
 
+// push is one frame of a subscribed connection.
+type push struct {
+	kind    string // message (classic or sharded), subscribe, ssubscribe, unsubscribe, sunsubscribe or pong; "" when err is set
+	channel []byte // the channel of a message or a (un)subscribe frame
+	data    []byte // a message's payload
+	err     error  // a redis.Error reply (the connection stays usable), or why the read failed
+}
+
 // receivePush reads one push of a subscribed connection, classic or
-// sharded, in the types redigo's PubSubConn returns. That one knows neither
-// the sharded frames nor the plain PONG that a PING gets on a connection
-// whose last channel was unsubscribed (a Link whose Electors all left for
-// a moment). An error reply comes back as a redis.Error, and the
-// connection stays usable.
-func receivePush(c redis.Conn, timeout time.Duration) any {
+// sharded. redigo's PubSubConn knows neither the sharded frames nor the
+// plain PONG that a PING gets on a connection whose last channel was
+// unsubscribed (a Link whose Electors all left for a moment). It returns
+// a value and keeps the channel as bytes: under a flood of junk every
+// allocation per message is CPU that the heartbeats queued behind it wait
+// for.
+func receivePush(c redis.Conn, timeout time.Duration) push {
 	v, err := redis.ReceiveWithTimeout(c, timeout)
 	if err != nil {
-		return err
+		return push{err: err}
 	}
 	if s, ok := v.(string); ok && s == "PONG" {
-		return redis.Pong{}
+		return push{kind: "pong"}
 	}
-	f, err := redis.Values(v, nil)
-	if err != nil || len(f) < 2 {
-		return fmt.Errorf("leader: unexpected reply on a subscribed connection: %T", v)
+	f, _ := v.([]any)
+	if len(f) < 2 {
+		return push{err: fmt.Errorf("leader: unexpected reply on a subscribed connection: %T", v)}
 	}
-	kind, _ := redis.String(f[0], nil)
-	switch {
-	case (kind == "message" || kind == "smessage") && len(f) == 3:
-		ch, err1 := redis.String(f[1], nil)
-		data, err2 := redis.Bytes(f[2], nil)
-		if err1 == nil && err2 == nil {
-			return redis.Message{Channel: ch, Data: data}
+	kind, _ := f[0].([]byte)
+	ch, chOK := f[1].([]byte)
+	switch string(kind) {
+	case "message", "smessage":
+		if data, ok := f[len(f)-1].([]byte); ok && chOK && len(f) == 3 {
+			return push{kind: "message", channel: ch, data: data}
 		}
-	case (kind == "subscribe" || kind == "ssubscribe" || kind == "unsubscribe" || kind == "sunsubscribe") && len(f) == 3:
-		ch, err1 := redis.String(f[1], nil)
-		n, err2 := redis.Int(f[2], nil)
-		if err1 == nil && err2 == nil {
-			return redis.Subscription{Kind: kind, Channel: ch, Count: n}
+	case "subscribe", "ssubscribe", "unsubscribe", "sunsubscribe":
+		if _, ok := f[len(f)-1].(int64); ok && chOK && len(f) == 3 {
+			return push{kind: string(kind), channel: ch}
 		}
-	case kind == "pong":
-		data, _ := redis.String(f[1], nil)
-		return redis.Pong{Data: data}
+	case "pong":
+		return push{kind: "pong"}
 	}
-	return fmt.Errorf("leader: unexpected %q push on a subscribed connection", kind)
+	return push{err: fmt.Errorf("leader: unexpected %q push on a subscribed connection", kind)}
 }
 
 // keySlot is the Redis Cluster hash slot of key: CRC16 (XMODEM) of its

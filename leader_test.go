@@ -4087,6 +4087,47 @@ func BenchmarkIsLeader(b *testing.B) {
 	}
 }
 
+// BenchmarkJunk is one junk message published on a group's channel and
+// dropped by a subscribed Elector, on a real redis-server: the subscriber's
+// read, the push's parse and the decode that refuses it. (The publisher runs
+// in the same process; its allocations count too.) Under a flood this is the
+// CPU that the heartbeats queued behind the junk wait for.
+func BenchmarkJunk(b *testing.B) {
+	r := startRedis(b)
+	e, err := New(Config{Addr: r.Addr, Group: "bench", ID: "n1"})
+	require.NoError(b, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- e.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	require.True(b, poll(10*time.Second, func() bool { return e.Status().Connected }), "not subscribed")
+	c, err := redis.Dial("tcp", r.Addr)
+	require.NoError(b, err)
+	defer c.Close()
+	junk := make([][]byte, 64) // 16 to 79 bytes, none a message
+	for i := range junk {
+		junk[i] = bytes.Repeat([]byte{byte(i)}, 16+i)
+	}
+	refused := func() uint64 { s := e.Status(); return s.Dropped + s.Unverified }
+	base := refused()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for sent := 0; sent < b.N; {
+		k := min(1000, b.N-sent)
+		for i := range k {
+			_ = c.Send("PUBLISH", "leader:{bench}", junk[(sent+i)%len(junk)])
+		}
+		require.NoError(b, c.Flush())
+		for range k {
+			_, err := c.Receive()
+			require.NoError(b, err)
+		}
+		sent += k
+	}
+	require.True(b, poll(30*time.Second, func() bool { return refused()-base >= uint64(b.N) }),
+		"refused %d of %d", refused()-base, b.N)
+}
+
 // ---------------------------------------------------------------------------
 // Examples
 
