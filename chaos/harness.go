@@ -712,6 +712,20 @@ func (r *Recorder) snapshot() ([]Event, []Fault) {
 
 // termOf returns the ID of slot's current process and the highest term its
 // status reports showed.
+// leastLease returns the least lease left (Event.LeaseLeft) that a status
+// report stamped in [from, to] shows, and false if none showed one.
+func (r *Recorder) leastLease(from, to int64) (time.Duration, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	least := int64(-1)
+	for _, ev := range r.events {
+		if ev.Ev == evStatus && ev.LeaseLeft > 0 && ev.T >= from && ev.T <= to && (least < 0 || ev.LeaseLeft < least) {
+			least = ev.LeaseLeft
+		}
+	}
+	return time.Duration(least) * time.Microsecond, least >= 0
+}
+
 func (r *Recorder) termOf(slot int) (string, uint64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -90,6 +90,7 @@ type Event struct {
 	Replays     uint64 `json:"repl,omitempty"`     // status: verified messages dropped as repeats or stale
 	LeasesLost  uint64 `json:"lost,omitempty"`     // status: step-downs because the lease lapsed
 	HandOvers   uint64 `json:"hand,omitempty"`     // status: step-downs by a handover
+	LeaseLeft   int64  `json:"left,omitempty"`     // status: while active, the least Status().LeaseLeft (µs) polled since the last report
 	Goroutines  int    `json:"gor,omitempty"`      // status: runtime.NumGoroutine() of the node process
 	Msg         string `json:"msg,omitempty"`      // anomaly/exit/proc-exit
 	Scenario    string `json:"scenario,omitempty"` // set in events.jsonl only
@@ -381,7 +382,8 @@ func nodeMain(args []string) int {
 		return Event{Ev: evStatus, Term: s.Term, Leader: l, LTerm: lt, Heir: s.Heir, State: s.State.String(),
 			Active: s.Active, Connected: s.Connected, Elections: s.Elections, StepDowns: s.StepDowns,
 			Reconnects: s.Reconnects, MsgsIn: s.MessagesIn, MsgsOut: s.MessagesOut, Dropped: s.Dropped,
-			Unverified: s.Unverified, Replays: s.Replays, LeasesLost: s.LeasesLost, HandOvers: s.HandOvers}
+			Unverified: s.Unverified, Replays: s.Replays, LeasesLost: s.LeasesLost, HandOvers: s.HandOvers,
+			LeaseLeft: s.LeaseLeft.Microseconds()}
 	}, *statusEvery, out)
 	go stallLoop(out.emit, *stallEvery)
 
@@ -445,14 +447,18 @@ func statusLoop(snap func() Event, period time.Duration, out *emitter) {
 	t := time.NewTicker(poll)
 	defer t.Stop()
 	var last Event
-	var lastAt int64
+	var lastAt, least int64
 	for range t.C {
 		ev := snap()
 		now := mono()
+		if ev.Active && (least == 0 || ev.LeaseLeft < least) {
+			least = max(ev.LeaseLeft, 1)
+		}
 		changed := ev.Term != last.Term || ev.Leader != last.Leader || ev.LTerm != last.LTerm || ev.State != last.State || ev.Active != last.Active
 		if !changed && now-lastAt < int64(period) {
 			continue
 		}
+		ev.LeaseLeft, least = least, 0
 		ev.Goroutines = runtime.NumGoroutine()
 		ev.T = now
 		out.emit(ev)

@@ -284,14 +284,19 @@ var scenarios = []Scenario{
 			t.R.SameTerm, t.R.NoElections, t.R.NoStepDowns = true, true, true
 			t.R.Dropped = floodSize
 			fi := t.fault(fmt.Sprintf("flood of %d", floodSize), all...)
+			from := mono()
 			took, err := t.h.Flood(t.ctx, "leader:{"+t.rec.group+"}", floodSize, t.rng)
 			t.endFault(fi)
 			if err != nil {
 				t.abort(err)
 			}
-			t.R.Notes = append(t.R.Notes, fmt.Sprintf("trial %d: %d junk messages published in %v (%.0f/s)",
-				t.R.Trial, floodSize, took.Round(time.Millisecond), floodSize/took.Seconds()))
 			t.sleep(t.cfg.PeerTimeout) // the nodes drain what is queued, and report
+			margin := "no status report showed it"
+			if least, ok := t.rec.leastLease(from, mono()); ok {
+				margin = fmt.Sprintf("least lease left %v of %v", least.Round(time.Millisecond), t.cfg.Lease)
+			}
+			t.R.Notes = append(t.R.Notes, fmt.Sprintf("trial %d: %d junk messages published in %v (%.0f/s); the leader's %s",
+				t.R.Trial, floodSize, took.Round(time.Millisecond), floodSize/took.Seconds(), margin))
 			t.waitStable(ep, "after the flood")
 		}},
 	{Name: "amnesia", Trials: 3, Algos: []string{algoQuasiRaft},
