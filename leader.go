@@ -4218,19 +4218,19 @@ func (l *link) receive(c redis.Conn) (subscribed bool) {
 	//
 	// The loop reads without a deadline: redigo would set one per message,
 	// and under a flood of junk that is a fifth of the CPU the heartbeats
-	// queued behind it wait for. A dead link shows as silence instead:
-	// nothing for a PeerTimeout, PINGs included, and the connection is
-	// closed, which ends the read.
-	start := time.Since(l.base)
+	// queued behind it wait for. The keepalive times the reads instead: one
+	// that has waited a PeerTimeout, PINGs unanswered, closes the
+	// connection, which ends it. (Not the time since the last message: a
+	// loop that is behind, in a busy process, is not a dead link.)
+	var waiting atomic.Int64 // when the read under way began; 0 between reads
 	var stalled atomic.Bool
 	stop := l.keepAlive(c, l.hb(), func() error {
-		quiet := time.Since(l.base) - max(time.Duration(l.recvAt.Load()), start)
-		if quiet >= l.pt() {
+		if w := waiting.Load(); w != 0 && time.Since(l.base)-time.Duration(w) >= l.pt() {
 			stalled.Store(true)
 			_ = c.Close()
 			return errStalled
 		}
-		if quiet < l.hb() {
+		if time.Since(l.stamp(&l.recvAt)) < l.hb() {
 			return nil
 		}
 		l.sub.Lock()
@@ -4260,7 +4260,9 @@ func (l *link) receive(c redis.Conn) (subscribed bool) {
 		return false
 	}
 	for {
+		waiting.Store(int64(time.Since(l.base)))
 		p := receivePush(c, 0)
+		waiting.Store(0)
 		if p.err != nil && stalled.Load() {
 			p.err = errStalled
 		}
@@ -4322,8 +4324,8 @@ func (l *link) receive(c redis.Conn) (subscribed bool) {
 	}
 }
 
-// errStalled ends a subscribed connection that delivered nothing, not even
-// the answer to a PING, for a PeerTimeout.
+// errStalled ends a subscribed connection whose read waited a PeerTimeout
+// for anything, the answer to a PING included.
 var errStalled = fmt.Errorf("nothing from Redis for a PeerTimeout, not even a PONG: %w", os.ErrDeadlineExceeded)
 
 // ask subscribes r on the current connection, unless it asked already.

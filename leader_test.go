@@ -3741,7 +3741,10 @@ func TestTermKeyFailureNeverFallsBack(t *testing.T) {
 // proxy at sub when that command is SUBSCRIBE (the Elector's subscriber),
 // through the one at pub otherwise (its publisher). A test can so cut or
 // heal a node's two connections one at a time, as when Redis closes only
-// the subscriber (an output buffer limit, CLIENT KILL TYPE pubsub).
+// the subscriber (an output buffer limit, CLIENT KILL TYPE pubsub). The
+// check a link makes of every connection from Dial (CLIENT INFO) is
+// answered on a connection of its own, through pub, so that it does not
+// pick the route.
 type routedConn struct {
 	sub, pub string
 	timeout  time.Duration
@@ -3770,7 +3773,23 @@ func (rc *routedConn) Send(cmd string, args ...any) error {
 	return c.Send(cmd, args...)
 }
 
+// probe answers the check a link makes of a fresh connection from Dial
+// (CLIENT INFO: which DB) on a connection of its own, so that the command
+// after it, SUBSCRIBE or not, picks the route.
+func (rc *routedConn) probe(d time.Duration, cmd string, args ...any) (any, error) {
+	c, err := redis.Dial("tcp", rc.pub, redis.DialConnectTimeout(time.Second),
+		redis.DialReadTimeout(d), redis.DialWriteTimeout(d))
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	return c.Do(cmd, args...)
+}
+
 func (rc *routedConn) Do(cmd string, args ...any) (any, error) {
+	if rc.c == nil && strings.EqualFold(cmd, "CLIENT") {
+		return rc.probe(rc.timeout, cmd, args...)
+	}
 	c, err := rc.conn(cmd)
 	if err != nil {
 		return nil, err
@@ -3779,6 +3798,9 @@ func (rc *routedConn) Do(cmd string, args ...any) (any, error) {
 }
 
 func (rc *routedConn) DoWithTimeout(d time.Duration, cmd string, args ...any) (any, error) {
+	if rc.c == nil && strings.EqualFold(cmd, "CLIENT") {
+		return rc.probe(d, cmd, args...)
+	}
 	c, err := rc.conn(cmd)
 	if err != nil {
 		return nil, err
