@@ -694,7 +694,7 @@ type Status struct {
 	Heir      string        // the node the leader names to stand first if it is lost; "" when none
 	Active    bool          // IsLeader() at the time of the snapshot
 	LeaseLeft time.Duration // time left on the lease; 0 unless Active
-	LivePeers []string      // other nodes heard within PeerTimeout, sorted; a follower hears only the leader while it is healthy
+	LivePeers []string      // other nodes heard within PeerTimeout, sorted; a follower hears only the leader while it is healthy, and in strict mode only candidates without one
 	Nodes     int           // live nodes in the group, this one included: the leader's count, as the leader last reported it
 	Connected bool          // subscribed, and this node's own messages echo back
 
@@ -2491,6 +2491,17 @@ func (c *core) sendHeartbeat(now time.Time) {
 		m.To = c.nameHeir(now)
 	} else if s.leader != "" {
 		m.Seq, m.To = s.leaderSeq, s.leader
+	}
+	if s.role != Leader && c.cfg.ClusterSize > 0 {
+		// In strict mode the quorum is fixed, and what a follower's
+		// broadcast tells the others (that it is live) counts for
+		// nothing: it would cost N² deliveries a round before a first
+		// leader and after a crash, which 1025 Electors on a small
+		// machine cannot afford. It publishes to its own channel instead:
+		// the echo still proves its link both ways.
+		s.lastSent = now
+		c.publishTo(c.selfChan, m)
+		return
 	}
 	c.publish(m, now)
 }

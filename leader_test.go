@@ -4376,6 +4376,36 @@ func TestElectionBackoff(t *testing.T) {
 	assert.Equal(t, jit, c.jitter(), "a leader's heartbeat resets the backoff")
 }
 
+// TestStrictFollowerBroadcastsToItself drives the core without Redis: a
+// follower without a leader publishes a heartbeat every PeerTimeout/3. In
+// dynamic mode it goes to the group channel (the others count it for the
+// quorum); in strict mode only to the node's own channel, whose echo proves
+// its link, since a broadcast would cost N² deliveries for a count that
+// does not decide the quorum.
+func TestStrictFollowerBroadcastsToItself(t *testing.T) {
+	for _, size := range []int{0, 3} {
+		c := offlineCore(t, Config{ID: "me", ClusterSize: size})
+		at := time.Now()
+		var to []string
+		for d := time.Duration(0); d <= defaultPeerTimeout; d += defaultHeartbeatInterval / 2 {
+			out, _ := c.tick(at.Add(d))
+			for _, o := range out {
+				if o.kind == outPublish && o.msg.Type == msgHeartbeat {
+					to = append(to, o.channel)
+				}
+			}
+		}
+		want := c.channel
+		if size > 0 {
+			want = c.selfChan
+		}
+		require.NotEmpty(t, to, "ClusterSize %d: no heartbeat in a PeerTimeout", size)
+		for _, ch := range to {
+			assert.Equal(t, want, ch, "ClusterSize %d", size)
+		}
+	}
+}
+
 // TestStalledNodeVotesButWaitsToStand: a node whose own loop stalled (a
 // pause, CPU starvation) still grants a vote, since it forgot nothing, but
 // does not campaign itself until it has listened for a PeerTimeout again.
