@@ -104,7 +104,7 @@ import (
 // Version is the version of this file, for the copies of it that vendor
 // it. It changes with every release that changes behaviour or the wire
 // format.
-const Version = "0.6.0"
+const Version = "0.7.0"
 
 // Defaults for the zero values of Config. They satisfy the lease inequality
 // LeaseTimeout < PeerTimeout with a wide margin and give a failover of about
@@ -4506,7 +4506,8 @@ func (r *run) unverified(channel string, m *message, err error) bool {
 
 // keepAlive calls ping every period, so that a dead link shows as a
 // receive timeout (ping may skip a connection that was heard from
-// recently); when the link stops it closes c, which unblocks a receive. The
+// recently, and the subscriber's ends a read that waited too long, see
+// receive); when the link stops it closes c, which unblocks a receive. The
 // returned stop ends it, closing c too, and waits for it.
 func (l *link) keepAlive(c redis.Conn, period time.Duration, ping func() error) (stop func()) {
 	done := make(chan struct{})
