@@ -736,6 +736,9 @@ type Elector struct {
 
 	base time.Time            // origin of the stamps of its messages (monotonic)
 	lk   atomic.Pointer[link] // the connections, once Run started
+	// local holds the IDs of the Electors of this group on the same Link
+	// (the same process), nil when there are none; see pickSuccessor.
+	local atomic.Pointer[map[string]bool]
 }
 
 // New checks cfg, fills in defaults, and returns an Elector ready to Run.
@@ -1105,6 +1108,9 @@ type core struct {
 	// shell before each step (see Elector.syncLink).
 	pubOK  time.Time // last answered PUBLISH
 	recvAt time.Time // last thing the subscription delivered
+	// The IDs of the nodes of this group in this process (sharing its
+	// Link), this one included; nil when it has none.
+	local map[string]bool
 }
 
 // outKind says what an output asks the shell to do.
@@ -1517,7 +1523,7 @@ func (c *core) preferred(now time.Time) bool {
 
 // pickSuccessor returns a live peer that can stand and acked one of the
 // last two heartbeats acked by any (or, if none did, acked most recently),
-// or "" if there is none.
+// in another process if there is one such, or "" if there is none.
 func (c *core) pickSuccessor(now time.Time) string {
 	s := &c.st
 	var top uint64
@@ -1526,19 +1532,21 @@ func (c *core) pickSuccessor(now time.Time) string {
 			top = max(top, p.acked)
 		}
 	}
-	best, bestRank := "", uint64(0)
+	best, bestRank, bestLocal := "", uint64(0), false
 	for id, p := range s.peers {
 		if p.observer || now.Sub(p.heard) >= c.cfg.PeerTimeout || p.acked+1 < top {
 			continue
 		}
-		// Among the nodes that are up to date, a rank drawn from the group
-		// and the ID: with many groups on the same nodes, the lowest ID,
-		// or the node that acks a moment sooner, would be every group's
-		// heir, and a crash would hand one process all of the dead one's
-		// elections at once.
-		rank := heirRank(c.channel, id)
-		if best == "" || rank < bestRank || rank == bestRank && id < best {
-			best, bestRank = id, rank
+		// Among the nodes that are up to date, one in another process
+		// first: a crash takes all of a process's Electors, heir and
+		// leader alike, and a SIGTERM resigns them all at once. Then a
+		// rank drawn from the group and the ID: with many groups on the
+		// same nodes, the lowest ID, or the node that acks a moment
+		// sooner, would be every group's heir, and a crash would hand one
+		// process all of the dead one's elections at once.
+		rank, local := heirRank(c.channel, id), c.local[id]
+		if best == "" || bestLocal && !local || local == bestLocal && (rank < bestRank || rank == bestRank && id < best) {
+			best, bestRank, bestLocal = id, rank, local
 		}
 	}
 	return best
@@ -3146,6 +3154,10 @@ func (r *run) step(f func(c *core, now time.Time) []output) {
 // syncLink hands the core the link's evidence that it works. The caller
 // holds e.mu.
 func (e *Elector) syncLink() {
+	e.c.local = nil
+	if p := e.local.Load(); p != nil {
+		e.c.local = *p
+	}
 	if l := e.lk.Load(); l != nil {
 		e.c.pubOK, e.c.recvAt = l.stamp(&l.pubOK), l.stamp(&l.recvAt)
 	}
@@ -3876,6 +3888,7 @@ func (l *link) leave(r *run) (confirmed bool) {
 	l.members.runs = slices.DeleteFunc(l.members.runs, func(x *run) bool { return x == r })
 	l.reroute()
 	l.members.Unlock()
+	r.e.local.Store(nil)
 	l.sub.Lock()
 	defer l.sub.Unlock()
 	confirmed = l.sub.state[r]
@@ -3927,6 +3940,21 @@ func (l *link) reroute() map[string][]*run {
 		}
 	}
 	l.routes.Store(&routes)
+	// Tell the Electors of a group that share this Link who the others
+	// are: one map per such group (a process may run 1000 groups of one
+	// Elector each, or one group of 200).
+	local := map[string]*map[string]bool{}
+	for _, r := range l.members.runs {
+		ch := r.channels[0] // the group's channel
+		if rs := routes[ch]; len(rs) > 1 && local[ch] == nil {
+			ids := make(map[string]bool, len(rs))
+			for _, x := range rs {
+				ids[x.e.cfg.ID] = true
+			}
+			local[ch] = &ids
+		}
+		r.e.local.Store(local[ch])
+	}
 	return routes
 }
 

@@ -62,6 +62,7 @@ package leader
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -4495,6 +4496,62 @@ func TestHeirsSpreadOverNodes(t *testing.T) {
 	for id, n := range heirs {
 		assert.GreaterOrEqual(t, n, 30, "%s is the heir of %d of 100 groups", id, n)
 	}
+}
+
+// TestHeirLeavesTheProcess: among the followers that are up to date, the
+// heir is one in another process (not on the leader's Link) even when one
+// in the leader's own process ranks higher: a crash of the process takes
+// both.
+func TestHeirLeavesTheProcess(t *testing.T) {
+	for g := range 20 {
+		c := offlineCore(t, Config{ID: "p0", Group: "g" + strconv.Itoa(g), ClusterSize: 3})
+		now := time.Now()
+		for _, id := range []string{"p1", "p2", "q1", "q2"} {
+			c.st.peers[id] = &peer{heard: now, since: now, acked: 8}
+		}
+		c.st.peers["q3"] = &peer{heard: now, since: now, acked: 5} // behind: never the heir
+		c.local = map[string]bool{"p0": true, "p1": true, "p2": true}
+		heir := c.pickSuccessor(now)
+		assert.Contains(t, []string{"q1", "q2"}, heir, "group g%d: the heir is in the leader's process", g)
+		c.local = map[string]bool{"p0": true, "p1": true, "p2": true, "q1": true, "q2": true}
+		assert.NotEmpty(t, c.pickSuccessor(now), "group g%d: no heir when every follower shares the process", g)
+	}
+}
+
+// TestLinkHeirInAnotherProcess runs one group of 5 on two Links (two
+// processes): 3 Electors on one, 2 on the other. The IDs are chosen so that
+// the two best-ranked heirs are on the first Link, where the leader is
+// elected: its heir must still be on the second one.
+func TestLinkHeirInAnotherProcess(t *testing.T) {
+	r := startRedis(t)
+	c := newClusterOn(t, r, "heirs")
+	var ids []string
+	for i := range 20 {
+		ids = append(ids, "n"+strconv.Itoa(i))
+	}
+	ch := c.channel()
+	slices.SortFunc(ids, func(a, b string) int { return cmp.Compare(heirRank(ch, a), heirRank(ch, b)) })
+	first, second := ids[:3], ids[3:5] // the three best ranks, then the next two
+	on := func(l *Link) func(*Config) {
+		return func(cfg *Config) { cfg.Addr, cfg.Link, cfg.ClusterSize, cfg.Scale = "", l, 5, 3 }
+	}
+	l1, l2 := &Link{Addr: r.Addr}, &Link{Addr: r.Addr}
+	var nodes []*node
+	for _, id := range first {
+		nodes = append(nodes, c.start(id, on(l1)))
+	}
+	c.waitLeader(nodes...) // 3 of ClusterSize 5: the first Link elects alone
+	for _, id := range second {
+		nodes = append(nodes, c.start(id, on(l2)))
+	}
+	ldr, _ := c.waitStable(calm, nodes...)
+	require.Contains(t, first, ldr.id, "the leader moved to the second Link")
+	var heir string
+	ok := poll(waitLong, func() bool {
+		heir = ldr.e.Status().Heir
+		return slices.Contains(second, heir)
+	})
+	assert.True(t, ok, "the leader %s names %q as its heir, in its own process; the other process has %v", ldr.id, heir, second)
 }
 
 // TestHeirMovesToASteadyBetterNode: a leader keeps its heir while that one
