@@ -4015,8 +4015,13 @@ func (l *link) publisher() {
 		j.r.queued.Add(-1)
 		if pc != nil && pc.dead() {
 			pc.close()
-			if pc.gen != l.switches.Load() {
-				backoff.reset() // the primary moved: redial it at once
+			if pc.gen != l.switches.Load() || pc.answered.Load() {
+				// The primary moved, or a connection that worked died (a
+				// restart of Redis, CLIENT KILL): redial at once for j.
+				// The command that found it dead is lost already, and
+				// holding back j too would lose the next heartbeat as
+				// well, which a leader's lease may not outlast.
+				backoff.reset()
 			} else {
 				backoff.failed()
 			}
@@ -4052,8 +4057,12 @@ func (l *link) publisher() {
 			l.noteError("publish", err)
 			j.r.fail(j, err)
 			pc.close()
+			if pc.answered.Load() {
+				backoff.reset() // as above: the next command redials at once
+			} else {
+				backoff.failed()
+			}
 			pc = nil
-			backoff.failed()
 		}
 	}
 }
@@ -4067,6 +4076,7 @@ type pipeline struct {
 	unflushed int
 	pending   chan job      // written, reply not yet read; in order
 	failed    chan struct{} // closed by the reader when the connection died
+	answered  atomic.Bool   // the connection answered a command: it worked
 	reader    sync.WaitGroup
 }
 
@@ -4089,6 +4099,9 @@ func (l *link) startPipeline(c redis.Conn) *pipeline {
 				l.redirected(c, err)
 			}
 			l.reply(j, v, err)
+			if c.Err() == nil {
+				pc.answered.Store(true)
+			}
 			if err != nil && c.Err() != nil {
 				// redigo closed the connection (a timeout included): fail
 				// what is still pending, and let the publisher redial.

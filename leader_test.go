@@ -3425,6 +3425,33 @@ func TestRedisDownBehindAProxy(t *testing.T) {
 	assert.Greater(t, nterm, term)
 }
 
+// TestPublisherRedialsAtOnce: a node leading alone (dynamic mode, its own
+// echo acks it) keeps its lease when Redis closes its publishing
+// connection (CLIENT KILL TYPE normal) just after a heartbeat renewed the
+// lease. The connection's death shows on the next heartbeat, which is
+// lost; the one after it must go out on a new connection. Held back by the
+// reconnect backoff as if a dial had failed, it was lost too, and two lost
+// heartbeats in a row are a lapsed lease.
+func TestPublisherRedialsAtOnce(t *testing.T) {
+	c := newCluster(t)
+	n := c.start("n1", nil)
+	c.waitLeader(n)
+	lease := n.e.cfg.LeaseTimeout
+	rc := redisClient(t, c.redis.Addr)
+	for i := range 3 {
+		require.True(t, poll(waitLong, func() bool { return n.e.Status().LeaseLeft > lease-15*time.Millisecond }),
+			"kill %d: no fresh renewal:\n%s", i, c.dump())
+		_, err := rc.Do("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+		require.NoError(t, err)
+		c.holdFor(2*lease, "after the kill", func() error {
+			if s := n.e.Status(); s.StepDowns > 0 {
+				return fmt.Errorf("kill %d: the lease lapsed (%d step-downs)", i, s.StepDowns)
+			}
+			return nil
+		})
+	}
+}
+
 // TestRejoinAfterLoneLeader cuts every node off, heals one follower, which
 // then leads alone (dynamic mode: it sees nobody else), and heals the
 // others, the old leader among them, while it leads. They come back as a node does after any Redis outage and
