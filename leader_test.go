@@ -5820,20 +5820,10 @@ func (n *simNode) healCut(pub bool) {
 	}
 }
 
-// resume ends a pause or a starvation that has run its course.
-func (n *simNode) resume(gen int) {
+// readSockets is the Redis goroutines of a process that was frozen running
+// again: they read, in order, what arrived meanwhile.
+func (n *simNode) readSockets() {
 	s := n.s
-	if n.gen != gen || !n.alive || n.frozen() || s.now < n.starvedUntil {
-		return
-	}
-	// The lease timer is overdue: it fires as the process runs again.
-	if st := &n.c.st; n.ctxLive && !(st.active && st.activeAt(n.local())) {
-		s.tracef("%s: lease timer cancels the leader context on resume", n.id)
-		n.ctxLive = false
-	}
-	// What the Redis goroutines hand over now queues behind what waits in
-	// the loop's inbox, as in the shell's one channel.
-	n.draining = true
 	// A read whose deadline passed while the process was frozen may fail
 	// before it returns the bytes that wait: that connection is lost.
 	sock := n.sock
@@ -5844,6 +5834,30 @@ func (n *simNode) resume(gen int) {
 	for _, f := range sock {
 		f()
 	}
+}
+
+// resume ends a pause or a starvation that has run its course.
+func (n *simNode) resume(gen int) {
+	s := n.s
+	if n.gen != gen || !n.alive || n.frozen() {
+		return
+	}
+	if s.now < n.starvedUntil {
+		// A pause ended within a starvation: the Redis goroutines run
+		// again, and read what waited in the sockets before anything that
+		// arrives later (their inputs queue for the starved loop).
+		n.readSockets()
+		return
+	}
+	// The lease timer is overdue: it fires as the process runs again.
+	if st := &n.c.st; n.ctxLive && !(st.active && st.activeAt(n.local())) {
+		s.tracef("%s: lease timer cancels the leader context on resume", n.id)
+		n.ctxLive = false
+	}
+	// What the Redis goroutines hand over now queues behind what waits in
+	// the loop's inbox, as in the shell's one channel.
+	n.draining = true
+	n.readSockets()
 	first := s.rnd.IntN(2) == 0
 	if first {
 		n.step(nil)
