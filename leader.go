@@ -4313,7 +4313,7 @@ func (l *link) receive(c redis.Conn) (subscribed bool) {
 	}
 	for {
 		waiting.Store(int64(time.Since(l.base)))
-		p := receivePush(c, 0)
+		p := receivePush(c)
 		waiting.Store(0)
 		if p.err != nil && stalled.Load() {
 			p.err = errStalled
@@ -5275,8 +5275,10 @@ type push struct {
 // a value and keeps the channel as bytes: under a flood of junk every
 // allocation per message is CPU that the heartbeats queued behind it wait
 // for.
-func receivePush(c redis.Conn, timeout time.Duration) push {
-	v, err := redis.ReceiveWithTimeout(c, timeout)
+func receivePush(c redis.Conn) push {
+	// No deadline, whatever read timeout Dial's connection has: the
+	// keepalive times the reads (see receive).
+	v, err := redis.ReceiveWithTimeout(c, 0)
 	if err != nil {
 		return push{err: err}
 	}
