@@ -710,8 +710,6 @@ func (r *Recorder) snapshot() ([]Event, []Fault) {
 	return slices.Clone(r.events), slices.Clone(r.faults)
 }
 
-// termOf returns the ID of slot's current process and the highest term its
-// status reports showed.
 // leastLease returns the least lease left (Event.LeaseLeft) that a status
 // report stamped in [from, to] shows, and false if none showed one.
 func (r *Recorder) leastLease(from, to int64) (time.Duration, bool) {
@@ -726,6 +724,8 @@ func (r *Recorder) leastLease(from, to int64) (time.Duration, bool) {
 	return time.Duration(least) * time.Microsecond, least >= 0
 }
 
+// termOf returns the ID of slot's current process and the highest term its
+// status reports showed.
 func (r *Recorder) termOf(slot int) (string, uint64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
