@@ -148,11 +148,7 @@ func gnodeMain(args []string) int {
 		addr        = fs.String("redis", "", "Redis address (direct: no proxy)")
 		groups      = fs.Int("groups", 1, "groups g0..g{N-1}")
 		electors    = fs.Int("electors", 1, "Electors per group in this process, with distinct IDs")
-		hb          = fs.Duration("heartbeat", 0, "HeartbeatInterval")
-		lease       = fs.Duration("lease", 0, "LeaseTimeout")
-		peer        = fs.Duration("peer-timeout", 0, "PeerTimeout")
-		jitter      = fs.Duration("jitter", 0, "ElectionJitter")
-		clusterSize = fs.Int("cluster-size", 0, "ClusterSize (0: dynamic mode)")
+		tf          = addTimingFlags(fs)
 		tickEvery   = fs.Duration("tick", 50*time.Millisecond, "period of the ticks of every led group")
 		statusEvery = fs.Duration("status", time.Second, "status report period")
 		fenceEvery  = fs.Duration("fence-every", time.Second, "period of the shared fencing check (0: none)")
@@ -194,16 +190,11 @@ func gnodeMain(args []string) int {
 				ge.id = fmt.Sprintf("%s.e%d", *id, e)
 			}
 			cfg := leader.Config{
-				Link:              link,
-				Group:             "g" + strconv.Itoa(g),
-				ID:                ge.id,
-				HeartbeatInterval: *hb,
-				LeaseTimeout:      *lease,
-				PeerTimeout:       *peer,
-				ElectionJitter:    *jitter,
-				ClusterSize:       *clusterSize,
-				Logger:            logger,
-				OnStartedLeading:  ge.onStarted(emit),
+				Link:             link,
+				Group:            "g" + strconv.Itoa(g),
+				ID:               ge.id,
+				Logger:           logger,
+				OnStartedLeading: ge.onStarted(emit),
 				OnNewLeader: func(l string, term uint64) {
 					emit(gEvent{Ev: evNew, G: ge.g, E: ge.e, Leader: l, Term: term})
 				},
@@ -211,6 +202,7 @@ func gnodeMain(args []string) int {
 			if !*shared {
 				cfg.Link, cfg.Addr = nil, *addr
 			}
+			tf.apply(&cfg)
 			el, err := leader.New(cfg)
 			if err != nil {
 				fmt.Fprintln(os.Stderr, "gnode:", err)

@@ -237,6 +237,30 @@ func (e *emitter) line(v any) {
 	}
 }
 
+// timingFlags are the flags of Config's timings and ClusterSize, which
+// both node roles take (0: the library's default).
+type timingFlags struct {
+	hb, lease, peer, jitter *time.Duration
+	clusterSize             *int
+}
+
+func addTimingFlags(fs *flag.FlagSet) timingFlags {
+	return timingFlags{
+		hb:          fs.Duration("heartbeat", 0, "HeartbeatInterval"),
+		lease:       fs.Duration("lease", 0, "LeaseTimeout"),
+		peer:        fs.Duration("peer-timeout", 0, "PeerTimeout"),
+		jitter:      fs.Duration("jitter", 0, "ElectionJitter"),
+		clusterSize: fs.Int("cluster-size", 0, "ClusterSize (0: dynamic mode)"),
+	}
+}
+
+// apply sets the flags' values in cfg.
+func (tf timingFlags) apply(cfg *leader.Config) {
+	cfg.HeartbeatInterval, cfg.LeaseTimeout = *tf.hb, *tf.lease
+	cfg.PeerTimeout, cfg.ElectionJitter = *tf.peer, *tf.jitter
+	cfg.ClusterSize = *tf.clusterSize
+}
+
 // nodeMain is the entry point of the node role; it returns the exit code.
 func nodeMain(args []string) int {
 	fs := flag.NewFlagSet("node", flag.ContinueOnError)
@@ -245,11 +269,7 @@ func nodeMain(args []string) int {
 		addr        = fs.String("addr", "", "Redis address through this node's proxy")
 		direct      = fs.String("redis", "", "Redis address for fencing writes (not proxied)")
 		group       = fs.String("group", "", "election group")
-		hb          = fs.Duration("heartbeat", 0, "HeartbeatInterval")
-		lease       = fs.Duration("lease", 0, "LeaseTimeout")
-		peer        = fs.Duration("peer-timeout", 0, "PeerTimeout")
-		jitter      = fs.Duration("jitter", 0, "ElectionJitter")
-		clusterSize = fs.Int("cluster-size", 0, "ClusterSize (0: dynamic mode)")
+		tf          = addTimingFlags(fs)
 		tickEvery   = fs.Duration("tick", 5*time.Millisecond, "singleton job period")
 		statusEvery = fs.Duration("status", 100*time.Millisecond, "status report period")
 		logLevel    = fs.String("log-level", "debug", "library log level on stderr: debug, info, warn")
@@ -301,7 +321,7 @@ func nodeMain(args []string) int {
 	fenceLoc := &locator{addr: *direct, sentinels: split(*sentinels), seeds: split(*seeds),
 		timeout: 200 * time.Millisecond, connect: 100 * time.Millisecond}
 	nodeLoc := &locator{addr: *addr, sentinels: fenceLoc.sentinels, seeds: fenceLoc.seeds, addrMap: addrMap,
-		timeout: *peer, connect: *hb}
+		timeout: *tf.peer, connect: *tf.hb}
 	kFence, kOrder, kEpoch := fenceKeys(*group, fenceLoc.mode() != "")
 	f := &fencer{id: *id, kFence: kFence, kOrder: kOrder, kEpo: kEpoch, loc: fenceLoc}
 	if len(fenceLoc.sentinels) > 0 {
@@ -309,7 +329,7 @@ func nodeMain(args []string) int {
 	}
 
 	if *algo == algoLock {
-		ln := newLockNode(*id, nodeLoc, *group, *peer, *hb, out)
+		ln := newLockNode(*id, nodeLoc, *group, *tf.peer, *tf.hb, out)
 		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 		defer stop()
 		go tickLoop(ln, *id, *tickEvery, out, f)
@@ -322,19 +342,14 @@ func nodeMain(args []string) int {
 	}
 
 	cfg := leader.Config{
-		Addr:              *addr,
-		Group:             *group,
-		ID:                *id,
-		HeartbeatInterval: *hb,
-		LeaseTimeout:      *lease,
-		PeerTimeout:       *peer,
-		ElectionJitter:    *jitter,
-		ClusterSize:       *clusterSize,
-		Secret:            []byte(*secret),
-		PreviousSecret:    []byte(*previous),
-		Priority:          *priority,
-		PriorityAfter:     *prioAfter,
-		Logger:            logger,
+		Addr:           *addr,
+		Group:          *group,
+		ID:             *id,
+		Secret:         []byte(*secret),
+		PreviousSecret: []byte(*previous),
+		Priority:       *priority,
+		PriorityAfter:  *prioAfter,
+		Logger:         logger,
 		OnStartedLeading: func(ctx context.Context, term uint64) {
 			n := cbSeq.Add(1) // tells the calls apart, also two in one term
 			out.emit(Event{Ev: evStart, Term: term, Seq: n})
@@ -354,7 +369,7 @@ func nodeMain(args []string) int {
 		cfg.Sentinel = &leader.Sentinel{Addrs: nodeLoc.sentinels, MasterName: sentinelMaster,
 			Dial: func(ctx context.Context, addr string, sentinel bool) (redis.Conn, error) {
 				if sentinel {
-					return redis.DialContext(ctx, "tcp", addr, redis.DialReadTimeout(*peer), redis.DialWriteTimeout(*peer))
+					return redis.DialContext(ctx, "tcp", addr, redis.DialReadTimeout(*tf.peer), redis.DialWriteTimeout(*tf.peer))
 				}
 				return nodeLoc.dialData(ctx, addr)
 			}}
@@ -363,6 +378,7 @@ func nodeMain(args []string) int {
 		cfg.Addr = ""
 		cfg.Cluster = &leader.Cluster{Addrs: nodeLoc.seeds, Dial: nodeLoc.dialData}
 	}
+	tf.apply(&cfg)
 	el, err := leader.New(cfg)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
