@@ -1083,13 +1083,18 @@ func tickInside(x, y *lship) (int64, bool) {
 	return 0, false
 }
 
+// newFleetResults starts the results of a fleet run of kind, and empties
+// its directory under cfg.Out, which it returns.
+func newFleetResults(cfg *Config, kind string) (*FleetResults, string) {
+	base := filepath.Join(cfg.Out, kind)
+	_ = os.RemoveAll(base)
+	return &FleetResults{Kind: kind, Started: time.Now().UTC().Format(time.RFC3339), CalmS: cfg.SweepCalm.Seconds(),
+		Config: fleetConfig(cfg), Notes: []string{}, Command: "go run . " + strings.Join(os.Args[1:], " "), Link: !cfg.NoLink}, base
+}
+
 // groupsMain runs the group sweep and returns the exit code.
 func groupsMain(ctx context.Context, cfg *Config, say func(string, ...any), out io.Writer) int {
-	started := time.Now()
-	base := filepath.Join(cfg.Out, "sweep-groups")
-	_ = os.RemoveAll(base)
-	res := &FleetResults{Kind: "sweep-groups", Started: started.UTC().Format(time.RFC3339), CalmS: cfg.SweepCalm.Seconds(),
-		Config: fleetConfig(cfg), Notes: []string{}, Command: "go run . " + strings.Join(os.Args[1:], " "), Link: !cfg.NoLink}
+	res, base := newFleetResults(cfg, "sweep-groups")
 	rng := rand.New(rand.NewPCG(cfg.Seed, 0x6770))
 	for _, g := range cfg.Groups {
 		if ctx.Err() != nil {
@@ -1108,11 +1113,7 @@ func groupsMain(ctx context.Context, cfg *Config, say func(string, ...any), out 
 
 // crowdMain runs the crowd and returns the exit code.
 func crowdMain(ctx context.Context, cfg *Config, say func(string, ...any), out io.Writer) int {
-	started := time.Now()
-	base := filepath.Join(cfg.Out, "crowd")
-	_ = os.RemoveAll(base)
-	res := &FleetResults{Kind: "crowd", Started: started.UTC().Format(time.RFC3339), CalmS: cfg.SweepCalm.Seconds(),
-		Config: fleetConfig(cfg), Notes: []string{}, Command: "go run . " + strings.Join(os.Args[1:], " "), Link: !cfg.NoLink}
+	res, base := newFleetResults(cfg, "crowd")
 	size := cfg.CrowdP * cfg.CrowdE
 	if cfg.CrowdDynamic {
 		size = 0
