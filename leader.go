@@ -1045,7 +1045,10 @@ func (e *Elector) Run(ctx context.Context) error {
 //     deposing a leader that kept leading, whose majority refuses it), in
 //     dynamic mode it listens for two heartbeats only, to hear a leader
 //     of a minority that kept leading; its count of live nodes, stale
-//     from the outage, does not shrink for a PeerTimeout (rule 10). A process that has just
+//     from the outage, does not shrink for a PeerTimeout (rule 10). A vote
+//     or pre-vote request that reaches it while it listens is answered
+//     when the listening ends, if the candidate's round lasts that long,
+//     by the rules as they stand then. A process that has just
 //     started may be a restart of a node that voted with the same ID in a
 //     term still going on: it never votes in a term it saw while it first
 //     listened, and acks no leader before that listening ends (an ack promises, as a vote does, to vote for nobody
@@ -1168,6 +1171,7 @@ type state struct {
 	selfEcho     time.Time // last time one of our own messages came back
 	subscribed   bool
 	joinUntil    time.Time     // listening after a (re)subscription: no voting or standing before (rule 8)
+	held         []heldRequest // vote and pre-vote requests that came while it listened, answered when that ends
 	sizeHold     time.Time     // after a resubscription: the count of live nodes does not shrink before (rule 8)
 	startUntil   time.Time     // the end of the first listening after Run began
 	voteFloor    uint64        // the highest term seen before startUntil: no vote in it or below
@@ -1316,7 +1320,7 @@ func (c *core) subscribed(now time.Time) []output {
 	// disconnected): that count keeps what it was before the outage until
 	// a PeerTimeout after the resubscription (rule 10), or in dynamic mode
 	// a majority of what it heard would be itself alone.
-	s.subscribed = true
+	s.subscribed, s.held = true, nil
 	listen := c.cfg.PeerTimeout
 	if !s.startUntil.IsZero() {
 		listen = 2 * c.cfg.HeartbeatInterval
@@ -1341,7 +1345,7 @@ func (c *core) subscribed(now time.Time) []output {
 // disconnected: the subscription ended, with err if Redis said why.
 func (c *core) disconnected(now time.Time, err error) []output {
 	c.begin(now)
-	c.st.subscribed = false
+	c.st.subscribed, c.st.held = false, nil
 	if err != nil {
 		c.st.lastRedisErr = err.Error()
 	}
@@ -1703,16 +1707,10 @@ func (c *core) onMessage(m *message, now time.Time) {
 			// group) do not split the vote round after round.
 			c.becomeFollower(now, "yielded to "+m.From)
 		}
-		grant := m.Term > s.term && c.mayVote(m, now)
-		if grant && s.role == Follower && (s.preGrantFor != m.From || s.preGrantTerm != m.Term) {
-			// As a vote does, a granted pre-vote gives that candidate its
-			// rounds (the pre-vote's rest and the vote) before this node
-			// campaigns itself; once per candidate and term, so a copy of
-			// the request cannot keep postponing this node's campaign.
-			s.preGrantFor, s.preGrantTerm = m.From, m.Term
-			s.electionAt = now.Add(2*c.roundTimeout() + c.randDuration(c.jitter()))
+		if c.hold(m, now) {
+			return
 		}
-		c.publishTo(c.nodeChannel(m.From), message{Type: msgPreVoteReply, Term: m.Term, Seq: s.term, To: m.From, Flags: grantFlag(grant)})
+		c.onPreVoteRequest(m, now)
 	case msgPreVoteReply:
 		if m.Seq > s.term && s.role != Leader {
 			s.term, s.votedFor = m.Seq, "" // catch up; no leader known in it
@@ -1723,6 +1721,9 @@ func (c *core) onMessage(m *message, now time.Time) {
 			c.checkPreVote(now)
 		}
 	case msgVoteRequest:
+		if c.hold(m, now) {
+			return
+		}
 		c.onVoteRequest(m, now)
 	case msgVote:
 		if m.Seq > s.term {
@@ -1851,6 +1852,78 @@ func (c *core) mayVote(m *message, now time.Time) bool {
 		return false
 	}
 	return true
+}
+
+func (c *core) onPreVoteRequest(m *message, now time.Time) {
+	s := &c.st
+	grant := m.Term > s.term && c.mayVote(m, now)
+	if grant && s.role == Follower && (s.preGrantFor != m.From || s.preGrantTerm != m.Term) {
+		// As a vote does, a granted pre-vote gives that candidate its
+		// rounds (the pre-vote's rest and the vote) before this node
+		// campaigns itself; once per candidate and term, so a copy of
+		// the request cannot keep postponing this node's campaign.
+		s.preGrantFor, s.preGrantTerm = m.From, m.Term
+		s.electionAt = now.Add(2*c.roundTimeout() + c.randDuration(c.jitter()))
+	}
+	c.publishTo(c.nodeChannel(m.From), message{Type: msgPreVoteReply, Term: m.Term, Seq: s.term, To: m.From, Flags: grantFlag(grant)})
+}
+
+// heldRequest is a vote or pre-vote request that reached a node while it
+// listened after a resubscription, with when it arrived.
+type heldRequest struct {
+	m  message
+	at time.Time
+}
+
+// maxHeld bounds the requests a listening node holds: one per candidate
+// and kind, and a few candidates at most stand at once.
+const maxHeld = 8
+
+// hold keeps a vote or pre-vote request that reached a follower in the
+// listening after a resubscription, if that ends within the candidate's
+// round: it is answered then (answerHeld), judged by the rules as they
+// stand at that time, as if it had arrived then. Refused at once, it would
+// have cost the candidate its round for nothing: after a Redis restart the
+// first candidate stands while most of the others still listen. It reports
+// whether it kept m; one it does not keep is answered now.
+func (c *core) hold(m *message, now time.Time) bool {
+	s := &c.st
+	if s.role != Follower || s.joinUntil.IsZero() || !now.Before(s.joinUntil) || s.joinUntil.Sub(now) >= c.roundTimeout() {
+		return false
+	}
+	for i := range s.held {
+		if h := &s.held[i]; h.m.From == m.From && h.m.Type == m.Type {
+			*h = heldRequest{*m, now} // the newer request of that candidate
+			return true
+		}
+	}
+	if len(s.held) >= maxHeld {
+		return false
+	}
+	s.held = append(s.held, heldRequest{*m, now})
+	return true
+}
+
+// answerHeld answers, once the listening has ended, the requests hold
+// kept; those older than a round are dropped (their rounds are over).
+func (c *core) answerHeld(now time.Time) {
+	s := &c.st
+	if len(s.held) == 0 || now.Before(s.joinUntil) {
+		return
+	}
+	held := s.held
+	s.held = nil
+	for i := range held {
+		h := &held[i]
+		if now.Sub(h.at) > c.roundTimeout() {
+			continue
+		}
+		if h.m.Type == msgPreVote {
+			c.onPreVoteRequest(&h.m, now)
+		} else {
+			c.onVoteRequest(&h.m, now)
+		}
+	}
 }
 
 func (c *core) onVoteRequest(m *message, now time.Time) {
@@ -2363,6 +2436,7 @@ func (c *core) tick(now time.Time) ([]output, time.Time) {
 
 func (c *core) due(now time.Time) {
 	s := &c.st
+	c.answerHeld(now)
 	// The group size may shrink only after a PeerTimeout of listening: a
 	// node that was paused or disconnected keeps the size it knew, so it
 	// cannot make a majority of itself alone. (While it is disconnected

@@ -6432,6 +6432,42 @@ func TestCopiesChangeNothing(t *testing.T) {
 	})
 }
 
+// TestListenerAnswersWhenItsListeningEnds: a dynamic-mode node that has
+// just resubscribed listens for two heartbeats before it votes. A pre-vote
+// or vote request that reaches it then is answered when the listening
+// ends, as if it had arrived then; refused at once, it cost the candidate
+// its round: after a Redis restart the first candidate stood while most
+// of the others still listened, and the group waited a round for nothing.
+func TestListenerAnswersWhenItsListeningEnds(t *testing.T) {
+	at := time.Now()
+	reply := func(out []output) (answered, granted bool) {
+		for _, o := range out {
+			if o.kind == outPublish && o.msg.To == "cand" && (o.msg.Type == msgPreVoteReply || o.msg.Type == msgVote) {
+				answered, granted = true, granted || o.msg.Flags&flagGranted != 0
+			}
+		}
+		return answered, granted
+	}
+	for name, req := range map[string]message{
+		"pre-vote": {Type: msgPreVote, Term: 5, Inc: 7, From: "cand"},
+		"vote":     {Type: msgVoteRequest, Term: 5, Inc: 7, From: "cand"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			c := offlineCore(t, Config{ID: "v"}) // dynamic mode
+			c.subscribed(at.Add(-2 * defaultPeerTimeout))
+			c.disconnected(at.Add(-time.Second), nil)
+			c.subscribed(at) // again: it listens until at + 2 heartbeats
+			require.True(t, c.st.joinUntil.After(at), "no listening after the resubscription")
+			early := at.Add(10 * time.Millisecond)
+			answered, _ := reply(c.receive(early, &req))
+			assert.False(t, answered, "answered while it listened (a refusal costs the candidate its round)")
+			out, _ := c.tick(c.st.joinUntil)
+			answered, granted := reply(out)
+			assert.True(t, answered && granted, "no grant when the listening ended (answered %v)", answered)
+		})
+	}
+}
+
 // ---------------------------------------------------------------------------
 // Hostile and misconfigured peers: copies, other keys, other DBs, one ID.
 
