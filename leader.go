@@ -1854,6 +1854,8 @@ func (c *core) mayVote(m *message, now time.Time) bool {
 	return true
 }
 
+// onPreVoteRequest answers a pre-vote request: granted by the rules of
+// mayVote, for a term above this node's.
 func (c *core) onPreVoteRequest(m *message, now time.Time) {
 	s := &c.st
 	grant := m.Term > s.term && c.mayVote(m, now)
