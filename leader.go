@@ -3675,9 +3675,13 @@ type link struct {
 		replies    []any
 		at         time.Time
 	}
-	permanent   atomic.Int64 // permanent failures of the connection since a subscription (see noteError)
-	closedAt    atomic.Int64 // when a connection closed at once last counted as one (since base)
-	dbUnchecked atomic.Bool  // CLIENT INFO failed and that was logged
+	permanent atomic.Int64 // permanent failures of the connection since a subscription (see noteError)
+	closedAt  atomic.Int64 // when a connection closed at once last counted as one (since base)
+	repeats   struct {     // the failures noteError logged lately (see repeated)
+		sync.Mutex
+		seen map[string]repeat
+	}
+	dbUnchecked atomic.Bool // CLIENT INFO failed and that was logged
 
 	// Set with mark, read with stamp: the last answered PUBLISH, and the
 	// last thing the subscription delivered.
@@ -4757,7 +4761,13 @@ func (l *link) noteError(op string, err error) {
 	if errors.Is(err, net.ErrClosed) {
 		level = slog.LevelDebug // closed here, on a switch of the primary: logged as that
 	}
-	l.logf(level, "redis error", "op", op, "err", err)
+	if held, quiet := l.repeated(op, err); !quiet {
+		if held > 0 {
+			l.logf(level, "redis error", "op", op, "err", err, "repeats", held)
+		} else {
+			l.logf(level, "redis error", "op", op, "err", err)
+		}
+	}
 	for _, r := range l.runs() {
 		r.e.mu.Lock()
 		r.e.c.redisError(op, err)
@@ -4779,6 +4789,45 @@ func (l *link) noteError(op string, err error) {
 		}
 	}
 }
+
+// repeated reports whether a failure like err of op was logged less than
+// a second ago, and counts it if so; else it reports how many it held
+// back since. While Redis is down every redial fails alike, ten to forty
+// times a second per connection: one line a second says as much. Failures
+// count alike when they differ only in numbers (the ports of a broken
+// connection).
+func (l *link) repeated(op string, err error) (held int, quiet bool) {
+	key := op + ": " + strings.Map(func(r rune) rune {
+		if r >= '0' && r <= '9' {
+			return '#'
+		}
+		return r
+	}, err.Error())
+	now := time.Since(l.base)
+	l.repeats.Lock()
+	defer l.repeats.Unlock()
+	r, ok := l.repeats.seen[key]
+	if ok && now-r.at < time.Second {
+		r.held++
+		l.repeats.seen[key] = r
+		return 0, true
+	}
+	if l.repeats.seen == nil || len(l.repeats.seen) >= maxRepeats {
+		l.repeats.seen = make(map[string]repeat)
+	}
+	l.repeats.seen[key] = repeat{at: now}
+	return r.held, false
+}
+
+// A failure noteError logged, and how many like it it held back since.
+type repeat struct {
+	at   time.Duration // since the link's base
+	held int
+}
+
+// maxRepeats bounds the kinds of failure a link remembers for repeated;
+// more start the memory anew (a line more, never a lost one).
+const maxRepeats = 64
 
 // noteRedisError is noteError for a failure of one Elector's own command
 // (a PUBLISH or a SUBSCRIBE that Redis refused): it is that Elector's
@@ -4836,7 +4885,7 @@ func permanent(err error) int {
 // Why a fresh connection failed, where the bare error says nothing.
 var (
 	errNotRedis     = errors.New("the server does not speak Redis's protocol (RESP): is this the Redis port?")
-	errClosedAtOnce = errors.New("the server closed a new connection: a TLS port dialled without TLS, or not Redis?")
+	errClosedAtOnce = errors.New("the server closed a new connection at once: a proxy whose Redis is down, a TLS port dialled without TLS, or not Redis?")
 )
 
 // backoff is capped exponential backoff with full jitter.

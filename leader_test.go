@@ -3406,13 +3406,25 @@ func TestEveryoneCutThenHealed(t *testing.T) {
 // is also what a TLS port does to a plain client, a failure Run gives up on.
 // With the reconnect backoff capped at HeartbeatInterval that happens ten
 // times a second; an outage of a few seconds must not end Run, and the
-// group elects again once Redis is back.
+// group elects again once Redis is back. Each node logs what fails, but
+// a failure that repeats once a second at most (with a count of the
+// repeats), and the log names the likely cause first.
 func TestRedisDownBehindAProxy(t *testing.T) {
 	c := newCluster(t)
-	nodes := c.startN(3, "n", nil)
+	logs := make([]*lockedBuffer, 3)
+	nodes := make([]*node, 3)
+	for i := range nodes {
+		logs[i] = &lockedBuffer{}
+		nodes[i] = c.start(fmt.Sprintf("n%d", i+1), logsTo(c, logs[i]))
+	}
 	_, term := c.waitLeader(nodes...)
+	before := make([]int, len(nodes))
+	for i := range nodes {
+		before[i] = strings.Count(logs[i].String(), "msg=\"redis error\"")
+	}
+	const outage = 3 * time.Second
 	c.redis.stop()
-	c.holdFor(3*time.Second, "Redis down behind the proxies", func() error {
+	c.holdFor(outage, "Redis down behind the proxies", func() error {
 		for _, n := range nodes {
 			if err, done := n.exited(); done {
 				return fmt.Errorf("%s: Run returned while Redis was down: %v", n.id, err)
@@ -3420,6 +3432,16 @@ func TestRedisDownBehindAProxy(t *testing.T) {
 		}
 		return nil
 	})
+	// Counted before Redis is back: a node redials at least ten times a
+	// second on each of its two connections, so without the rate limit
+	// there are more than 60 lines; with it, one a second for each kind
+	// of failure (the dial, the read or write it broke) and connection.
+	for i, n := range nodes {
+		lines := strings.Count(logs[i].String(), "msg=\"redis error\"") - before[i]
+		assert.LessOrEqual(t, lines, 24, "%s logged %d redis errors in a %v outage", n.id, lines, outage)
+		assert.True(t, warned(logs[i].String(), "redis error", "proxy whose Redis is down"), "%s did not name the likely cause", n.id)
+		assert.True(t, warned(logs[i].String(), "redis error", "repeats="), "%s did not count the repeats", n.id)
+	}
 	c.redis.restart()
 	_, nterm := c.waitStable(calm, nodes...)
 	assert.Greater(t, nterm, term)
