@@ -408,3 +408,15 @@ func TestTakenText(t *testing.T) {
 	assert.Equal(t, "none", takenText(nil))
 	assert.Equal(t, "p2 7, p1 3, p3 3", takenText(map[string]int{"p3": 3, "p1": 3, "p2": 7}))
 }
+
+// TestMonoIsTheSharedClock: mono, read without a system call, stays on
+// CLOCK_MONOTONIC, which the harness compares across processes.
+func TestMonoIsTheSharedClock(t *testing.T) {
+	for range 100 {
+		a := monoSyscall()
+		m := mono()
+		b := monoSyscall()
+		require.LessOrEqual(t, a-int64(time.Millisecond), m)
+		require.LessOrEqual(t, m, b+int64(time.Millisecond))
+	}
+}
