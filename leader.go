@@ -91,6 +91,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -4131,6 +4132,14 @@ func (l *link) publisher() {
 			backoff.reset()
 			pc = l.startPipeline(c)
 			pc.gen = gen
+		}
+		if len(l.out) == 0 {
+			// Let the Electors that are about to publish too (many wake
+			// at once: a burst of heartbeats, acks, a failover) queue
+			// their commands first, so that one write carries them all:
+			// the write, a system call, cost more than the rest of a
+			// PUBLISH's way through the process.
+			runtime.Gosched()
 		}
 		if err := pc.write(j, len(l.out) == 0); err != nil {
 			j.r.e.nPubErr.Add(1)
