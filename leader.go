@@ -1206,10 +1206,10 @@ type state struct {
 	roundTerm  uint64 // the term proposed (pre-vote) or stood for (vote)
 	roundStart time.Time
 	roundEnd   time.Time
-	grants     map[string]time.Duration // voter → how long ago it heard a leader
-	handover   bool                     // campaign as a named successor
-	sizeWait   bool                     // dynamic mode: waiting for Redis's count of the group
-	failed     int                      // rounds of this node that failed since it last saw a leader
+	grants     map[string]time.Time // voter → the latest it can have heard a leader (zero: never, or a pre-vote)
+	handover   bool                 // campaign as a named successor
+	sizeWait   bool                 // dynamic mode: waiting for Redis's count of the group
+	failed     int                  // rounds of this node that failed since it last saw a leader
 
 	// Leader.
 	seq         uint64
@@ -1717,7 +1717,7 @@ func (c *core) onMessage(m *message, now time.Time) {
 			s.term, s.votedFor = m.Seq, "" // catch up; no leader known in it
 		}
 		if s.role == Candidate && s.preVote && m.To == c.cfg.ID && m.Term == s.roundTerm && m.Flags&flagGranted != 0 {
-			s.grants[m.From] = 0
+			s.grants[m.From] = time.Time{}
 			c.extendRound(now)
 			c.checkPreVote(now)
 		}
@@ -1732,7 +1732,9 @@ func (c *core) onMessage(m *message, now time.Time) {
 			return
 		}
 		if s.role == Candidate && !s.preVote && !s.waitTerm && m.To == c.cfg.ID && m.Term == s.term && m.Flags&flagGranted != 0 {
-			s.grants[m.From] = agoDuration(m.Ago)
+			// The voter heard a leader Ago before it voted, which was
+			// before now: no later than now - Ago on this node's clock.
+			s.grants[m.From] = heardBy(now, m.Ago)
 			c.extendRound(now)
 			c.checkVotes(now)
 		}
@@ -1980,7 +1982,7 @@ func (c *core) campaign(now time.Time, handover bool) {
 	s.round++
 	s.handover = handover
 	s.electionAt = time.Time{}
-	s.grants = map[string]time.Duration{}
+	s.grants = map[string]time.Time{}
 	s.roundStart, s.roundEnd = now, now.Add(c.roundTimeout())
 	s.sizeWait = c.cfg.ClusterSize == 0
 	if s.sizeWait {
@@ -1995,7 +1997,7 @@ func (c *core) campaign(now time.Time, handover bool) {
 	s.preVote, s.waitTerm = true, false
 	s.roundTerm = s.term + 1
 	if c.linkUp(now) {
-		s.grants[c.cfg.ID] = 0
+		s.grants[c.cfg.ID] = time.Time{}
 	}
 	flags := uint8(0)
 	if s.goneLeader != "" {
@@ -2066,9 +2068,9 @@ func (c *core) termAnswer(now time.Time, round uint64, n int64, err error) []out
 	s.waitTerm = false
 	s.term, s.votedFor, s.roundTerm = term, c.cfg.ID, term
 	s.elections++
-	s.grants = map[string]time.Duration{}
+	s.grants = map[string]time.Time{}
 	if c.linkUp(now) || s.handover {
-		s.grants[c.cfg.ID] = agoDuration(c.agoMicros(now))
+		s.grants[c.cfg.ID] = s.heardLead // its own, exactly
 	}
 	flags := uint8(0)
 	to := ""
@@ -2126,9 +2128,13 @@ func (c *core) becomeLeader(now time.Time) {
 	// Wait out LeaseTimeout from the most recent leader heartbeat any voter
 	// heard: the old lease cannot outlast that (rule 12). After a normal
 	// timeout every voter heard its leader over PeerTimeout ago: no wait.
+	// Each voter's moment is bounded when its vote arrived, and its own
+	// this node knows: the wait does not grow by the time the votes took.
 	var wait time.Duration
-	for _, ago := range s.grants {
-		wait = max(wait, c.cfg.LeaseTimeout-ago)
+	for _, heard := range s.grants {
+		if !heard.IsZero() {
+			wait = max(wait, heard.Add(c.cfg.LeaseTimeout).Sub(now))
+		}
 	}
 	if wait > 0 {
 		// The old leader notices its lease end on its own clock and stops
@@ -2654,6 +2660,16 @@ func (c *core) randDuration(d time.Duration) time.Duration {
 }
 
 // agoDuration converts a wire Ago, capped so it cannot overflow.
+// heardBy is the latest moment, on this node's clock, at which a voter
+// whose vote arrived at now heard a leader, by the vote's Ago; zero if it
+// never heard one.
+func heardBy(now time.Time, ago uint64) time.Time {
+	if ago == neverHeard {
+		return time.Time{}
+	}
+	return now.Add(-agoDuration(ago))
+}
+
 func agoDuration(micros uint64) time.Duration {
 	const limit = uint64(time.Hour / time.Microsecond)
 	return time.Duration(min(micros, limit)) * time.Microsecond

@@ -4713,7 +4713,7 @@ func TestHandoverKeepsTheWaitForAnOldLease(t *testing.T) {
 	x.st.heardLead = at
 	x.st.peers["b"] = &peer{heard: won}
 	x.campaign(won, false)
-	x.st.grants = map[string]time.Duration{"x": 100 * time.Millisecond, "b": 100 * time.Millisecond}
+	x.st.grants = map[string]time.Time{"x": at, "b": at} // both heard a 100ms before
 	x.st.preVote, x.st.waitTerm = false, false
 	x.st.term = 6
 	x.checkVotes(won)
@@ -7654,3 +7654,64 @@ func modeLabel(strict bool) string {
 	}
 	return "dynamic"
 }
+
+// TestFastPathWaitsNoLongerThanItMust: after a crash a winner waits out
+// the old lease from the latest moment any voter heard the old leader, on
+// its own clock. Its own moment it knows exactly; a voter's it bounds by
+// the vote's receipt less the vote's Ago. It must not take its own Ago as
+// it was when it sent the vote request and apply it when the last vote
+// came, a whole round trip later: on a loaded machine that round trip was
+// tens of milliseconds added to every failover.
+func TestFastPathWaitsNoLongerThanItMust(t *testing.T) {
+	c := offlineCore(t, Config{ID: "c", ClusterSize: 3})
+	at := time.Now() // c last hears the leader L, which names c its heir
+	lease, margin := c.cfg.LeaseTimeout, c.cfg.PeerTimeout/20
+	c.receive(at, &message{Type: msgHeartbeat, Flags: flagLeader, Term: 1, Seq: 1, Live: 3, Inc: 1, From: "L", To: "c"})
+	require.Equal(t, "L", c.st.leader)
+
+	// L's next heartbeat does not come; Redis says L's process is gone.
+	now := at
+	var asked bool
+	for !asked && now.Before(at.Add(lease)) {
+		now = now.Add(5 * time.Millisecond)
+		out, _ := c.tick(now)
+		for _, o := range out {
+			if o.kind == outNumSub && o.id == "L" {
+				c.numSubAnswer(now, "L", o.round, 0, nil)
+				asked = true
+			}
+		}
+	}
+	require.True(t, asked, "no NUMSUB of the silent leader")
+	var preVote *message
+	for preVote == nil && now.Before(at.Add(lease)) {
+		now = now.Add(time.Millisecond)
+		out, _ := c.tick(now)
+		for _, o := range out {
+			if o.kind == outPublish && o.msg.Type == msgPreVote {
+				preVote = &o.msg
+			}
+		}
+	}
+	require.NotNil(t, preVote, "the heir did not campaign")
+	var round uint64
+	for _, o := range c.receive(now, &message{Type: msgPreVoteReply, Term: preVote.Term, Seq: 1, Inc: 2, From: "v", To: "c", Flags: flagGranted}) {
+		if o.kind == outTermKey {
+			round = o.round
+		}
+	}
+	require.NotZero(t, round, "no term asked for after the pre-vote")
+	sent := now.Add(2 * time.Millisecond) // the vote request goes out
+	c.termAnswer(sent, round, 2, nil)
+	require.Equal(t, uint64(2), c.st.term)
+	// v heard L at the same moment as c, voted 20 ms after the request
+	// was sent, and its vote took 20 ms more to reach c.
+	voted, got := sent.Add(20*time.Millisecond), sent.Add(40*time.Millisecond)
+	c.receive(got, &message{Type: msgVote, Term: 2, Seq: 2, Inc: 2, From: "v", To: "c", Flags: flagGranted, Ago: uint64(voted.Sub(at) / time.Microsecond)})
+	require.Equal(t, Leader, c.st.role)
+	// What c can know: v heard L no later than got - Ago = at + 20 ms.
+	want := at.Add(20*time.Millisecond + lease + margin)
+	assert.WithinDuration(t, want, c.st.notBefore, time.Millisecond, "active from %v after L's last heartbeat; the bound is %v",
+		c.st.notBefore.Sub(at), want.Sub(at))
+}
+
