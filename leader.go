@@ -3050,7 +3050,7 @@ type run struct {
 	l        atomic.Pointer[link] // its link; nil while it moves to another (Cluster)
 	ctx      context.Context      // ends when Run is about to return
 	wg       *sync.WaitGroup
-	events   chan event   // to the loop, from the link's goroutines and waiters
+	events   inbox        // to the loop, from the link's goroutines and waiters
 	sg       *signer      // signs outgoing messages; nil without Secret
 	stamp    uint64       // the stamp of the last message encoded
 	rd       *reader      // decodes what the link routes here; used by the link's subscriber alone
@@ -3129,13 +3129,13 @@ func (e *Elector) runShell(ctx context.Context) error {
 	r := &run{
 		e:        e,
 		ctx:      ictx,
-		events:   make(chan event, inboxSize),
 		sg:       newSigner(&e.cfg),
 		rd:       newReader(newSigner(&e.cfg), e.cfg.PeerTimeout),
 		channels: []string{e.c.channel, e.c.selfChan},
 	}
 	r.rd.keys = string(e.cfg.Secret) + "\x00" + string(e.cfg.PreviousSecret)
 	r.cb.wake = make(chan struct{}, 1)
+	r.events.wake = make(chan struct{}, 1)
 	lctx, lstop := context.WithCancel(ctx)
 	r.fatal.stop = lstop
 	var wg sync.WaitGroup
@@ -3205,8 +3205,10 @@ func (r *run) loop(ctx context.Context) {
 	var deadline <-chan time.Time
 	for {
 		select {
-		case ev := <-r.events:
-			r.step(func(c *core, now time.Time) []output { return r.onEvent(c, ev, now) })
+		case <-r.events.wake:
+			if ev, ok := r.events.take(); ok {
+				r.step(func(c *core, now time.Time) []output { return r.onEvent(c, ev, now) })
+			}
 		case cmd := <-e.cmds:
 			r.command(cmd.to, cmd.strict, false, cmd.reply)
 		case <-timer.C:
@@ -3449,12 +3451,63 @@ func (w *leaseWatch) stop() {
 	w.mu.Unlock()
 }
 
-// send hands an event to the loop; it gives up only when Run is ending.
-func (r *run) send(ev event) {
-	select {
-	case r.events <- ev:
-	case <-r.ctx.Done():
+// send hands an event to the loop. Only messages are ever shed (see
+// inbox.put): the other events answer commands, at most maxQueued of
+// which are outstanding.
+func (r *run) send(ev event) { r.events.put(ev, false) }
+
+// inbox is the queue of events for the loop: a slice that grows only as a
+// burst needs it and is let go when the loop has caught up. A channel of
+// inboxSize events took 160 KB per Elector up front, 160 MB in a process
+// of 1000 groups, all of it scanned by every garbage collection.
+type inbox struct {
+	mu   sync.Mutex
+	q    []event
+	head int           // q[head:] waits
+	wake chan struct{} // holds a signal while q[head:] is not empty
+}
+
+// put queues ev and wakes the loop. A message is dropped instead, and put
+// reports false, when inboxSize messages or more already wait: the loop
+// is behind, and blocking the subscriber would make Redis disconnect it.
+func (b *inbox) put(ev event, shed bool) bool {
+	b.mu.Lock()
+	if shed && len(b.q)-b.head >= inboxSize {
+		b.mu.Unlock()
+		return false
 	}
+	b.q = append(b.q, ev)
+	b.mu.Unlock()
+	select {
+	case b.wake <- struct{}{}:
+	default:
+	}
+	return true
+}
+
+// take returns the oldest waiting event, if any, and signals wake again
+// if more wait.
+func (b *inbox) take() (event, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.head == len(b.q) {
+		return event{}, false
+	}
+	ev := b.q[b.head]
+	b.q[b.head] = event{} // let go of what it points to
+	b.head++
+	switch {
+	case b.head < len(b.q):
+		select {
+		case b.wake <- struct{}{}:
+		default:
+		}
+	case cap(b.q) > 64:
+		b.q, b.head = nil, 0 // a burst's worth: let it go
+	default:
+		b.q, b.head = b.q[:0], 0
+	}
+	return ev, true
 }
 
 // callback queues f for the dispatcher goroutine.
@@ -4599,9 +4652,7 @@ func (l *link) deliver(ch []byte, data []byte) {
 			continue
 		}
 		e.nIn.Add(1)
-		select {
-		case r.events <- event{kind: evMessage, msg: m}:
-		default:
+		if !r.events.put(event{kind: evMessage, msg: m}, true) {
 			e.nDropped.Add(1) // the state machine is behind: shed load
 		}
 	}
