@@ -105,7 +105,7 @@ import (
 // Version is the version of this file, for the copies of it that vendor
 // it. It changes with every release that changes behaviour or the wire
 // format.
-const Version = "0.7.1"
+const Version = "0.7.2"
 
 // Defaults for the zero values of Config. They satisfy the lease inequality
 // LeaseTimeout < PeerTimeout with a wide margin and give a failover of about
