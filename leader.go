@@ -2659,7 +2659,6 @@ func (c *core) randDuration(d time.Duration) time.Duration {
 	return time.Duration(c.rnd.Int64N(int64(d) + 1))
 }
 
-// agoDuration converts a wire Ago, capped so it cannot overflow.
 // heardBy is the latest moment, on this node's clock, at which a voter
 // whose vote arrived at now heard a leader, by the vote's Ago; zero if it
 // never heard one.
@@ -2670,6 +2669,7 @@ func heardBy(now time.Time, ago uint64) time.Time {
 	return now.Add(-agoDuration(ago))
 }
 
+// agoDuration converts a wire Ago, capped so it cannot overflow.
 func agoDuration(micros uint64) time.Duration {
 	const limit = uint64(time.Hour / time.Microsecond)
 	return time.Duration(min(micros, limit)) * time.Microsecond
@@ -3458,8 +3458,8 @@ func (r *run) send(ev event) { r.events.put(ev, false) }
 
 // inbox is the queue of events for the loop: a slice that grows only as a
 // burst needs it and is let go when the loop has caught up. A channel of
-// inboxSize events took 160 KB per Elector up front, 160 MB in a process
-// of 1000 groups, all of it scanned by every garbage collection.
+// inboxSize events would hold 160 KB per Elector from the start (160 MB in
+// a process of 1000 groups), all of it scanned by every garbage collection.
 type inbox struct {
 	mu   sync.Mutex
 	q    []event
