@@ -3745,9 +3745,10 @@ type link struct {
 		replies    []any
 		at         time.Time
 	}
-	permanent atomic.Int64 // permanent failures of the connection since a subscription (see noteError)
-	closedAt  atomic.Int64 // when a connection closed at once last counted as one (since base)
-	repeats   struct {     // the failures noteError logged lately (see repeated)
+	permanent     atomic.Int64  // permanent failures of the connection since a subscription (see noteError)
+	subscriptions atomic.Uint64 // subscriptions confirmed, for the publisher's backoff
+	closedAt      atomic.Int64  // when a connection closed at once last counted as one (since base)
+	repeats       struct {      // the failures noteError logged lately (see repeated)
 		sync.Mutex
 		seen map[string]repeat
 	}
@@ -4155,6 +4156,7 @@ func (l *link) publisher() {
 		}
 	}()
 	backoff := newBackoff(backoffCap(l.hb()))
+	var subscriptions uint64 // the subscriber's, as last seen
 	for {
 		var j job
 		select {
@@ -4178,6 +4180,15 @@ func (l *link) publisher() {
 			pc = nil
 		}
 		if pc == nil {
+			if n := l.subscriptions.Load(); n != subscriptions {
+				// The subscriber got through since: Redis is back. Dial
+				// at once, whatever the backoff says: the first command
+				// is the heartbeat that follows the subscription, whose
+				// echo proves the link, and a node whose link is not
+				// proven neither votes nor stands until its next one.
+				subscriptions = n
+				backoff.reset()
+			}
 			if !backoff.ready() {
 				j.r.fail(j, errors.New("leader: redis unavailable"))
 				continue
@@ -4575,6 +4586,7 @@ func (l *link) confirmed() {
 	}
 	l.sub.Unlock()
 	l.permanent.Store(0)
+	l.subscriptions.Add(1) // before the Elector hears of it: see publisher
 	if r != nil {
 		r.permanent.Store(0)
 		r.send(event{kind: evSubscribed})
