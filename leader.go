@@ -4986,14 +4986,15 @@ type backoff struct {
 func newBackoff(limit time.Duration) *backoff { return &backoff{limit: limit} }
 
 // backoffCap is the reconnect backoff's cap for a HeartbeatInterval of hb:
-// hb/2, within [25ms, maxBackoff]. The group elects as soon as a quorum is
-// back (a node that only reconnected votes and stands at once), so the cap
-// is most of the time a group stays leaderless after Redis is back; the
-// full jitter still spreads a crowd of nodes over it. A dial to a Redis
-// that is down costs little: the refusal is at once (and a process with
-// many groups on a Link dials once for all of them).
+// hb/4, within [25ms, maxBackoff]. In strict mode the group elects as soon
+// as a quorum is back (a node that only reconnected votes and stands at
+// once), so the time to the next try is most of the time a group stays
+// leaderless after Redis is back; the jitter still spreads a crowd of
+// nodes over it. A dial to a Redis that is down costs little: the refusal
+// is at once (and a process with many groups on a Link dials once for all
+// of them), and what it logs is rate-limited (see noteError).
 func backoffCap(hb time.Duration) time.Duration {
-	return min(maxBackoff, max(hb/2, 25*time.Millisecond))
+	return min(maxBackoff, max(hb/4, 25*time.Millisecond))
 }
 
 func (b *backoff) reset() { b.delay, b.next = 0, time.Time{} }

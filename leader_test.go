@@ -3404,8 +3404,8 @@ func TestEveryoneCutThenHealed(t *testing.T) {
 // TestRedisDownBehindAProxy: a proxy (or load balancer) in front of a
 // Redis that is down accepts each connection and closes it at once, which
 // is also what a TLS port does to a plain client, a failure Run gives up on.
-// With the reconnect backoff capped at HeartbeatInterval that happens ten
-// times a second; an outage of a few seconds must not end Run, and the
+// With the reconnect backoff capped at HeartbeatInterval/4 that happens 40
+// to 80 times a second; an outage of a few seconds must not end Run, and the
 // group elects again once Redis is back. Each node logs what fails, but
 // a failure that repeats once a second at most (with a count of the
 // repeats), and the log names the likely cause first.
@@ -7765,7 +7765,7 @@ func TestElectorMemory(t *testing.T) {
 // takes three.
 func TestPublisherBackWithTheSubscriber(t *testing.T) {
 	const groups, outages = 100, 3
-	const hb, lease, peer = time.Second, 2 * time.Second, 2500 * time.Millisecond // a backoff of up to 500 ms
+	const hb, lease, peer = time.Second, 2 * time.Second, 2500 * time.Millisecond // a backoff of up to 250 ms
 	r := startRedis(t)
 	link := &Link{Addr: r.Addr}
 	ctx, cancel := context.WithCancel(context.Background())
