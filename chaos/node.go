@@ -109,16 +109,10 @@ func mono() int64 {
 	return monoBase + int64(time.Since(monoStart))
 }
 
-var monoStart, monoBase = func() (time.Time, int64) {
-	start := time.Now()
-	var ts unix.Timespec
-	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
-		panic(err)
-	}
-	return start, ts.Nano()
-}()
+var monoStart, monoBase = time.Now(), monoSyscall()
 
-// monoSyscall reads CLOCK_MONOTONIC with a system call, for the test of mono.
+// monoSyscall reads CLOCK_MONOTONIC with a system call: once for mono's
+// base, and in the test of mono.
 func monoSyscall() int64 {
 	var ts unix.Timespec
 	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
