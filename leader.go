@@ -1044,9 +1044,13 @@ func (e *Elector) Run(ctx context.Context) error {
 //     and who is live. After a resubscription it forgot none of its votes:
 //     in strict mode it votes and stands at once (pre-vote keeps it from
 //     deposing a leader that kept leading, whose majority refuses it), in
-//     dynamic mode it listens for two heartbeats only, to hear a leader
-//     of a minority that kept leading; its count of live nodes, stale
-//     from the outage, does not shrink for a PeerTimeout (rule 10). A vote
+//     dynamic mode it listens to hear a leader of a minority that kept
+//     leading: for two heartbeats, or, in a group of up to 64 nodes, until
+//     it has heard each node that Redis lists as subscribed (PUBSUB
+//     CHANNELS of the group's node channels), if they are a majority. Its
+//     first heartbeat then is a hello, which every node that hears it
+//     answers with a heartbeat. Its count of live nodes, stale from the
+//     outage, does not shrink for a PeerTimeout (rule 10). A vote
 //     or pre-vote request that reaches it while it listens is answered
 //     when the listening ends, if the candidate's round lasts that long,
 //     by the rules as they stand then. A process that has just
@@ -1124,6 +1128,7 @@ const (
 	outPublish      outKind = iota + 1 // PUBLISH msg on channel; notify: answer the handover waiters when done
 	outTermKey                         // EVAL the term script (rule 11) for round, with local term; answer with termAnswer
 	outNumSub                          // PUBSUB NUMSUB of channel, about node id ("": the group's channel, for round); answer with numSubAnswer
+	outWho                             // PUBSUB CHANNELS of the names that begin with channel, for round; answer with whoAnswer
 	outStartLeading                    // start OnStartedLeading for term; at: the lease's end, to cancel its context on time
 	outStopLeading                     // cancel the leader callback with cause; then OnStoppedLeading, then callbackDone; round > 0: a handover waits, answer leaderEnded(round)
 	outNewLeader                       // OnNewLeader(id, term); id "": no leader
@@ -1152,9 +1157,10 @@ type peer struct {
 	heard    time.Time // last valid message, on our clock
 	since    time.Time // start of the streak of messages with no gap of PeerTimeout
 	observer bool
-	prio     int    // its Priority
-	acked    uint64 // highest seq of our current leadership it acked
-	counted  bool   // in countLive's count (and its heap)
+	prio     int       // its Priority
+	acked    uint64    // highest seq of our current leadership it acked
+	counted  bool      // in countLive's count (and its heap)
+	back     time.Time // its first message since this node's latest subscription
 }
 
 // state is the protocol state, changed only by the core's steps.
@@ -1174,6 +1180,16 @@ type state struct {
 	joinUntil    time.Time     // listening after a (re)subscription: no voting or standing before (rule 8)
 	held         []heldRequest // vote and pre-vote requests that came while it listened, answered when that ends
 	sizeHold     time.Time     // after a resubscription: the count of live nodes does not shrink before (rule 8)
+	subAt        time.Time     // when the latest subscription was confirmed
+	hello        bool          // this listening ends once every node Redis lists is heard (rule 8)
+	whoRound     uint64        // numbers the questions of who subscribes; the answer to the latest counts
+	whoBusy      bool          // one is in flight
+	whoAgain     bool          // a node was first heard after it was asked
+	whoAsked     int           // questions in this listening
+	whoSent      time.Time     // when the latest was asked
+	whoRetry     time.Time     // when to say hello and ask again, after a failed connection
+	answerAt     time.Time     // when to broadcast a heartbeat for a node that said hello
+	answeredAt   time.Time     // the last such broadcast
 	startUntil   time.Time     // the end of the first listening after Run began
 	voteFloor    uint64        // the highest term seen before startUntil: no vote in it or below
 	stallUntil   time.Time     // listening after a stall of this process: no standing before (rule 9)
@@ -1316,12 +1332,20 @@ func (c *core) subscribed(now time.Time) []output {
 	// nodes that come back, fewer than a majority, cannot depose it. In
 	// dynamic mode a leader may lead a minority (a lone node that saw
 	// nobody else), which the nodes that come back would outvote: there it
-	// listens for two heartbeats first, long enough to hear such a leader.
+	// listens first, long enough to hear such a leader. That is two
+	// heartbeats, or less in a group of up to maxHelloGroup: its first
+	// heartbeat is a hello, which every node that hears it answers with a
+	// heartbeat of its own, and it asks Redis which of the group's nodes
+	// subscribe (their own channels). Once it has heard all of them, and
+	// they are a majority, it has heard any leader among them. After a
+	// Redis restart that takes a round trip or two instead of two
+	// heartbeats.
 	// Its count of live nodes is stale (it heard nobody while
 	// disconnected): that count keeps what it was before the outage until
 	// a PeerTimeout after the resubscription (rule 10), or in dynamic mode
 	// a majority of what it heard would be itself alone.
-	s.subscribed, s.held = true, nil
+	s.subscribed, s.held, s.subAt = true, nil, now
+	s.hello, s.whoBusy, s.whoAsked, s.whoRetry = false, false, 0, time.Time{}
 	listen := c.cfg.PeerTimeout
 	if !s.startUntil.IsZero() {
 		listen = 2 * c.cfg.HeartbeatInterval
@@ -1329,19 +1353,137 @@ func (c *core) subscribed(now time.Time) []output {
 			listen = 0
 		}
 		s.sizeHold = now.Add(c.cfg.PeerTimeout)
+		s.hello = listen > 0 && c.groupSize(now) <= maxHelloGroup
 	}
 	s.joinUntil = now.Add(listen)
 	if s.startUntil.IsZero() {
 		s.startUntil = s.joinUntil
 	}
-	if listen > 0 {
+	switch {
+	case s.hello:
+		c.logf(slog.LevelInfo, "subscribed again; listening until every node Redis lists is heard", "channel", c.channel, "at most", listen)
+	case listen > 0:
 		c.logf(slog.LevelInfo, "subscribed; listening before voting or standing", "channel", c.channel, "for", listen)
-	} else {
+	default:
 		c.logf(slog.LevelInfo, "subscribed again; voting and standing at once", "channel", c.channel)
 	}
-	c.sendHeartbeat(now)
+	if s.hello {
+		c.broadcast(now, helloMark)
+		c.askWho(now)
+	} else {
+		c.sendHeartbeat(now)
+	}
 	return c.out
 }
+
+// maxHelloGroup is the largest group in which a node that resubscribed
+// asks every other to answer its hello: each hello costs a broadcast of
+// every node, and after a Redis restart every node says hello.
+const maxHelloGroup = 64
+
+// maxWhoAsked bounds the questions of who subscribes in one listening;
+// each costs Redis a scan of its channels. Past it the node listens out
+// its two heartbeats.
+const maxWhoAsked = 2 * maxHelloGroup
+
+// askWho asks Redis which of the group's nodes subscribe, for the
+// listening after a resubscription (rule 8); with one question in flight
+// it asks again when that one is answered.
+func (c *core) askWho(now time.Time) {
+	s := &c.st
+	if s.whoBusy {
+		s.whoAgain = true
+		return
+	}
+	if s.whoAsked >= maxWhoAsked {
+		return
+	}
+	s.whoBusy, s.whoAgain = true, false
+	s.whoAsked++
+	s.whoRound++
+	s.whoSent = now
+	c.emit(output{kind: outWho, channel: c.nodeChannel(""), round: s.whoRound})
+}
+
+// whoAnswer: Redis listed the subscribed channels whose names begin with
+// the group's node channels' prefix, in answer to question round. The
+// listening after a resubscription ends when each node listed was heard
+// after the subscription and before the question (so it was subscribed
+// when Redis answered, and whatever it said, a leader's heartbeat among
+// it, came after this node's hello or in answer to it), and they are a
+// quorum. A node that subscribes after the question is asked about in the
+// next one.
+func (c *core) whoAnswer(now time.Time, round uint64, names []string, err error) []output {
+	c.begin(now)
+	s := &c.st
+	if round != s.whoRound {
+		return c.out
+	}
+	s.whoBusy = false
+	if !s.hello || !s.subscribed || !now.Before(s.joinUntil) {
+		return c.out
+	}
+	var refused redis.Error
+	if err != nil && !errors.As(err, &refused) && s.whoAsked < maxWhoAsked {
+		// The connection failed, not Redis (the publisher may not have
+		// noticed yet that the old one died): the hello may be lost with
+		// it. Both go again, a little later.
+		s.whoRetry = now.Add(c.helloGap())
+		return c.out
+	}
+	if err != nil {
+		// Not a weaker guarantee: the node listens its two heartbeats.
+		s.hello = false
+		c.redisError("list the group's nodes", err)
+		c.logf(slog.LevelWarn, "could not list the group's subscribed nodes; listening two heartbeats", "err", err)
+		return c.out
+	}
+	prefix := c.nodeChannel("")
+	self, heard := false, 0
+	for _, name := range names {
+		id, ok := strings.CutPrefix(name, prefix)
+		if !ok {
+			continue
+		}
+		if id == c.cfg.ID {
+			self = true
+			continue
+		}
+		p := s.peers[id]
+		if p == nil || p.back.Before(s.subAt) || p.back.After(s.whoSent) {
+			if s.whoAgain {
+				c.askWho(now)
+			}
+			return c.out
+		}
+		heard++
+	}
+	if !self || heard+1 < c.quorum(now) {
+		if s.whoAgain {
+			c.askWho(now)
+		}
+		return c.out
+	}
+	s.joinUntil = now
+	c.logf(slog.LevelInfo, "heard every node Redis lists; listening ended", "nodes", heard+1, "after", now.Sub(s.subAt))
+	return c.out
+}
+
+// answerHello schedules the heartbeat that answers a node's hello: at once,
+// or, when it answered another within helloGap, helloGap after that one,
+// so that many hellos at once (after a Redis restart) cost a few
+// broadcasts, not one each.
+func (c *core) answerHello(now time.Time) {
+	s := &c.st
+	if s.answerAt.IsZero() {
+		s.answerAt = s.answeredAt.Add(c.helloGap())
+		if s.answerAt.Before(now) {
+			s.answerAt = now
+		}
+	}
+}
+
+func (c *core) helloGap() time.Duration { return c.cfg.HeartbeatInterval / 10 }
 
 // disconnected: the subscription ended, with err if Redis said why.
 func (c *core) disconnected(now time.Time, err error) []output {
@@ -1690,9 +1832,18 @@ func (c *core) onMessage(m *message, now time.Time) {
 	c.recount(m.From, p, now)
 	p.observer = m.Flags&flagObserver != 0
 	p.prio = int(min(m.Prio, maxPriority))
+	if p.back.Before(s.subAt) {
+		p.back = now
+		if s.hello && now.Before(s.joinUntil) {
+			c.askWho(now) // it may be the last of them
+		}
+	}
 
 	switch m.Type {
 	case msgHeartbeat:
+		if m.Ago == helloMark && c.cfg.ClusterSize == 0 {
+			c.answerHello(now)
+		}
 		if m.Flags&flagLeader != 0 {
 			c.onLeaderHeartbeat(m, now)
 		} else {
@@ -2446,6 +2597,17 @@ func (c *core) tick(now time.Time) ([]output, time.Time) {
 func (c *core) due(now time.Time) {
 	s := &c.st
 	c.answerHeld(now)
+	if !s.answerAt.IsZero() && !now.Before(s.answerAt) {
+		s.answerAt, s.answeredAt = time.Time{}, now
+		c.sendHeartbeat(now)
+	}
+	if !s.whoRetry.IsZero() && !now.Before(s.whoRetry) {
+		s.whoRetry = time.Time{}
+		if s.hello && s.subscribed && now.Before(s.joinUntil) {
+			c.broadcast(now, helloMark)
+			c.askWho(now)
+		}
+	}
 	// The group size may shrink only after a PeerTimeout of listening: a
 	// node that was paused or disconnected keeps the size it knew, so it
 	// cannot make a majority of itself alone. (While it is disconnected
@@ -2542,6 +2704,8 @@ func (c *core) nextWake(now time.Time) time.Time {
 		}
 	}
 	at(s.lastSent.Add(c.cfg.HeartbeatInterval))
+	at(s.answerAt)
+	at(s.whoRetry)
 	switch s.role {
 	case Leader:
 		if s.active {
@@ -2570,9 +2734,13 @@ func (c *core) nextWake(now time.Time) time.Time {
 // sendHeartbeat broadcasts this node's heartbeat: the leader's carries a new
 // seq and its count of live nodes; a follower's carries its ack of the last
 // leader heartbeat.
-func (c *core) sendHeartbeat(now time.Time) {
+func (c *core) sendHeartbeat(now time.Time) { c.broadcast(now, 0) }
+
+// broadcast is sendHeartbeat, with Ago set to ago: helloMark for the hello
+// after a resubscription (rule 8).
+func (c *core) broadcast(now time.Time, ago uint64) {
 	s := &c.st
-	m := message{Type: msgHeartbeat, Term: s.term}
+	m := message{Type: msgHeartbeat, Term: s.term, Ago: ago}
 	if s.role == Leader {
 		s.seq++
 		s.sentAt[s.seq%uint64(len(s.sentAt))] = now
@@ -2724,7 +2892,7 @@ const (
 type msgType uint8
 
 const (
-	msgHeartbeat    msgType = iota + 1 // leader: Seq, Live, To=heir; follower: To=leader, Seq=ack
+	msgHeartbeat    msgType = iota + 1 // leader: Seq, Live, To=heir; follower: To=leader, Seq=ack; Ago: helloMark for a hello
 	msgPreVote                         // Term: proposed; To: gone leader, if any
 	msgPreVoteReply                    // Term: proposed; Seq: voter's term; To: candidate
 	msgVoteRequest                     // Term: stood for; To: gone leader, if any
@@ -2732,6 +2900,13 @@ const (
 	msgResign                          // Term; To: successor; Ago: 1 if the sender still waited out an older lease
 	msgTypeEnd
 )
+
+// helloMark in a heartbeat's Ago makes it a hello: its sender has just
+// resubscribed and asks every node that hears it to broadcast a heartbeat
+// of its own (rule 8). Nodes of earlier versions ignore Ago in a heartbeat,
+// so they do not answer, and a node waiting for them listens out its two
+// heartbeats.
+const helloMark = 1
 
 // Flags.
 const (
@@ -3102,6 +3277,7 @@ const (
 	evDisconnected
 	evTerm             // the term script answered (or failed)
 	evNumSub           // PUBSUB NUMSUB of a leader's channel answered
+	evWho              // PUBSUB CHANNELS of the group's node channels answered
 	evLeaderEnded      // the leader callback returned, for a handover
 	evCallbackReturned // OnStoppedLeading ran
 )
@@ -3110,8 +3286,9 @@ const (
 type event struct {
 	kind  eventKind
 	msg   message
-	n     int64  // evTerm: the script's result; evNumSub: subscribers
-	id    string // evNumSub: the leader asked about
+	n     int64    // evTerm: the script's result; evNumSub: subscribers
+	id    string   // evNumSub: the leader asked about
+	names []string // evWho: the channels
 	round uint64
 	err   error
 }
@@ -3270,6 +3447,8 @@ func (r *run) onEvent(c *core, ev event, now time.Time) []output {
 		return c.termAnswer(now, ev.round, ev.n, ev.err)
 	case evNumSub:
 		return c.numSubAnswer(now, ev.id, ev.round, ev.n, ev.err)
+	case evWho:
+		return c.whoAnswer(now, ev.round, ev.names, ev.err)
 	case evLeaderEnded:
 		return c.leaderEnded(now, ev.round)
 	case evCallbackReturned:
@@ -3332,6 +3511,8 @@ func (r *run) apply(out []output) {
 			r.enqueue(job{kind: jobTerm, key: e.c.termKey, term: o.term, round: o.round})
 		case outNumSub:
 			r.enqueue(job{kind: jobNumSub, key: o.channel, id: o.id, round: o.round})
+		case outWho:
+			r.enqueue(job{kind: jobWho, key: globQuote(o.channel) + "*", round: o.round})
 		case outStartLeading:
 			r.startLeading(o.term, o.at)
 		case outStopLeading:
@@ -3612,7 +3793,23 @@ const (
 	jobPublish jobKind = iota
 	jobTerm            // the next term from the term key; answers evTerm
 	jobNumSub          // PUBSUB NUMSUB key; answers evNumSub
+	jobWho             // PUBSUB CHANNELS key (a pattern); answers evWho
 )
+
+// globQuote quotes the characters special in a Redis glob pattern.
+func globQuote(s string) string {
+	if !strings.ContainsAny(s, `*?[]\`) {
+		return s
+	}
+	b := make([]byte, 0, len(s)+4)
+	for i := range len(s) { // bytes: a channel's name need not be UTF-8
+		if strings.IndexByte(`*?[]\`, s[i]) >= 0 {
+			b = append(b, '\\')
+		}
+		b = append(b, s[i])
+	}
+	return string(b)
+}
 
 // job is work for the link's publisher goroutine.
 type job struct {
@@ -3681,6 +3878,8 @@ func (r *run) fail(j job, err error) {
 		r.send(event{kind: evTerm, round: j.round, err: err})
 	case jobNumSub:
 		r.send(event{kind: evNumSub, id: j.id, round: j.round, err: err})
+	case jobWho:
+		r.send(event{kind: evWho, round: j.round, err: err})
 	}
 }
 
@@ -4302,6 +4501,10 @@ func (pc *pipeline) write(j job, flush bool) error {
 		err = pc.c.Send("PUBSUB", "SHARDNUMSUB", j.key)
 	case j.kind == jobNumSub:
 		err = pc.c.Send("PUBSUB", "NUMSUB", j.key)
+	case j.kind == jobWho && pc.sharded:
+		err = pc.c.Send("PUBSUB", "SHARDCHANNELS", j.key)
+	case j.kind == jobWho:
+		err = pc.c.Send("PUBSUB", "CHANNELS", j.key)
 	}
 	if pc.unflushed++; err == nil && (flush || pc.unflushed >= maxUnflushed) {
 		err = pc.c.Flush()
@@ -4372,6 +4575,9 @@ func (l *link) reply(j job, v any, err error) {
 			err = errors.New("leader: unexpected PUBSUB NUMSUB reply")
 		}
 		r.send(event{kind: evNumSub, id: j.id, round: j.round, n: n, err: err})
+	case jobWho:
+		names, err := redis.Strings(v, err)
+		r.send(event{kind: evWho, round: j.round, names: names, err: err})
 	}
 }
 

@@ -3068,9 +3068,10 @@ func TestPasswordRedisThroughDial(t *testing.T) {
 
 // electorACL is the least an Elector of group g needs as a Redis ACL user
 // (the README gives the same line): PUBLISH and SUBSCRIBE on the group's
-// channels, PING, PUBSUB NUMSUB (the crash fast path), and EVAL of the term
-// script, which INCRs and SETs the term key.
-const electorACL = "~leader:{g}:term &leader:{g}* +publish +subscribe +ping +pubsub|numsub +client|info +eval +incr +set"
+// channels, PING, PUBSUB NUMSUB (the crash fast path), PUBSUB CHANNELS (the
+// listening after a resubscription), and EVAL of the term script, which
+// INCRs and SETs the term key.
+const electorACL = "~leader:{g}:term &leader:{g}* +publish +subscribe +ping +pubsub|numsub +pubsub|channels +client|info +eval +incr +set"
 
 // TestTLSAndACLUser runs a group over TLS as an ACL user that may do only
 // what electorACL grants, on a redis-server whose default user is off: it
@@ -3311,20 +3312,110 @@ func testRedisRestart(t *testing.T, strict bool) {
 	}
 }
 
+// TestRedisBackElectsOnceEveryoneIsHeard: in dynamic mode, after a Redis
+// outage long enough to end every lease, the nodes listen after they
+// resubscribe only until each has heard every node Redis lists as
+// subscribed (and those are a majority), not for two whole heartbeats. The
+// heartbeat here is long (200 ms), so that two of them (400 ms) stand out
+// from reconnecting and electing; before the nodes stopped at that point, a
+// leader came no sooner than 400 ms after Redis.
+func TestRedisBackElectsOnceEveryoneIsHeard(t *testing.T) {
+	c := newCluster(t)
+	const hb = 200 * time.Millisecond
+	nodes := c.startN(3, "n", func(cfg *Config) {
+		cfg.HeartbeatInterval, cfg.LeaseTimeout, cfg.PeerTimeout, cfg.ElectionJitter = hb, 4*hb, 5*hb, hb
+	})
+	for round := range 2 {
+		ldr, term := c.waitStable(5*hb, nodes...)
+		c.redis.stop()
+		require.True(t, poll(4*hb+raceSlack, func() bool { return !ldr.e.IsLeader() }))
+		// Longer than (LeaseTimeout+PeerTimeout)/2, after which the
+		// followers stop counting on their leader.
+		c.holdFor(10*hb, "while Redis is down", func() error {
+			for _, n := range nodes {
+				if n.e.IsLeader() {
+					return fmt.Errorf("%s leads without Redis", n.id)
+				}
+			}
+			return nil
+		})
+		c.redis.restart()
+		back := time.Now()
+		var first *node
+		require.True(t, poll(waitLong, func() bool {
+			for _, n := range nodes {
+				if n.e.IsLeader() {
+					first = n
+					return true
+				}
+			}
+			return false
+		}), "no leader after Redis came back:\n%s", c.dump())
+		took := time.Since(back)
+		t.Logf("round %d: %s led term %d; %s leads %v after Redis came back", round, ldr.id, term, first.id, took.Round(time.Millisecond))
+		assert.Less(t, took, 2*hb, "a leader only %v after Redis came back: the nodes listened for two heartbeats", took)
+		nw, newTerm := c.waitStable(5*hb, nodes...)
+		assert.Equal(t, first, nw, "leadership moved after the first leader")
+		assert.Greater(t, newTerm, term)
+	}
+}
+
+// TestResubscribedWithoutChannels: an ACL user that may not PUBSUB CHANNELS
+// costs the listening after a resubscription its shortcut, not its safety:
+// the node logs why and listens for two heartbeats.
+func TestResubscribedWithoutChannels(t *testing.T) {
+	r := startRedis(t, "--user", "nolist", "on", ">pw", "~leader:{g}:term", "&leader:{g}*",
+		"+publish", "+subscribe", "+ping", "+pubsub|numsub", "+eval", "+incr", "+set")
+	c := newClusterOn(t, r, "g")
+	var log lockedBuffer
+	nodes := make([]*node, 3)
+	for i := range nodes {
+		nodes[i] = c.start("n"+strconv.Itoa(i), func(cfg *Config) {
+			if i == 0 {
+				logsTo(c, &log)(cfg)
+			}
+			addr := cfg.Addr // this node's proxy
+			cfg.Addr = ""
+			cfg.Dial = func(ctx context.Context) (redis.Conn, error) {
+				return redis.DialContext(ctx, "tcp", addr, redis.DialUsername("nolist"), redis.DialPassword("pw"),
+					redis.DialReadTimeout(cfg.PeerTimeout), redis.DialWriteTimeout(cfg.PeerTimeout))
+			}
+		})
+	}
+	_, term := c.waitStable(testPeer, nodes...)
+	nodes[0].proxy.Heal() // closes its connections; it redials at once
+	require.True(t, poll(waitLong, func() bool {
+		return warned(log.String(), "could not list the group's subscribed nodes", "NOPERM")
+	}), "no warning that the listing was refused:\n%s", log.String())
+	assert.NotContains(t, log.String(), "heard every node Redis lists")
+	assert.Contains(t, nodes[0].e.Status().LastRedisError, "NOPERM")
+	require.True(t, poll(waitLong, func() bool { return nodes[0].e.Ready() == nil }), "n0 not ready: %v", nodes[0].e.Ready())
+	_, nterm := c.waitStable(calm, nodes...)
+	assert.Equal(t, term, nterm, "a resubscription cost a term")
+}
+
 // TestResubscribedStandsAtOnce: after its connections drop and come back,
 // a node in strict mode votes and stands at once (a leader that kept
 // leading has a majority that refuses its pre-vote), while one in dynamic
-// mode listens for two heartbeats first (a leader of a minority would
-// not). Ready reports the listening.
+// mode listens first (a leader of a minority would not), until it has
+// heard every node Redis lists as subscribed: here, the two others, which
+// answer its hello. Ready reports the listening.
 func TestResubscribedStandsAtOnce(t *testing.T) {
 	for _, strict := range []bool{false, true} {
 		t.Run(modeNameTest(strict), func(t *testing.T) {
 			c := newCluster(t)
-			nodes := c.startN(3, "n", func(cfg *Config) {
-				if strict {
-					cfg.ClusterSize = 3
-				}
-			})
+			var log lockedBuffer
+			nodes := make([]*node, 3)
+			for i := range nodes {
+				nodes[i] = c.start("n"+strconv.Itoa(i), func(cfg *Config) {
+					if i == 0 {
+						logsTo(c, &log)(cfg)
+					}
+					if strict {
+						cfg.ClusterSize = 3
+					}
+				})
+			}
 			c.waitLeader(nodes...)
 			n := nodes[0]
 			before := n.e.Status().Reconnects
@@ -3337,7 +3428,14 @@ func TestResubscribedStandsAtOnce(t *testing.T) {
 				}
 				return n.e.Status().Reconnects > before && err == nil
 			}), "%s did not come back: %v", n.id, n.e.Ready())
-			assert.Equal(t, !strict, listened, "listened after resubscribing")
+			if strict {
+				assert.False(t, listened, "listened after resubscribing")
+				assert.Contains(t, log.String(), "voting and standing at once")
+				return
+			}
+			// The listening can be over in a millisecond, too soon for
+			// Ready's poll to see; the log says how it ended.
+			assert.Contains(t, log.String(), `msg="heard every node Redis lists; listening ended" node=n0 group=g nodes=3`)
 		})
 	}
 }
@@ -5207,7 +5305,8 @@ type simConn struct {
 // script or NUMSUB), numbered to check that replies come in order.
 type simJob struct {
 	output
-	seq uint64
+	seq   uint64
+	names []string // outWho: Redis's answer
 }
 
 // simNode is one process slot: an Elector's core and the emulated shell.
@@ -5694,6 +5793,22 @@ func (s *sim) exec(j *simJob) (n int64, err error) {
 		return int64(len(subs)), nil
 	case outNumSub:
 		return int64(len(s.redis.subs[j.channel])), nil
+	case outWho:
+		// PUBSUB CHANNELS: the channels with a subscriber whose names
+		// begin with the prefix, in a fixed order (a map's would make
+		// schedules irreproducible). The term faults (an ACL without
+		// PUBSUB, say) fail it too.
+		j.names = nil
+		if s.termFault && s.termErr != "timeout" && s.rnd.Float64() < s.p.evalFail {
+			return 0, redis.Error(s.termErr)
+		}
+		for ch, subs := range s.redis.subs {
+			if len(subs) > 0 && strings.HasPrefix(ch, j.channel) {
+				j.names = append(j.names, ch)
+			}
+		}
+		slices.Sort(j.names)
+		return int64(len(j.names)), nil
 	case outTermKey:
 		if s.termFault && s.rnd.Float64() < s.p.evalFail {
 			if s.termErr == "timeout" {
@@ -5951,7 +6066,7 @@ func (n *simNode) apply(out []output) {
 	for i := range out {
 		o := &out[i]
 		switch o.kind {
-		case outPublish, outTermKey, outNumSub:
+		case outPublish, outTermKey, outNumSub, outWho:
 			j := simJob{output: *o}
 			if s.tracing && o.kind == outPublish {
 				s.tracef("%s: publish %s", n.id, simMsg(&o.msg, o.channel))
@@ -6261,7 +6376,7 @@ func (n *simNode) write(c *simConn, j simJob) {
 			c.stuck = true
 			return
 		}
-		n.down(c, func() { n.reply(c, j.seq, v, err) }, func() {})
+		n.down(c, func() { n.reply(c, j.seq, v, j.names, err) }, func() {})
 	})
 }
 
@@ -6292,7 +6407,7 @@ func (n *simNode) watchReplies(c *simConn, g int) {
 }
 
 // reply is the pipeline reader matching a reply to the oldest pending job.
-func (n *simNode) reply(c *simConn, seq uint64, v int64, err error) {
+func (n *simNode) reply(c *simConn, seq uint64, v int64, names []string, err error) {
 	if len(c.pending) == 0 {
 		return
 	}
@@ -6311,6 +6426,8 @@ func (n *simNode) reply(c *simConn, seq uint64, v int64, err error) {
 		n.input(func(now time.Time) []output { return n.c.termAnswer(now, j.round, v, err) })
 	case outNumSub:
 		n.input(func(now time.Time) []output { return n.c.numSubAnswer(now, j.id, j.round, v, err) })
+	case outWho:
+		n.input(func(now time.Time) []output { return n.c.whoAnswer(now, j.round, names, err) })
 	}
 }
 
@@ -6328,6 +6445,12 @@ func (n *simNode) failJob(j simJob, err error) {
 		n.s.after(0, func() {
 			if n.gen == g {
 				n.input(func(now time.Time) []output { return n.c.numSubAnswer(now, j.id, j.round, 0, err) })
+			}
+		})
+	case outWho:
+		n.s.after(0, func() {
+			if n.gen == g {
+				n.input(func(now time.Time) []output { return n.c.whoAnswer(now, j.round, nil, err) })
 			}
 		})
 	}
