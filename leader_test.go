@@ -1617,6 +1617,10 @@ func TestLinkSharesConnections(t *testing.T) {
 			// if one of them was on it.
 			leaders[0], terms[0] = ldr, term
 		}
+		// A follower on Link k that comes back may say it lost its leader
+		// (silent since the cut) just before it hears it again.
+		require.True(t, poll(waitLong, func() bool { return stable(leaders[g], terms[g], nodes[g]...)() == nil }),
+			"group %d did not settle after the Link was back:\n%s", g, c.dump())
 	}
 	allStable("all groups, after the Link is back")
 }
