@@ -1346,6 +1346,12 @@ func (c *core) subscribed(now time.Time) []output {
 	// a majority of what it heard would be itself alone.
 	s.subscribed, s.held, s.subAt = true, nil, now
 	s.hello, s.whoBusy, s.whoAsked, s.whoRetry = false, false, 0, time.Time{}
+	if s.role == Follower && !s.electionAt.After(now) {
+		// A campaign that came due while it was cut off (a lease that
+		// lapsed then set one) would go ahead of the heir's the moment
+		// the listening ends: the delay is drawn again once that is over.
+		s.electionAt = time.Time{}
+	}
 	listen := c.cfg.PeerTimeout
 	if !s.startUntil.IsZero() {
 		listen = 2 * c.cfg.HeartbeatInterval
@@ -2681,8 +2687,14 @@ func (c *core) due(now time.Time) {
 			if s.electionAt.IsZero() {
 				// The guard covers the spread of the moments the followers
 				// stop hearing the leader: a vote request from the heir
-				// must not reach one that still does.
-				s.electionAt = now.Add(c.afterLeaderLost(c.jitter(), c.jitter()/5))
+				// must not reach one that still does. When this node lost
+				// it longer ago than leaderGone and the guard (Redis was
+				// down, or this node cut off), that spread is over too.
+				guard := c.jitter() / 5
+				if silent >= c.cfg.leaderGone()+guard {
+					guard = 0
+				}
+				s.electionAt = now.Add(c.afterLeaderLost(c.jitter(), guard))
 			}
 			if !now.Before(s.electionAt) {
 				c.campaign(now, false)

@@ -4591,16 +4591,21 @@ func TestStalledNodeVotesButWaitsToStand(t *testing.T) {
 // goes at once and the others still a round later.
 func TestHeirStandsFirst(t *testing.T) {
 	jit, round := defaultElectionJitter, 2*defaultHeartbeatInterval
+	gone := (defaultLeaseTimeout + defaultPeerTimeout) / 2
 	for _, tc := range []struct {
 		self, heir string
 		crash      bool
 		min, max   time.Duration
+		silent     time.Duration // 0: PeerTimeout
 	}{
-		{"h", "h", false, 0, jit / 5},
-		{"o", "h", false, round, round + jit},
-		{"o", "", false, 0, jit},
-		{"h", "h", true, 0, 0},
-		{"o", "h", true, round, round + jit},
+		{"h", "h", false, jit / 5, jit / 5, gone},
+		{"o", "h", false, round, round + jit, 0},
+		{"o", "", false, 0, jit, 0},
+		{"h", "h", true, 0, 0, 0},
+		{"o", "h", true, round, round + jit, 0},
+		// Silent for longer than leaderGone and the guard (Redis was
+		// down): every other follower lost the leader that long ago too.
+		{"h", "h", false, 0, 0, 4 * defaultPeerTimeout},
 	} {
 		e := offlineElector(t, Config{ID: tc.self, ClusterSize: 3})
 		c := &e.c
@@ -4613,9 +4618,13 @@ func TestHeirStandsFirst(t *testing.T) {
 			now = at.Add(2 * defaultHeartbeatInterval)
 			c.numSubAnswer(now, "boss", 0, 0, nil)
 		} else {
-			now = at.Add(defaultPeerTimeout)
+			now = at.Add(cmp.Or(tc.silent, defaultPeerTimeout))
 			s.selfEcho = now // its own link to Redis works
 			c.tick(now)
+			if tc.max == 0 {
+				require.Equal(t, Candidate, s.role, "%+v: it did not stand at once", tc)
+				continue
+			}
 		}
 		require.Equal(t, Follower, s.role)
 		require.False(t, s.electionAt.IsZero(), "%+v: no campaign scheduled", tc)
@@ -4624,6 +4633,25 @@ func TestHeirStandsFirst(t *testing.T) {
 		assert.LessOrEqual(t, delay, tc.max, "%+v", tc)
 		assert.Equal(t, tc.heir, e.Status().Heir)
 	}
+}
+
+// TestResubscribedDrawsItsDelayAgain: a campaign that came due while a
+// node was cut off (as one does when its lease lapses then) does not go
+// ahead of the heir's once the node has resubscribed: its delay is drawn
+// again, and a node that is not the heir gives the heir a round.
+func TestResubscribedDrawsItsDelayAgain(t *testing.T) {
+	e := offlineElector(t, Config{ID: "o", ClusterSize: 3})
+	c, s := &e.c, &e.c.st
+	at := time.Now()
+	c.receive(at, &message{Type: msgHeartbeat, Flags: flagLeader, Term: 3, Seq: 1, Live: 3, Inc: 9, From: "boss", To: "h"})
+	s.subscribed, s.startUntil = false, at.Add(-time.Minute) // cut off, long after its first listening
+	s.electionAt = at.Add(defaultPeerTimeout)                // came due during the outage
+	now := at.Add(4 * defaultPeerTimeout)
+	c.subscribed(now)
+	s.selfEcho = now
+	c.tick(now)
+	require.Equal(t, Follower, s.role, "it campaigned at once, ahead of the heir")
+	assert.GreaterOrEqual(t, s.electionAt.Sub(now), 2*defaultHeartbeatInterval)
 }
 
 // TestHeirsSpreadOverNodes: with many groups on the same nodes, the
