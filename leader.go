@@ -5204,7 +5204,7 @@ type backoff struct {
 func newBackoff(limit time.Duration) *backoff { return &backoff{limit: limit} }
 
 // backoffCap is the reconnect backoff's cap for a HeartbeatInterval of hb:
-// hb/4, within [25ms, maxBackoff]. In strict mode the group elects as soon
+// hb/10, within [10ms, maxBackoff]. The group elects as soon
 // as a quorum is back (a node that only reconnected votes and stands at
 // once), so the time to the next try is most of the time a group stays
 // leaderless after Redis is back; the jitter still spreads a crowd of
@@ -5212,7 +5212,7 @@ func newBackoff(limit time.Duration) *backoff { return &backoff{limit: limit} }
 // is at once (and a process with many groups on a Link dials once for all
 // of them), and what it logs is rate-limited (see noteError).
 func backoffCap(hb time.Duration) time.Duration {
-	return min(maxBackoff, max(hb/4, 25*time.Millisecond))
+	return min(maxBackoff, max(hb/10, 10*time.Millisecond))
 }
 
 func (b *backoff) reset() { b.delay, b.next = 0, time.Time{} }

@@ -3506,8 +3506,8 @@ func TestEveryoneCutThenHealed(t *testing.T) {
 // TestRedisDownBehindAProxy: a proxy (or load balancer) in front of a
 // Redis that is down accepts each connection and closes it at once, which
 // is also what a TLS port does to a plain client, a failure Run gives up on.
-// With the reconnect backoff capped at HeartbeatInterval/4 that happens 40
-// to 80 times a second; an outage of a few seconds must not end Run, and the
+// With the reconnect backoff capped at HeartbeatInterval/10 that happens 100
+// to 200 times a second; an outage of a few seconds must not end Run, and the
 // group elects again once Redis is back. Each node logs what fails, but
 // a failure that repeats once a second at most (with a count of the
 // repeats), and the log names the likely cause first.
