@@ -2665,7 +2665,11 @@ func (c *core) due(now time.Time) {
 		// second at every HeartbeatInterval, enough to starve a small
 		// machine), and after a crash the fast path has usually elected a
 		// new leader before PeerTimeout/2.
-		if (s.leader == "" || silent >= c.cfg.leaderGone()/2) && now.Sub(s.lastSent) >= c.cfg.PeerTimeout/3 {
+		// Before its first subscription it says nothing: it could not hear
+		// an answer (a process with its ID would warn, and answer once,
+		// to nobody), and its first heartbeat goes out once it is
+		// subscribed.
+		if (s.leader == "" || silent >= c.cfg.leaderGone()/2) && now.Sub(s.lastSent) >= c.cfg.PeerTimeout/3 && (s.subscribed || !s.startUntil.IsZero()) {
 			c.sendHeartbeat(now)
 		}
 		if s.leader != "" && silent >= c.cfg.HeartbeatInterval*3/2 && !s.numsubBusy &&
