@@ -1188,6 +1188,7 @@ type state struct {
 	whoAsked     int           // questions in this listening
 	whoSent      time.Time     // when the latest was asked
 	whoRetry     time.Time     // when to say hello and ask again, after a failed connection
+	heardQuorum  bool          // that listening ended with every node Redis listed heard, a quorum
 	answerAt     time.Time     // when to broadcast a heartbeat for a node that said hello
 	answeredAt   time.Time     // the last such broadcast
 	startUntil   time.Time     // the end of the first listening after Run began
@@ -1345,7 +1346,7 @@ func (c *core) subscribed(now time.Time) []output {
 	// a PeerTimeout after the resubscription (rule 10), or in dynamic mode
 	// a majority of what it heard would be itself alone.
 	s.subscribed, s.held, s.subAt = true, nil, now
-	s.hello, s.whoBusy, s.whoAsked, s.whoRetry = false, false, 0, time.Time{}
+	s.hello, s.whoBusy, s.whoAsked, s.whoRetry, s.heardQuorum = false, false, 0, time.Time{}, false
 	if s.role == Follower && !s.electionAt.After(now) {
 		// A campaign that came due while it was cut off (a lease that
 		// lapsed then set one) would go ahead of the heir's the moment
@@ -1470,7 +1471,7 @@ func (c *core) whoAnswer(now time.Time, round uint64, names []string, err error)
 		}
 		return c.out
 	}
-	s.joinUntil = now
+	s.joinUntil, s.heardQuorum = now, true
 	c.logf(slog.LevelInfo, "heard every node Redis lists; listening ended", "nodes", heard+1, "after", now.Sub(s.subAt))
 	return c.out
 }
@@ -2693,9 +2694,11 @@ func (c *core) due(now time.Time) {
 				// stop hearing the leader: a vote request from the heir
 				// must not reach one that still does. When this node lost
 				// it longer ago than leaderGone and the guard (Redis was
-				// down, or this node cut off), that spread is over too.
+				// down, or this node cut off), that spread is over too;
+				// but the others may not be back yet, unless it heard a
+				// quorum of them since it resubscribed (rule 8).
 				guard := c.jitter() / 5
-				if silent >= c.cfg.leaderGone()+guard {
+				if s.heardQuorum && silent >= c.cfg.leaderGone()+guard {
 					guard = 0
 				}
 				s.electionAt = now.Add(c.afterLeaderLost(c.jitter(), guard))

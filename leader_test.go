@@ -4597,15 +4597,20 @@ func TestHeirStandsFirst(t *testing.T) {
 		crash      bool
 		min, max   time.Duration
 		silent     time.Duration // 0: PeerTimeout
+		quorum     bool          // it heard a quorum since it resubscribed
 	}{
-		{"h", "h", false, jit / 5, jit / 5, gone},
-		{"o", "h", false, round, round + jit, 0},
-		{"o", "", false, 0, jit, 0},
-		{"h", "h", true, 0, 0, 0},
-		{"o", "h", true, round, round + jit, 0},
+		{"h", "h", false, jit / 5, jit / 5, gone, false},
+		{"o", "h", false, round, round + jit, 0, false},
+		{"o", "", false, 0, jit, 0, false},
+		{"h", "h", true, 0, 0, 0, false},
+		{"o", "h", true, round, round + jit, 0, false},
 		// Silent for longer than leaderGone and the guard (Redis was
-		// down): every other follower lost the leader that long ago too.
-		{"h", "h", false, 0, 0, 4 * defaultPeerTimeout},
+		// down), and it heard a quorum since it resubscribed: every other
+		// follower lost the leader that long ago too, and they are back.
+		{"h", "h", false, 0, 0, 4 * defaultPeerTimeout, true},
+		// Without a quorum heard it still waits: the others may not have
+		// resubscribed yet.
+		{"h", "h", false, jit / 5, jit / 5, 4 * defaultPeerTimeout, false},
 	} {
 		e := offlineElector(t, Config{ID: tc.self, ClusterSize: 3})
 		c := &e.c
@@ -4620,6 +4625,7 @@ func TestHeirStandsFirst(t *testing.T) {
 		} else {
 			now = at.Add(cmp.Or(tc.silent, defaultPeerTimeout))
 			s.selfEcho = now // its own link to Redis works
+			s.heardQuorum = tc.quorum
 			c.tick(now)
 			if tc.max == 0 {
 				require.Equal(t, Candidate, s.role, "%+v: it did not stand at once", tc)
