@@ -105,7 +105,7 @@ import (
 // Version is the version of this file, for the copies of it that vendor
 // it. It changes with every release that changes behaviour or the wire
 // format.
-const Version = "0.7.2"
+const Version = "0.7.3"
 
 // Defaults for the zero values of Config. They satisfy the lease inequality
 // LeaseTimeout < PeerTimeout with a wide margin and give a failover of about
@@ -858,11 +858,11 @@ func (e *Elector) Status() Status {
 
 // Ready reports whether this node is healthy in its group, the meaning a
 // readiness probe wants: Run is running, it is connected to Redis (its
-// subscription is up and its own messages come back), it has listened for
-// PeerTimeout since it subscribed (before that it neither votes nor acks),
+// subscription is up and its own messages come back), its listening after
+// a subscription ended (rule 8: before that it neither votes nor acks),
 // and it is either the active leader or follows a leader it heard within
-// PeerTimeout. The error says what is missing. Handler serves the same
-// over HTTP.
+// (LeaseTimeout+PeerTimeout)/2. The error says what is missing. Handler
+// serves the same over HTTP.
 func (e *Elector) Ready() error {
 	if !e.running.Load() {
 		return ErrNotRunning
