@@ -2618,8 +2618,15 @@ func (c *core) due(now time.Time) {
 	// The group size may shrink only after a PeerTimeout of listening: a
 	// node that was paused or disconnected keeps the size it knew, so it
 	// cannot make a majority of itself alone. (While it is disconnected
-	// it hears nobody, which says nothing about its peers.)
-	if live := c.countLive(now); !s.subscribed || now.Before(s.joinUntil) || now.Before(s.stallUntil) || now.Before(s.sizeHold) {
+	// it hears nobody, which says nothing about its peers.) What it knew
+	// includes its leader's count: a follower hears the leader, not the
+	// other followers, whose acks go to the leader's channel, so its own
+	// count is two however large the group.
+	live := c.countLive(now)
+	if s.knownLive > live && now.Sub(s.knownLiveAt) < c.cfg.PeerTimeout {
+		live = s.knownLive
+	}
+	if !s.subscribed || now.Before(s.joinUntil) || now.Before(s.stallUntil) || now.Before(s.sizeHold) {
 		s.size = max(s.size, live)
 	} else {
 		s.size = live

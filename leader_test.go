@@ -4641,6 +4641,51 @@ func TestHeirStandsFirst(t *testing.T) {
 	}
 }
 
+// TestResubscribedKeepsTheGroupSize: a follower hears its leader, not the
+// other followers (their acks go to the leader's own channel), so its own
+// count of live nodes is two; the leader's heartbeats tell it the group's
+// size. After a Redis outage longer than PeerTimeout, that size must
+// still hold when it resubscribes: in dynamic mode it makes the quorum,
+// and the listening after the resubscription ends early only once Redis
+// lists a quorum of nodes, all heard. Before, the follower came back with
+// a group of two: it ended its listening when Redis listed it and one
+// other, and won an election with a quorum of 2 of a group of 5 (a chaos
+// redis-restart run, seed 777).
+func TestResubscribedKeepsTheGroupSize(t *testing.T) {
+	c := offlineCore(t, Config{ID: "n2"})
+	s := &c.st
+	at := time.Now()
+	s.startUntil = at.Add(-time.Minute) // long after its first listening
+	var now time.Time
+	for i := range 10 { // a calm group of 5, for longer than PeerTimeout
+		now = at.Add(time.Duration(i) * defaultHeartbeatInterval)
+		c.receive(now, &message{Type: msgHeartbeat, Flags: flagLeader, Term: 3, Seq: uint64(i + 1), Live: 5, Inc: 1, From: "n1", To: "n3"})
+		s.selfEcho = now // its own link works
+		c.tick(now)
+	}
+	require.Equal(t, 2, c.countLive(now), "it hears more than its leader")
+	require.Equal(t, 5, c.groupSize(now))
+	c.disconnected(now, nil)
+	back := now.Add(4 * defaultPeerTimeout)
+	c.tick(back.Add(-time.Millisecond))
+	c.subscribed(back)
+	require.True(t, s.hello, "no hello after the resubscription")
+	assert.Equal(t, 5, c.groupSize(back), "the group's size after the outage")
+	assert.Equal(t, 3, c.quorum(back))
+
+	// Redis lists this node and n5, whose answer it heard: two of five.
+	heard := back.Add(time.Millisecond)
+	c.receive(heard, &message{Type: msgHeartbeat, Term: 3, Inc: 1, From: "n5"})
+	listed := []string{c.nodeChannel("n2"), c.nodeChannel("n5")}
+	c.whoAnswer(heard, s.whoRound, listed, nil) // asked before n5 was heard: asks again
+	answered := heard.Add(time.Millisecond)
+	c.whoAnswer(answered, s.whoRound, listed, nil)
+	assert.True(t, answered.Before(s.joinUntil), "the listening ended with 2 nodes of 5 listed")
+	c.tick(answered)
+	assert.Equal(t, Follower, s.role)
+	assert.True(t, s.electionAt.IsZero() || s.electionAt.After(answered))
+}
+
 // TestResubscribedDrawsItsDelayAgain: a campaign that came due while a
 // node was cut off (as one does when its lease lapses then) does not go
 // ahead of the heir's once the node has resubscribed: its delay is drawn
