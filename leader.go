@@ -1477,19 +1477,34 @@ func (c *core) whoAnswer(now time.Time, round uint64, names []string, err error)
 }
 
 // answerHello schedules the heartbeat that answers a node's hello: at once,
-// or, when it answered another within helloGap, helloGap after that one,
+// or, when it answered another within answerGap, answerGap after that one,
 // so that many hellos at once (after a Redis restart) cost a few
 // broadcasts, not one each.
 func (c *core) answerHello(now time.Time) {
 	s := &c.st
 	if s.answerAt.IsZero() {
-		s.answerAt = s.answeredAt.Add(c.helloGap())
+		s.answerAt = s.answeredAt.Add(c.answerGap(now))
 		if s.answerAt.Before(now) {
 			s.answerAt = now
 		}
 	}
 }
 
+// answerGap is the least time between two answers to hellos:
+// HeartbeatInterval/10 in a group of maxHelloGroup, less in proportion in
+// a smaller one (under a millisecond in a group of 5 by default). The last
+// node to resubscribe waits for an answer from every other before it
+// votes, so the gap is most of what it waits; and the N hellos of a
+// restart cost a node at most N answers, so a small group loses nothing
+// by answering each, while a large one answers a burst in a few. Over the
+// few milliseconds the reconnects are spread, the group as a whole then
+// sends about as many answers whatever its size.
+func (c *core) answerGap(now time.Time) time.Duration {
+	return c.cfg.HeartbeatInterval / 10 * time.Duration(min(c.groupSize(now), maxHelloGroup)) / maxHelloGroup
+}
+
+// helloGap is how long a node waits to say hello and ask again after the
+// connection failed under the first.
 func (c *core) helloGap() time.Duration { return c.cfg.HeartbeatInterval / 10 }
 
 // disconnected: the subscription ended, with err if Redis said why.
