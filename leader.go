@@ -1049,8 +1049,12 @@ func (e *Elector) Run(ctx context.Context) error {
 //     it has heard each node that Redis lists as subscribed (PUBSUB
 //     CHANNELS of the group's node channels), if they are a majority. Its
 //     first heartbeat then is a hello, which every node that hears it
-//     answers with a heartbeat. Its count of live nodes, stale from the
-//     outage, does not shrink for a PeerTimeout (rule 10). A vote
+//     answers with a heartbeat. In strict mode it says hello too, on the
+//     group's channel, but only so that an heir that lost its leader
+//     during the outage stands once it has heard a quorum back, instead of
+//     waiting out its guard (rule 13). Its count of live nodes, stale
+//     from the outage (for a follower: its leader's count), does not
+//     shrink for a PeerTimeout (rule 10). A vote
 //     or pre-vote request that reaches it while it listens is answered
 //     when the listening ends, if the candidate's round lasts that long,
 //     by the rules as they stand then. A process that has just
@@ -1084,7 +1088,8 @@ func (e *Elector) Run(ctx context.Context) error {
 //     and the winner waits until LeaseTimeout after the most recent of those
 //     before it may act, so an old lease has always ended.
 //  13. Heir. The leader names in its heartbeats the follower to stand first
-//     if it is lost; the others hold back a round. In a large group, many
+//     if it is lost, after a guard of ElectionJitter/5; the others hold
+//     back a round. In a large group, many
 //     followers that notice a loss together would otherwise split the vote
 //     round after round. A granted pre-vote also postpones one's own
 //     campaign, and of two pre-candidates the lower ID goes on.
@@ -1188,7 +1193,8 @@ type state struct {
 	whoAsked     int           // questions in this listening
 	whoSent      time.Time     // when the latest was asked
 	whoRetry     time.Time     // when to say hello and ask again, after a failed connection
-	heardQuorum  bool          // that listening ended with every node Redis listed heard, a quorum
+	heardQuorum  bool          // every node Redis listed since the resubscription was heard, a quorum
+	helloUntil   time.Time     // until then its hello's answers count (the listening; in strict mode the heir's guard)
 	answerAt     time.Time     // when to broadcast a heartbeat for a node that said hello
 	answeredAt   time.Time     // the last such broadcast
 	startUntil   time.Time     // the end of the first listening after Run began
@@ -1356,18 +1362,26 @@ func (c *core) subscribed(now time.Time) []output {
 	listen := c.cfg.PeerTimeout
 	if !s.startUntil.IsZero() {
 		listen = 2 * c.cfg.HeartbeatInterval
+		size := c.groupSize(now)
 		if c.cfg.ClusterSize > 0 {
-			listen = 0
+			listen, size = 0, c.cfg.ClusterSize
 		}
 		s.sizeHold = now.Add(c.cfg.PeerTimeout)
-		s.hello = listen > 0 && c.groupSize(now) <= maxHelloGroup
+		s.hello = size <= maxHelloGroup
 	}
 	s.joinUntil = now.Add(listen)
 	if s.startUntil.IsZero() {
 		s.startUntil = s.joinUntil
 	}
+	// In strict mode the hello only tells the heir when a quorum is back,
+	// so that it need not wait out its guard after an outage (see due);
+	// its answers count for as long as that guard.
+	s.helloUntil = s.joinUntil
+	if listen == 0 {
+		s.helloUntil = now.Add(c.heirGuard())
+	}
 	switch {
-	case s.hello:
+	case s.hello && listen > 0:
 		c.logf(slog.LevelInfo, "subscribed again; listening until every node Redis lists is heard", "channel", c.channel, "at most", listen)
 	case listen > 0:
 		c.logf(slog.LevelInfo, "subscribed; listening before voting or standing", "channel", c.channel, "for", listen)
@@ -1375,7 +1389,7 @@ func (c *core) subscribed(now time.Time) []output {
 		c.logf(slog.LevelInfo, "subscribed again; voting and standing at once", "channel", c.channel)
 	}
 	if s.hello {
-		c.broadcast(now, helloMark)
+		c.broadcast(now, helloMark, true)
 		c.askWho(now)
 	} else {
 		c.sendHeartbeat(now)
@@ -1427,7 +1441,7 @@ func (c *core) whoAnswer(now time.Time, round uint64, names []string, err error)
 		return c.out
 	}
 	s.whoBusy = false
-	if !s.hello || !s.subscribed || !now.Before(s.joinUntil) {
+	if !c.learning(now) {
 		return c.out
 	}
 	var refused redis.Error
@@ -1471,9 +1485,21 @@ func (c *core) whoAnswer(now time.Time, round uint64, names []string, err error)
 		}
 		return c.out
 	}
-	s.joinUntil, s.heardQuorum = now, true
+	s.heardQuorum = true
+	if c.cfg.ClusterSize > 0 {
+		c.logf(slog.LevelInfo, "heard every node Redis lists", "nodes", heard+1, "after", now.Sub(s.subAt))
+		return c.out
+	}
+	s.joinUntil = now
 	c.logf(slog.LevelInfo, "heard every node Redis lists; listening ended", "nodes", heard+1, "after", now.Sub(s.subAt))
 	return c.out
+}
+
+// learning: this node said hello after it resubscribed and still waits to
+// hear every node Redis lists.
+func (c *core) learning(now time.Time) bool {
+	s := &c.st
+	return s.hello && s.subscribed && !s.heardQuorum && now.Before(s.helloUntil)
 }
 
 // answerHello schedules the heartbeat that answers a node's hello: at once,
@@ -1856,14 +1882,14 @@ func (c *core) onMessage(m *message, now time.Time) {
 	p.prio = int(min(m.Prio, maxPriority))
 	if p.back.Before(s.subAt) {
 		p.back = now
-		if s.hello && now.Before(s.joinUntil) {
+		if c.learning(now) {
 			c.askWho(now) // it may be the last of them
 		}
 	}
 
 	switch m.Type {
 	case msgHeartbeat:
-		if m.Ago == helloMark && c.cfg.ClusterSize == 0 {
+		if m.Ago == helloMark {
 			c.answerHello(now)
 		}
 		if m.Flags&flagLeader != 0 {
@@ -2584,6 +2610,11 @@ func (c *core) jitter() time.Duration {
 	return c.cfg.ElectionJitter * time.Duration(c.backoff())
 }
 
+// heirGuard is how long the heir waits, once it lost its leader, before it
+// stands: the spread of the moments the followers stop hearing the leader
+// (rule 13).
+func (c *core) heirGuard() time.Duration { return c.jitter() / 5 }
+
 // backoff is 1, and after the second round in a row that elected nobody, 2,
 // 4, then 8 (rule 14). A single split vote, the usual case, changes nothing.
 func (c *core) backoff() int {
@@ -2621,12 +2652,12 @@ func (c *core) due(now time.Time) {
 	c.answerHeld(now)
 	if !s.answerAt.IsZero() && !now.Before(s.answerAt) {
 		s.answerAt, s.answeredAt = time.Time{}, now
-		c.sendHeartbeat(now)
+		c.broadcast(now, 0, true)
 	}
 	if !s.whoRetry.IsZero() && !now.Before(s.whoRetry) {
 		s.whoRetry = time.Time{}
-		if s.hello && s.subscribed && now.Before(s.joinUntil) {
-			c.broadcast(now, helloMark)
+		if c.learning(now) {
+			c.broadcast(now, helloMark, true)
 			c.askWho(now)
 		}
 	}
@@ -2718,10 +2749,19 @@ func (c *core) due(now time.Time) {
 				// it longer ago than leaderGone and the guard (Redis was
 				// down, or this node cut off), that spread is over too;
 				// but the others may not be back yet, unless it heard a
-				// quorum of them since it resubscribed (rule 8).
-				guard := c.jitter() / 5
-				if s.heardQuorum && silent >= c.cfg.leaderGone()+guard {
-					guard = 0
+				// quorum of them since it resubscribed (rule 8). In strict
+				// mode, which does not listen, the heir waits for that
+				// while its hello's answers count, and no longer.
+				guard := c.heirGuard()
+				if silent >= c.cfg.leaderGone()+guard {
+					switch {
+					case s.heardQuorum:
+						guard = 0
+					case c.learning(now) && s.heir == c.cfg.ID && c.cfg.ClusterSize > 0:
+						return
+					case s.hello && c.cfg.ClusterSize > 0:
+						guard = max(0, s.helloUntil.Sub(now))
+					}
 				}
 				s.electionAt = now.Add(c.afterLeaderLost(c.jitter(), guard))
 			}
@@ -2747,6 +2787,9 @@ func (c *core) nextWake(now time.Time) time.Time {
 	at(s.lastSent.Add(c.cfg.HeartbeatInterval))
 	at(s.answerAt)
 	at(s.whoRetry)
+	if c.learning(now) {
+		at(s.helloUntil)
+	}
 	switch s.role {
 	case Leader:
 		if s.active {
@@ -2775,11 +2818,13 @@ func (c *core) nextWake(now time.Time) time.Time {
 // sendHeartbeat broadcasts this node's heartbeat: the leader's carries a new
 // seq and its count of live nodes; a follower's carries its ack of the last
 // leader heartbeat.
-func (c *core) sendHeartbeat(now time.Time) { c.broadcast(now, 0) }
+func (c *core) sendHeartbeat(now time.Time) { c.broadcast(now, 0, false) }
 
 // broadcast is sendHeartbeat, with Ago set to ago: helloMark for the hello
-// after a resubscription (rule 8).
-func (c *core) broadcast(now time.Time, ago uint64) {
+// after a resubscription (rule 8). With toGroup, a strict-mode follower
+// too publishes on the group's channel: a hello and its answers are for
+// the others to hear.
+func (c *core) broadcast(now time.Time, ago uint64, toGroup bool) {
 	s := &c.st
 	m := message{Type: msgHeartbeat, Term: s.term, Ago: ago}
 	if s.role == Leader {
@@ -2792,7 +2837,7 @@ func (c *core) broadcast(now time.Time, ago uint64) {
 	} else if s.leader != "" {
 		m.Seq, m.To = s.leaderSeq, s.leader
 	}
-	if s.role != Leader && c.cfg.ClusterSize > 0 {
+	if s.role != Leader && c.cfg.ClusterSize > 0 && !toGroup {
 		// In strict mode the quorum is fixed, and what a follower's
 		// broadcast tells the others (that it is live) counts for
 		// nothing: it would cost N² deliveries a round before a first
