@@ -1456,7 +1456,11 @@ func (c *core) whoAnswer(now time.Time, round uint64, names []string, err error)
 		// Not a weaker guarantee: the node listens its two heartbeats.
 		s.hello = false
 		c.redisError("list the group's nodes", err)
-		c.logf(slog.LevelWarn, "could not list the group's subscribed nodes; listening two heartbeats", "err", err)
+		then := "listening two heartbeats"
+		if c.cfg.ClusterSize > 0 {
+			then = "an heir waits out its guard"
+		}
+		c.logf(slog.LevelWarn, "could not list the group's subscribed nodes; "+then, "err", err)
 		return c.out
 	}
 	prefix := c.nodeChannel("")

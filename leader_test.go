@@ -3366,36 +3366,49 @@ func TestRedisBackElectsOnceEveryoneIsHeard(t *testing.T) {
 
 // TestResubscribedWithoutChannels: an ACL user that may not PUBSUB CHANNELS
 // costs the listening after a resubscription its shortcut, not its safety:
-// the node logs why and listens for two heartbeats.
+// the node logs why and listens for two heartbeats (in strict mode, where
+// only an heir waits for the list, it says that an heir waits out its
+// guard), and the group keeps its leader.
 func TestResubscribedWithoutChannels(t *testing.T) {
-	r := startRedis(t, "--user", "nolist", "on", ">pw", "~leader:{g}:term", "&leader:{g}*",
-		"+publish", "+subscribe", "+ping", "+pubsub|numsub", "+eval", "+incr", "+set")
-	c := newClusterOn(t, r, "g")
-	var log lockedBuffer
-	nodes := make([]*node, 3)
-	for i := range nodes {
-		nodes[i] = c.start("n"+strconv.Itoa(i), func(cfg *Config) {
-			if i == 0 {
-				logsTo(c, &log)(cfg)
+	for _, strict := range []bool{false, true} {
+		t.Run(modeNameTest(strict), func(t *testing.T) {
+			r := startRedis(t, "--user", "nolist", "on", ">pw", "~leader:{g}:term", "&leader:{g}*",
+				"+publish", "+subscribe", "+ping", "+pubsub|numsub", "+eval", "+incr", "+set")
+			c := newClusterOn(t, r, "g")
+			var log lockedBuffer
+			nodes := make([]*node, 3)
+			for i := range nodes {
+				nodes[i] = c.start("n"+strconv.Itoa(i), func(cfg *Config) {
+					if i == 0 {
+						logsTo(c, &log)(cfg)
+					}
+					if strict {
+						cfg.ClusterSize = 3
+					}
+					addr := cfg.Addr // this node's proxy
+					cfg.Addr = ""
+					cfg.Dial = func(ctx context.Context) (redis.Conn, error) {
+						return redis.DialContext(ctx, "tcp", addr, redis.DialUsername("nolist"), redis.DialPassword("pw"),
+							redis.DialReadTimeout(cfg.PeerTimeout), redis.DialWriteTimeout(cfg.PeerTimeout))
+					}
+				})
 			}
-			addr := cfg.Addr // this node's proxy
-			cfg.Addr = ""
-			cfg.Dial = func(ctx context.Context) (redis.Conn, error) {
-				return redis.DialContext(ctx, "tcp", addr, redis.DialUsername("nolist"), redis.DialPassword("pw"),
-					redis.DialReadTimeout(cfg.PeerTimeout), redis.DialWriteTimeout(cfg.PeerTimeout))
+			_, term := c.waitStable(testPeer, nodes...)
+			nodes[0].proxy.Heal() // closes its connections; it redials at once
+			then := "listening two heartbeats"
+			if strict {
+				then = "an heir waits out its guard"
 			}
+			require.True(t, poll(waitLong, func() bool {
+				return warned(log.String(), "could not list the group's subscribed nodes; "+then, "NOPERM")
+			}), "no warning that the listing was refused:\n%s", log.String())
+			assert.NotContains(t, log.String(), "heard every node Redis lists")
+			assert.Contains(t, nodes[0].e.Status().LastRedisError, "NOPERM")
+			require.True(t, poll(waitLong, func() bool { return nodes[0].e.Ready() == nil }), "n0 not ready: %v", nodes[0].e.Ready())
+			_, nterm := c.waitStable(calm, nodes...)
+			assert.Equal(t, term, nterm, "a resubscription cost a term")
 		})
 	}
-	_, term := c.waitStable(testPeer, nodes...)
-	nodes[0].proxy.Heal() // closes its connections; it redials at once
-	require.True(t, poll(waitLong, func() bool {
-		return warned(log.String(), "could not list the group's subscribed nodes", "NOPERM")
-	}), "no warning that the listing was refused:\n%s", log.String())
-	assert.NotContains(t, log.String(), "heard every node Redis lists")
-	assert.Contains(t, nodes[0].e.Status().LastRedisError, "NOPERM")
-	require.True(t, poll(waitLong, func() bool { return nodes[0].e.Ready() == nil }), "n0 not ready: %v", nodes[0].e.Ready())
-	_, nterm := c.waitStable(calm, nodes...)
-	assert.Equal(t, term, nterm, "a resubscription cost a term")
 }
 
 // TestResubscribedStandsAtOnce: after its connections drop and come back,
