@@ -78,6 +78,7 @@ import (
 	"io"
 	"log"
 	"log/slog"
+	"maps"
 	"math"
 	"math/big"
 	mrand "math/rand/v2"
@@ -5216,7 +5217,9 @@ func BenchmarkLeaderRound(b *testing.B) {
 // (across restarts, unless Redis lost its data while no running node
 // remembered the newest term), and, once every fault has healed and a
 // quorum is connected, (d) a leader is active within PeerTimeout +
-// 4*ElectionJitter + 1s.
+// 4*ElectionJitter + 1s. When a node wins a term it also checks that (e)
+// its voters include a voter of every older leadership whose lease still
+// runs: two disjoint quorums are an overlap waiting for a pause.
 
 var (
 	simSeed  = flag.Uint64("sim.seed", 0, "simulator: replay this one schedule and print its trace")
@@ -5448,11 +5451,12 @@ type sim struct {
 	trace   []string
 
 	fail       string
-	leaders    map[uint64]string // term → the leadership that won it
-	maxToken   uint64            // the newest fencing token handed out
-	maxWon     uint64            // the newest term won
-	healed     time.Duration     // when the last fault ended; 0 while faults go on
-	quorumAt   time.Duration     // after healed: when a quorum was first subscribed
+	leaders    map[uint64]string   // term → the leadership that won it
+	voters     map[uint64][]string // term → the IDs whose grants won it
+	maxToken   uint64              // the newest fencing token handed out
+	maxWon     uint64              // the newest term won
+	healed     time.Duration       // when the last fault ended; 0 while faults go on
+	quorumAt   time.Duration       // after healed: when a quorum was first subscribed
 	livenessOK bool
 	termFault  bool // term scripts fail now
 	termErr    string
@@ -5554,7 +5558,7 @@ func (b *simBackoff) reset() { b.delay, b.next = 0, time.Time{} }
 
 // runSim runs the schedule of seed.
 func runSim(seed uint64, tracing bool) (res simResult) {
-	s := &sim{seed: seed, rnd: mrand.New(mrand.NewPCG(seed, 0x5eed)), tracing: tracing, leaders: map[uint64]string{}}
+	s := &sim{seed: seed, rnd: mrand.New(mrand.NewPCG(seed, 0x5eed)), tracing: tracing, leaders: map[uint64]string{}, voters: map[uint64][]string{}}
 	s.redis = simRedis{up: true, subs: map[string][]*simConn{}}
 	s.p = s.drawParams()
 	res.seed = seed
@@ -6687,6 +6691,7 @@ func (s *sim) check(n *simNode) {
 		}
 		s.leaders[st.term] = n.who
 		s.maxWon = max(s.maxWon, st.term)
+		s.checkQuorums(n)
 	}
 	if st.role == Leader {
 		if nb := st.notBefore; nb.After(n.local()) {
@@ -6695,6 +6700,33 @@ func (s *sim) check(n *simNode) {
 		}
 	}
 	s.checkOverlap()
+}
+
+// checkQuorums runs when n has just won its term: (e) its voters must
+// include one of the voters of every older leadership whose lease still
+// runs (an active leader that is alive, frozen or not). A vote is where a
+// winner learns of a lease it must wait out, so two disjoint quorums
+// leave the one promise to luck: that the old leader hears the new term
+// before it acts again. Two leaders at once need that luck to fail too,
+// so this finds the flaw in schedules that (a) passes.
+func (s *sim) checkQuorums(n *simNode) {
+	st := &n.c.st
+	won := slices.Sorted(maps.Keys(st.grants))
+	s.voters[st.term] = won
+	for _, m := range s.nodes {
+		if m == n || !m.alive || m.c == nil {
+			continue
+		}
+		ms := &m.c.st
+		if ms.role != Leader || !ms.active || ms.term >= st.term || m.real(ms.leaseEnd) <= s.now {
+			continue
+		}
+		old, ok := s.voters[ms.term]
+		if ok && !slices.ContainsFunc(won, func(id string) bool { return slices.Contains(old, id) }) {
+			s.violation("%s won term %d with the votes of %v, none of whom elected %s in term %d %v, whose lease runs %v more",
+				n.id, st.term, won, m.id, ms.term, old, m.real(ms.leaseEnd)-s.now)
+		}
+	}
 }
 
 func (s *sim) checkOverlap() {
