@@ -2053,8 +2053,10 @@ func (c *core) mayVote(m *message, now time.Time) bool {
 	}
 	// A node that just voted gives that candidate its round: a rival that
 	// started a moment later (with the higher term INCR gave it) would
-	// otherwise take the votes back and cost a term.
-	if s.votedFor != "" && s.votedFor != m.From && now.Sub(s.votedAt) < c.roundTimeout() {
+	// otherwise take the votes back and cost a term. Once a leader of the
+	// term it voted in was heard, that round is decided: a successor that
+	// leader names when it resigns at once is no rival.
+	if s.votedFor != "" && s.votedFor != m.From && now.Sub(s.votedAt) < c.roundTimeout() && s.leaderTerm < s.term {
 		return false
 	}
 	return true
