@@ -3377,23 +3377,14 @@ func TestResubscribedWithoutChannels(t *testing.T) {
 				"+publish", "+subscribe", "+ping", "+pubsub|numsub", "+eval", "+incr", "+set")
 			c := newClusterOn(t, r, "g")
 			var log lockedBuffer
-			nodes := make([]*node, 3)
-			for i := range nodes {
-				nodes[i] = c.start("n"+strconv.Itoa(i), func(cfg *Config) {
-					if i == 0 {
-						logsTo(c, &log)(cfg)
-					}
-					if strict {
-						cfg.ClusterSize = 3
-					}
-					addr := cfg.Addr // this node's proxy
-					cfg.Addr = ""
-					cfg.Dial = func(ctx context.Context) (redis.Conn, error) {
-						return redis.DialContext(ctx, "tcp", addr, redis.DialUsername("nolist"), redis.DialPassword("pw"),
-							redis.DialReadTimeout(cfg.PeerTimeout), redis.DialWriteTimeout(cfg.PeerTimeout))
-					}
-				})
-			}
+			nodes := startThree(c, strict, &log, func(cfg *Config) {
+				addr := cfg.Addr // this node's proxy
+				cfg.Addr = ""
+				cfg.Dial = func(ctx context.Context) (redis.Conn, error) {
+					return redis.DialContext(ctx, "tcp", addr, redis.DialUsername("nolist"), redis.DialPassword("pw"),
+						redis.DialReadTimeout(cfg.PeerTimeout), redis.DialWriteTimeout(cfg.PeerTimeout))
+				}
+			})
 			_, term := c.waitStable(testPeer, nodes...)
 			nodes[0].proxy.Heal() // closes its connections; it redials at once
 			then := "listening two heartbeats"
@@ -3423,17 +3414,7 @@ func TestResubscribedStandsAtOnce(t *testing.T) {
 		t.Run(modeNameTest(strict), func(t *testing.T) {
 			c := newCluster(t)
 			var log lockedBuffer
-			nodes := make([]*node, 3)
-			for i := range nodes {
-				nodes[i] = c.start("n"+strconv.Itoa(i), func(cfg *Config) {
-					if i == 0 {
-						logsTo(c, &log)(cfg)
-					}
-					if strict {
-						cfg.ClusterSize = 3
-					}
-				})
-			}
+			nodes := startThree(c, strict, &log, nil)
 			c.waitLeader(nodes...)
 			n := nodes[0]
 			before := n.e.Status().Reconnects
@@ -3456,6 +3437,26 @@ func TestResubscribedStandsAtOnce(t *testing.T) {
 			assert.Contains(t, log.String(), `msg="heard every node Redis lists; listening ended" node=n0 group=g nodes=3`)
 		})
 	}
+}
+
+// startThree starts n0, n1 and n2 on c, n0 logging to log, in strict
+// mode (ClusterSize 3) if strict; mod, if not nil, changes each Config.
+func startThree(c *cluster, strict bool, log *lockedBuffer, mod func(*Config)) []*node {
+	nodes := make([]*node, 3)
+	for i := range nodes {
+		nodes[i] = c.start("n"+strconv.Itoa(i), func(cfg *Config) {
+			if i == 0 {
+				logsTo(c, log)(cfg)
+			}
+			if strict {
+				cfg.ClusterSize = 3
+			}
+			if mod != nil {
+				mod(cfg)
+			}
+		})
+	}
+	return nodes
 }
 
 func modeNameTest(strict bool) string {
