@@ -4784,7 +4784,6 @@ func TestVoterGrantsTheSuccessorOfTheLeaderItElected(t *testing.T) {
 	require.Equal(t, "a", s.leader)
 	now = now.Add(18 * time.Millisecond) // well inside the round it gave a
 	c.receive(now, &message{Type: msgResign, Term: 5, Inc: 2, From: "a", To: "b"})
-	c.begin(now)
 	c.receive(now, &message{Type: msgVoteRequest, Term: 6, Inc: 3, From: "b"})
 	assert.Equal(t, "b", s.votedFor, "it refused the successor of the leader it elected")
 	assert.EqualValues(t, 6, s.term)
@@ -6007,7 +6006,7 @@ func (s *sim) forgetCheck() {
 // kept unique.
 func (s *sim) forget(why string) {
 	s.tracef("term checks start anew: %s", why)
-	s.leaders = map[uint64]string{}
+	s.leaders, s.voters = map[uint64]string{}, map[uint64][]string{}
 	s.maxToken, s.maxWon = 0, 0
 }
 
