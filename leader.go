@@ -1453,7 +1453,8 @@ func (c *core) whoAnswer(now time.Time, round uint64, names []string, err error)
 		return c.out
 	}
 	if err != nil {
-		// Not a weaker guarantee: the node listens its two heartbeats.
+		// Not a weaker guarantee: the node listens its two heartbeats (in
+		// strict mode, an heir waits out its guard).
 		s.hello = false
 		c.redisError("list the group's nodes", err)
 		then := "listening two heartbeats"
@@ -1507,34 +1508,26 @@ func (c *core) learning(now time.Time) bool {
 }
 
 // answerHello schedules the heartbeat that answers a node's hello: at once,
-// or, when it answered another within answerGap, answerGap after that one,
+// or, when it answered another within helloGap, helloGap after that one,
 // so that many hellos at once (after a Redis restart) cost a few
-// broadcasts, not one each.
+// broadcasts, not one each. (A gap that shrank with the group, to answer
+// the last node back sooner, let a burst of hellos and answers overflow a
+// slow subscriber's output buffer; Redis closed every subscriber, every
+// node said hello again, and the group never elected: simulator seed
+// 92364275423536.)
 func (c *core) answerHello(now time.Time) {
 	s := &c.st
 	if s.answerAt.IsZero() {
-		s.answerAt = s.answeredAt.Add(c.answerGap(now))
+		s.answerAt = s.answeredAt.Add(c.helloGap())
 		if s.answerAt.Before(now) {
 			s.answerAt = now
 		}
 	}
 }
 
-// answerGap is the least time between two answers to hellos:
-// HeartbeatInterval/10 in a group of maxHelloGroup, less in proportion in
-// a smaller one (under a millisecond in a group of 5 by default). The last
-// node to resubscribe waits for an answer from every other before it
-// votes, so the gap is most of what it waits; and the N hellos of a
-// restart cost a node at most N answers, so a small group loses nothing
-// by answering each, while a large one answers a burst in a few. Over the
-// few milliseconds the reconnects are spread, the group as a whole then
-// sends about as many answers whatever its size.
-func (c *core) answerGap(now time.Time) time.Duration {
-	return c.cfg.HeartbeatInterval / 10 * time.Duration(min(c.groupSize(now), maxHelloGroup)) / maxHelloGroup
-}
-
-// helloGap is how long a node waits to say hello and ask again after the
-// connection failed under the first.
+// helloGap is the least time between two answers to hellos, and how long
+// a node waits to say hello and ask again after the connection failed
+// under the first.
 func (c *core) helloGap() time.Duration { return c.cfg.HeartbeatInterval / 10 }
 
 // disconnected: the subscription ended, with err if Redis said why.
@@ -2763,10 +2756,11 @@ func (c *core) due(now time.Time) {
 					switch {
 					case s.heardQuorum:
 						guard = 0
-					case c.learning(now) && s.heir == c.cfg.ID && c.cfg.ClusterSize > 0:
-						return
 					case s.hello && c.cfg.ClusterSize > 0:
-						guard = max(0, s.helloUntil.Sub(now))
+						if c.learning(now) && s.heir == c.cfg.ID {
+							return
+						}
+						guard = 0 // its answers no longer count: the guard is over
 					}
 				}
 				s.electionAt = now.Add(c.afterLeaderLost(c.jitter(), guard))
